@@ -1,0 +1,138 @@
+"""The ``edgesparse`` command line: ``train`` and ``figures`` (more subcommands join as the flow grows)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch's busy-waiting starves shared CPUs; set before import
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Sequence  # noqa: E402
+
+from edgesparse.config import config_fields, load_config  # noqa: E402
+from edgesparse.errors import EdgesparseError  # noqa: E402
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _optional(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        return None if text.lower() in ("none", "null", "") else kind(text)
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _override_pair(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected LAYER_GLOB=PATTERN, got {text!r}")
+    glob, pattern = text.split("=", 1)
+    return glob.strip(), pattern.strip()
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per TrainConfig field, with the field's help text; unset flags leave the config alone."""
+    group = parser.add_argument_group("training settings (override the config file; defaults in brackets)")
+    for f in config_fields():
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default_factory() if callable(f.default_factory) else f.default
+        helptext = f"{f.metadata['help']} [{default}]"
+        if f.name == "overrides":
+            group.add_argument("--override", dest="overrides", action="append", type=_override_pair,
+                               metavar="GLOB=PATTERN", help=helptext)
+            continue
+        kinds = [t for t in getattr(f.type, "__args__", (f.type,)) if t is not type(None)]
+        kind = kinds[0]
+        parse = _bool if kind is bool else (_optional(kind) if len(kinds) < len(getattr(f.type, "__args__", ())) else kind)
+        group.add_argument(flag, dest=f.name, type=parse, default=None, metavar=kind.__name__.upper(), help=helptext)
+
+
+def _config_from_args(args: argparse.Namespace) -> Any:
+    values = {f.name: getattr(args, f.name) for f in config_fields()}
+    if values.get("overrides") is not None:
+        values["overrides"] = dict(values["overrides"])
+    return load_config(args.config, **values)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from edgesparse.sparsity.figures import LayerFigures, format_figures
+    from edgesparse.train import train
+
+    config = _config_from_args(args)
+    result = train(config, args.out, resume=args.resume, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        rows = [LayerFigures(**{k: r[k] for k in ("name", "shape", "pattern", "dense_weights", "kept_weights",
+                                                  "index_bits")}) for r in result.figures]
+        print(format_figures(rows))
+        print(f"test accuracy {result.test_accuracy:.4f}; weights {result.compression:.2f}x fewer; "
+              f"index {result.index_ratio:.5f} of dense int8; {result.steps} steps in {result.seconds:.0f} s; "
+              f"run in {result.out_dir}")
+    return 0
+
+
+def _cmd_figures(args: argparse.Namespace) -> int:
+    from edgesparse.sparsity.figures import format_figures, layer_figures, total_figures
+    from edgesparse.trained import load_trained
+
+    rows = layer_figures(load_trained(args.run).model)
+    if args.json:
+        total = total_figures(rows)
+        print(json.dumps({"layers": [r.as_row() for r in rows], "total": total.as_row()}, indent=2))
+    else:
+        print(format_figures(rows))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgesparse",
+        description="Fine-grained sparse int8 CNNs for a sparse systolic-array accelerator.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train", help="train a model from scratch with dynamic fine-grained pruning",
+        description="Train from scratch with dynamic N:M pruning (masks recomputed on a cubic schedule, pruned "
+                    "weights can return), then freeze the masks for a final fine-tune. Runs under torchrun for "
+                    "DDP. Writes checkpoint.pt, metrics.jsonl, final.pt and summary.json into --out.")
+    train.add_argument("--config", type=Path, help="TOML file of training settings (keys as the flags below, "
+                                                   "with underscores)")
+    train.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder of the run [runs/train]")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_config_flags(train)
+    train.set_defaults(handler=_cmd_train)
+
+    figures = commands.add_parser(
+        "figures", help="per-layer compression figures of a trained run",
+        description="Kept weights, compression, index bits and index bytes over dense int8 bytes, per layer and "
+                    "in total, for a run folder or its final.pt / checkpoint.pt.")
+    figures.add_argument("run", type=Path, help="run folder, final.pt or checkpoint.pt")
+    figures.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    figures.set_defaults(handler=_cmd_figures)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except EdgesparseError as error:
+        print(f"edgesparse: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgesparse: interrupted (the last checkpoint is intact; --resume continues)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Configs and the command line: help, clear errors for bad input, a real run end to end."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from edgesparse.cli import main
+from edgesparse.config import load_config
+from edgesparse.errors import ConfigError
+
+
+def test_config_file_and_overrides(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('pattern = "2:8"\nepochs = 3\n[overrides]\n"classifier" = "dense"\n')
+    config = load_config(path, epochs=4)
+    assert (config.pattern, config.epochs, config.overrides) == ("2:8", 4, {"classifier": "dense"})
+
+
+@pytest.mark.parametrize("text, words", [
+    ("epochs = [", "not valid TOML"), ("epoch = 3", "unknown config key.*epoch"),
+    ('epochs = "five"', "'epochs' must be an integer"), ("lr = -1.0", "lr must be positive"),
+    ("batch_size = 0", "batch_size must be at least 1"),
+])
+def test_malformed_configs_are_named(tmp_path, text, words):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=words):
+        load_config(path)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--pattern", "17:16"], "impossible: a block of M=16 cannot keep N=17"),
+    (["--pattern", "0:16"], "positive integer"),
+    (["--model", "alexnet"], "unknown model 'alexnet'"),
+    (["--dataset", "mnist"], "unknown dataset 'mnist'"),
+    (["--dataset", "cifar10", "--data-dir", "/nonexistent"], "CIFAR-10 files missing"),
+    (["--importance", "random"], "unknown importance 'random'"),
+    (["--model", "vgg16"], "takes 224x224 inputs"),
+])
+def test_bad_training_input_exits_with_a_clear_message(tmp_path, capsys, flags, words):
+    code = main(["train", "--out", str(tmp_path / "run"), "--dataset", "synthetic", "--no-progress", *flags])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgesparse: error:") and words in err and "Traceback" not in err
+
+
+def test_help_explains_the_flags():
+    out = subprocess.run([sys.executable, "-m", "edgesparse.cli", "train", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "--pattern" in out and "N:M/gG" in out and "--resume" in out and "--importance" in out
+
+
+def test_train_and_figures_end_to_end(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--dataset", "synthetic", "--width", "0.125", "--epochs", "1",
+                 "--batch-size", "64", "--update-every", "2", "--no-progress"]) == 0
+    assert "16.00x" in capsys.readouterr().out
+    assert main(["figures", str(run), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    sparse = [layer for layer in figures["layers"] if layer["pattern"] == "1:16" and layer["shape"][1] % 16 == 0]
+    assert sparse and all(layer["compression"] == 16.0 and layer["index_ratio"] == 1 / 32 for layer in sparse)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["config"]["pattern"] == "1:16" and (run / "metrics.jsonl").read_text().count("\n") == 1
+    assert main(["train", "--out", str(run), "--dataset", "synthetic", "--no-progress"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
