@@ -70,3 +70,37 @@ def test_train_and_figures_end_to_end(tmp_path, capsys):
     assert summary["config"]["pattern"] == "1:16" and (run / "metrics.jsonl").read_text().count("\n") == 1
     assert main(["train", "--out", str(run), "--dataset", "synthetic", "--no-progress"]) == 2
     assert "already holds a run" in capsys.readouterr().err
+
+
+def test_export_and_inspect_a_trained_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--dataset", "synthetic", "--width", "0.25", "--epochs", "1",
+                 "--batch-size", "64", "--no-progress"]) == 0
+    packed = tmp_path / "model.packed"
+    assert main(["export", str(run), "-o", str(packed), "--calibration-batches", "2"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(packed), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    layer = next(r for r in report["layers"] if r["name"] == "features.20")  # 1:16, Cin 32
+    assert layer["weights_vs_dense"] == 1 / 16 and layer["index_overhead"] == 1 / 32
+    assert report["totals_by_pattern"]["1:16"]["kept_weights"] * 16 == report["totals_by_pattern"]["1:16"][
+        "dense_weights"]
+    assert report["file_bytes"] == packed.stat().st_size
+
+
+def test_inspect_rejects_a_damaged_file_clearly(tmp_path, capsys):
+    packed = tmp_path / "model.packed"
+    assert main(["export", "--model", "resnet18_small", "--in-chans", "1", "--num-classes", "10", "--width",
+                 "0.25", "-o", str(packed)]) == 0
+    data = bytearray(packed.read_bytes())
+    data[-5] ^= 0x10
+    packed.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["inspect", str(packed)]) == 2
+    err = capsys.readouterr().err
+    assert "checksum mismatch" in err and str(packed) in err and "Traceback" not in err
+
+
+def test_export_needs_a_run_or_a_model(tmp_path, capsys):
+    assert main(["export", "-o", str(tmp_path / "x.packed")]) == 2
+    assert "either a trained RUN or --model" in capsys.readouterr().err

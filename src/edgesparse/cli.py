@@ -92,6 +92,41 @@ def _cmd_figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from edgesparse.export_flow import export_random, export_run
+    from edgesparse.pack.inspect import format_stored, stored_layers
+    from edgesparse.pack.packed import save_packed
+    from edgesparse.errors import ConfigError
+
+    if (args.run is None) == (args.model is None):
+        raise ConfigError("give either a trained RUN or --model NAME (random weights following --pattern)")
+    if args.run is not None:
+        graph = export_run(args.run, args.calibration_batches, args.batch_size, args.data_dir)
+    else:
+        graph = export_random(args.model, args.pattern, args.first_conv, args.input_size,
+                              args.num_classes, args.in_chans, args.width, args.seed)
+    size = save_packed(graph, args.output)
+    print(format_stored(stored_layers(graph)))
+    print(f"wrote {args.output}: {size:,} bytes, {len(graph.ops)} integer ops")
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from edgesparse.pack.inspect import format_stored, stored_layers, total_stored
+    from edgesparse.pack.packed import load_packed
+
+    graph = load_packed(args.model)
+    rows = stored_layers(graph)
+    if args.json:
+        totals = {p: total_stored(rows, p).as_row() for p in sorted({r.pattern for r in rows})}
+        print(json.dumps({"model": str(args.model), "input_shape": list(graph.input_shape), "ops": len(graph.ops),
+                          "file_bytes": args.model.stat().st_size, "layers": [r.as_row() for r in rows],
+                          "totals_by_pattern": totals, "total": total_stored(rows).as_row()}, indent=2))
+    else:
+        print(format_stored(rows))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgesparse",
@@ -119,6 +154,35 @@ def build_parser() -> argparse.ArgumentParser:
     figures.add_argument("run", type=Path, help="run folder, final.pt or checkpoint.pt")
     figures.add_argument("--json", action="store_true", help="print JSON instead of a table")
     figures.set_defaults(handler=_cmd_figures)
+
+    export = commands.add_parser(
+        "export", help="quantize a trained run (or a random sparse model) to int8 and write the packed model",
+        description="Fold BatchNorm, calibrate activation scales, quantize to int8 (weights per output channel, "
+                    "activations per tensor) and write the packed model: kept int8 values, log2(M)-bit indices, "
+                    "biases, requantization parameters and the integer graph, in a checksummed safetensors file.")
+    export.add_argument("run", type=Path, nargs="?", help="run folder or final.pt of a trained model")
+    export.add_argument("-o", "--output", type=Path, required=True, help="packed model file to write")
+    export.add_argument("--calibration-batches", type=int, default=8, help="training batches used to calibrate")
+    export.add_argument("--batch-size", type=int, default=128, help="calibration batch size")
+    export.add_argument("--data-dir", help="dataset folder, if not the run's own")
+    random = export.add_argument_group("random pattern-following weights instead of a run (hardware figures)")
+    random.add_argument("--model", help="registered model name, e.g. vgg16 or resnet50")
+    random.add_argument("--pattern", default="1:16", help="sparsity pattern of the masked layers")
+    random.add_argument("--first-conv", default="dense", help="pattern of the first convolution")
+    random.add_argument("--input-size", type=int, help="input height and width (default: the model's own)")
+    random.add_argument("--num-classes", type=int, default=1000)
+    random.add_argument("--in-chans", type=int, default=3)
+    random.add_argument("--width", type=float, default=1.0)
+    random.add_argument("--seed", type=int, default=0)
+    export.set_defaults(handler=_cmd_export)
+
+    inspect = commands.add_parser(
+        "inspect", help="what a packed model stores, per layer and in total",
+        description="Validate a packed model and list, per layer and in total: kept weights, value bytes, index "
+                    "bytes, scale bytes, and the ratios to the dense int8 and dense fp32 weights.")
+    inspect.add_argument("model", type=Path, help="packed model file")
+    inspect.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    inspect.set_defaults(handler=_cmd_inspect)
     return parser
 
 

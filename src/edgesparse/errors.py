@@ -19,3 +19,11 @@ class DataError(EdgesparseError, ValueError):
 
 class CheckpointError(EdgesparseError, ValueError):
     """A checkpoint cannot be read or does not match the run that wants to resume it."""
+
+
+class QuantError(EdgesparseError, ValueError):
+    """A model cannot be quantized, or an integer graph is inconsistent."""
+
+
+class PackError(EdgesparseError, ValueError):
+    """A packed model file is damaged, inconsistent or of an unknown version."""

@@ -57,6 +57,9 @@ class DensePattern:
     def check(self, mask: torch.Tensor) -> str | None:
         return None if bool(mask.all()) else "a dense layer has pruned weights"
 
+    def admits(self, nonzero: torch.Tensor) -> str | None:
+        return None
+
 
 @dataclass(frozen=True)
 class BlockPattern:
@@ -141,6 +144,16 @@ class BlockPattern:
                 return f"filters {group * self.g}..{group * self.g + self.g - 1} do not share kept positions (G={self.g})"
         return None
 
+    def admits(self, nonzero: torch.Tensor) -> str | None:
+        """Why a weight with these non-zeros cannot follow the pattern (kept weights may be zero), or None."""
+        occupied = self._blocks(_as_filter_rows(nonzero.float()), fill=0.0).amax(dim=1)  # union over a group
+        counts = occupied.sum(-1)
+        if bool((counts > self.n).any()):
+            group, pos, block = (int(i) for i in (counts > self.n).nonzero()[0])
+            return (f"filter group {group}, kernel position {pos}, block {block} holds {int(counts[group, pos, block])} "
+                    f"non-zero weights, more than N={self.n}")
+        return None
+
 
 @dataclass(frozen=True)
 class UnstructuredPattern:
@@ -178,7 +191,13 @@ class UnstructuredPattern:
         return math.prod(shape)
 
     def check(self, mask: torch.Tensor) -> str | None:
-        return None  # any placement is allowed; the density is checked by the caller
+        return None  # any placement is allowed; a global threshold sets no per-layer count
+
+    def admits(self, nonzero: torch.Tensor) -> str | None:
+        if self.scope == "global":
+            return None
+        kept, allowed = int(nonzero.sum()), max(1, round(nonzero.numel() * self.final_density))
+        return None if kept <= allowed else f"holds {kept} non-zero weights, more than {allowed}"
 
 
 @dataclass(frozen=True)
@@ -222,6 +241,11 @@ class ChannelPattern:
             return "kept input channels differ between filters or kernel positions"
         kept, expected = int(rows[0, 0].sum()), self._keep(mask.shape[1], self.final_density)
         return None if kept == expected else f"keeps {kept} input channels, expected {expected}"
+
+    def admits(self, nonzero: torch.Tensor) -> str | None:
+        used = int(_as_filter_rows(nonzero).any(dim=0).any(dim=0).sum())
+        allowed = self._keep(nonzero.shape[1], self.final_density)
+        return None if used <= allowed else f"uses {used} input channels, more than {allowed}"
 
 
 Pattern = Union[DensePattern, BlockPattern, UnstructuredPattern, ChannelPattern]

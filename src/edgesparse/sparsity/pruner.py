@@ -41,8 +41,8 @@ class PruningSchedule:
     """When masks change, as fractions of the total training steps."""
 
     start: float = 0.0
-    end: float = 0.6
-    freeze: float = 0.85
+    end: float = 0.4
+    freeze: float = 0.5
     update_every: int = 50
 
     def __post_init__(self) -> None:
