@@ -64,15 +64,13 @@ def _config_from_args(args: argparse.Namespace) -> Any:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from edgesparse.sparsity.figures import LayerFigures, format_figures
+    from edgesparse.sparsity.figures import format_figures
     from edgesparse.train import train
 
     config = _config_from_args(args)
     result = train(config, args.out, resume=args.resume, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
-        rows = [LayerFigures(**{k: r[k] for k in ("name", "shape", "pattern", "dense_weights", "kept_weights",
-                                                  "index_bits")}) for r in result.figures]
-        print(format_figures(rows))
+        print(format_figures(result.figures))
         print(f"test accuracy {result.test_accuracy:.4f}; weights {result.compression:.2f}x fewer; "
               f"index {result.index_ratio:.5f} of dense int8; {result.steps} steps in {result.seconds:.0f} s; "
               f"run in {result.out_dir}")

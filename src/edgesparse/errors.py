@@ -27,3 +27,7 @@ class QuantError(EdgesparseError, ValueError):
 
 class PackError(EdgesparseError, ValueError):
     """A packed model file is damaged, inconsistent or of an unknown version."""
+
+
+class AcceleratorError(EdgesparseError, ValueError):
+    """An accelerator configuration is invalid, or a layer cannot run on it."""

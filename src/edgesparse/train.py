@@ -28,6 +28,7 @@ from edgesparse.errors import CheckpointError, ConfigError
 from edgesparse.models import INPUT_SIZE, create_model
 from edgesparse.sparsity import (
     DynamicPruner,
+    LayerFigures,
     PatternPlan,
     PruningSchedule,
     create_importance,
@@ -48,7 +49,7 @@ class TrainResult:
     test_accuracy: float
     compression: float
     index_ratio: float
-    figures: list[dict[str, Any]]
+    figures: list[LayerFigures]
     out_dir: Path
     steps: int
     seconds: float
@@ -226,15 +227,16 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, pro
     total = total_figures(figures)
     if test_accuracy is None:  # resumed a run that had already finished
         test_accuracy = evaluate(model, test_data, config.channels_last)
-    result = TrainResult(model, test_accuracy, total.compression, float(total.index_ratio),
-                         [row.as_row() for row in figures], out_dir, step, time.perf_counter() - started)
+    result = TrainResult(model, test_accuracy, total.compression, float(total.index_ratio), figures, out_dir, step,
+                         time.perf_counter() - started)
+    rows = [row.as_row() for row in figures]
     if world.main:
         save_checkpoint(out_dir / "final.pt", {"config": config.to_dict(), "step": step, "model_args": model_args,
                                                 "patterns": pruner.state_dict()["patterns"],
-                                                "model": model.state_dict(), "figures": result.figures,
+                                                "model": model.state_dict(), "figures": rows,
                                                 "test_acc": test_accuracy})
         summary = {"test_acc": test_accuracy, "compression": total.compression, "index_ratio": float(total.index_ratio),
                    "steps": step, "seconds": round(result.seconds, 2), "config": config.to_dict(),
-                   "figures": result.figures}
+                   "figures": rows}
         atomic_write_bytes(out_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
     return result

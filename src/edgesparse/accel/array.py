@@ -1,0 +1,100 @@
+"""Two executions of one weighted layer on the array, sharing :mod:`edgesparse.accel.schedule`.
+
+- :func:`run_stepped`: the register-level model, advanced one clock at a time and vectorized over PEs. Weights
+  shift in from the top; each row's M-wide activation vector enters at the left, skewed by one cycle per row,
+  and moves one PE right per cycle; every PE selects ``act[idx]``, multiplies by its weight and adds the partial
+  sum arriving from above. It records the value and the cycle of every partial sum leaving the bottom row.
+- :func:`run_fast`: the same layer in one pass per column fold: activation blocks gathered for every row,
+  weights scattered to their indices, one exact matrix product (float64 on integers below 2^53); cycles come
+  from the schedule's closed form.
+
+Both return int64 accumulators ``[pixels, Cout]`` summed over row folds (the post-processing unit's int32
+accumulation) and the cycle each final sum left the array.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from edgesparse.accel.config import AcceleratorConfig
+from edgesparse.accel.mapping import LoweredLayer, activation_blocks
+from edgesparse.accel.schedule import LayerSchedule
+
+
+def run_stepped(layer: LoweredLayer, x: np.ndarray, plan: LayerSchedule,
+                config: AcceleratorConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Clock the array through every fold of ``layer`` on one image ``x``."""
+    blocks = activation_blocks(x, layer)  # [P, K, B, M]
+    positions, block_of_row = layer.row_block()
+    row_acts = blocks[:, positions, block_of_row, :]  # [P, rows_needed, M]
+    pixels = row_acts.shape[0]
+    R, C, M = config.rows, config.cols, layer.m
+    acc = np.zeros((pixels, layer.cout), dtype=np.int64)
+    cycles = np.full((pixels, layer.cout), -1, dtype=np.int64)
+    row_index = np.arange(R)
+    for col_fold in range(plan.col_folds):
+        columns = slice(col_fold * C, min(layer.cout, (col_fold + 1) * C))
+        width = columns.stop - columns.start
+        for row_fold in range(plan.row_folds):
+            rows = slice(row_fold * R, min(layer.rows_needed, (row_fold + 1) * R))
+            height = rows.stop - rows.start
+            fold_w = np.zeros((R, C), dtype=np.int64)
+            fold_i = np.zeros((R, C), dtype=np.int64)
+            fold_w[:height, :width] = layer.values[rows, columns]
+            fold_i[:height, :width] = layer.index[rows, columns]
+            acts = np.zeros((pixels, R, M), dtype=np.int64)
+            acts[:, :height] = row_acts[:, rows]
+            start = plan.fold_start(col_fold, row_fold)
+            out, when = _clock_fold(fold_w, fold_i, acts, R, C, M, row_index, plan.fold_cycles)
+            acc[:, columns] += out[:, :width]
+            cycles[:, columns] = start + when[:, :width]
+    return acc, cycles
+
+
+def _clock_fold(fold_w: np.ndarray, fold_i: np.ndarray, acts: np.ndarray, R: int, C: int, M: int,
+                row_index: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """One fold, cycle by cycle: returns bottom-row sums per (pixel, column) and their local cycles."""
+    pixels = acts.shape[0]
+    weight_reg = np.zeros((R, C), dtype=np.int64)
+    index_reg = np.zeros((R, C), dtype=np.int64)
+    act_reg = np.zeros((R, C, M), dtype=np.int64)
+    psum_reg = np.zeros((R, C), dtype=np.int64)
+    out = np.zeros((pixels, C), dtype=np.int64)
+    when = np.full((pixels, C), -1, dtype=np.int64)
+    columns = np.arange(C)
+    for cycle in range(length):
+        if cycle < R:  # weight load: row R-1-cycle enters at the top, everything moves down one row
+            weight_reg = np.vstack([fold_w[R - 1 - cycle][None], weight_reg[:-1]])
+            index_reg = np.vstack([fold_i[R - 1 - cycle][None], index_reg[:-1]])
+            continue
+        stream = cycle - R
+        act_reg[:, 1:] = act_reg[:, :-1]  # activations move one PE to the right
+        pixel = stream - row_index  # row i receives pixel (stream - i): the skew
+        live = (pixel >= 0) & (pixel < pixels)
+        act_reg[:, 0] = 0
+        act_reg[live, 0] = acts[pixel[live], row_index[live]]
+        chosen = np.take_along_axis(act_reg, index_reg[..., None], axis=2)[..., 0]
+        above = np.vstack([np.zeros((1, C), dtype=np.int64), psum_reg[:-1]])
+        psum_reg = above + weight_reg * chosen  # partial sums move one PE down
+        leaving = stream - (R - 1) - columns  # the pixel whose sum leaves column j now
+        valid = (leaving >= 0) & (leaving < pixels)
+        out[leaving[valid], columns[valid]] = psum_reg[R - 1, valid]
+        when[leaving[valid], columns[valid]] = cycle
+    return out, when
+
+
+def run_fast(layer: LoweredLayer, x: np.ndarray, plan: LayerSchedule,
+             config: AcceleratorConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The layer's accumulators by gather + exact matrix product; cycles from the schedule."""
+    blocks = activation_blocks(x, layer)  # [P, K, B, M]
+    pixels = blocks.shape[0]
+    kernel_positions = layer.kernel[0] * layer.kernel[1]
+    # Scatter each slot's value to its index: the lowered dense matrix [K * B * M, Cout] the slots encode.
+    positions, block_of_row = layer.row_block()
+    target = (positions * layer.blocks + block_of_row).reshape(-1, 1) * layer.m + layer.index
+    lowered = np.zeros((kernel_positions * layer.blocks * layer.m, layer.cout), dtype=np.float64)
+    np.add.at(lowered, (target, np.broadcast_to(np.arange(layer.cout), target.shape)), layer.values)
+    acts = torch.from_numpy(blocks.reshape(pixels, -1).astype(np.float64))
+    acc = (acts @ torch.from_numpy(lowered)).numpy().astype(np.int64)
+    return acc, plan.output_cycles(config)

@@ -1,0 +1,75 @@
+"""The accelerator's configuration: array size, the block the PE select serves, clock, buffers and DRAM."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from edgesparse.errors import AcceleratorError
+
+
+@dataclass(frozen=True)
+class AcceleratorConfig:
+    """A weight-stationary R x C array whose PEs select one of ``m`` activations by a log2(m)-bit index.
+
+    ``m = n = 1`` is the classic dense weight-stationary array. ``n`` is the pattern the array is built for;
+    layers of other patterns run too (see :mod:`edgesparse.accel.mapping`).
+    """
+
+    rows: int = 16
+    cols: int = 16
+    m: int = 16
+    n: int = 1
+    clock_mhz: float = 200.0
+    weight_buffer_kib: float = 64.0
+    input_buffer_kib: float = 512.0
+    output_buffer_kib: float = 256.0
+    dram_bytes_per_cycle: float = 16.0
+
+    def __post_init__(self) -> None:
+        for name in ("rows", "cols", "m", "n"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise AcceleratorError(f"accelerator {name} must be a positive integer, got {value!r}")
+        if self.n > self.m:
+            raise AcceleratorError(f"an array built for {self.n}:{self.m} is impossible: N must not exceed M")
+        for name in ("clock_mhz", "weight_buffer_kib", "input_buffer_kib", "output_buffer_kib",
+                     "dram_bytes_per_cycle"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise AcceleratorError(f"accelerator {name} must be a positive number, got {value!r}")
+        if self.fold_weight_bytes * 2 > self.weight_buffer_kib * 1024:
+            raise AcceleratorError(
+                f"the weight buffer ({self.weight_buffer_kib} KiB) cannot double-buffer one fold of "
+                f"{self.fold_weight_bytes} bytes ({self.rows}x{self.cols} values and indices)")
+
+    @property
+    def index_bits(self) -> int:
+        return math.ceil(math.log2(self.m)) if self.m > 1 else 0
+
+    @property
+    def fold_weight_bytes(self) -> int:
+        """Bytes of one full fold of weights: an int8 value and an index per PE."""
+        return math.ceil(self.rows * self.cols * (8 + self.index_bits) / 8)
+
+    @property
+    def pes(self) -> int:
+        return self.rows * self.cols
+
+    def dense_twin(self) -> "AcceleratorConfig":
+        """The same-size dense array (M = N = 1), the baseline of every comparison."""
+        return AcceleratorConfig(**{**asdict(self), "m": 1, "n": 1})
+
+    def describe(self) -> str:
+        return f"{self.rows}x{self.cols} {self.n}:{self.m} @ {self.clock_mhz:g} MHz"
+
+
+def parse_array(text: str) -> tuple[int, int]:
+    """``"16x16"`` -> ``(16, 16)``."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise AcceleratorError(f"array size must look like RxC (e.g. 16x16), got {text!r}")
+    rows, cols = (int(p) for p in parts)
+    if rows < 1 or cols < 1:
+        raise AcceleratorError(f"array size must be at least 1x1, got {text!r}")
+    return rows, cols

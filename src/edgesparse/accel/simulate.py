@@ -1,0 +1,161 @@
+"""Whole networks on the accelerator in three views of one machine: stepped, fast and analytic.
+
+Weighted ops (conv, linear) run on the array, one layer after another, each on :func:`schedule_layer`'s folds.
+The post-processing unit adds the bias, requantizes, applies ReLU and runs the ops that follow in the stream
+(max/average pool, residual add, flatten) at the rate outputs leave the array, so they add no cycles; a
+residual add reads its second operand from DRAM. ``stepped`` and ``fast`` compute every output (bit-exact
+against the integer reference); ``analytic`` computes cycles and traffic only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from edgesparse.accel.array import run_fast, run_stepped
+from edgesparse.accel.config import AcceleratorConfig
+from edgesparse.accel.mapping import LoweredLayer, lower
+from edgesparse.accel.schedule import LayerSchedule, LayerShape, schedule_layer
+from edgesparse.errors import AcceleratorError
+from edgesparse.quant.fixedpoint import requantize
+from edgesparse.quant.graph import INPUT, IntGraph, IntOp
+from edgesparse.quant.reference import run_op
+
+MODES = ("stepped", "fast", "analytic")
+
+
+@dataclass
+class LayerResult:
+    """One op's share of a frame."""
+
+    name: str
+    kind: str
+    start_cycle: int
+    cycles: int
+    dram_bytes: int
+    dense_macs: int = 0
+    real_macs: int = 0
+    schedule: LayerSchedule | None = None
+    output_cycles: np.ndarray | None = None  # [pixels, Cout], absolute cycles (stepped and fast)
+
+    def pe_utilization(self, config: AcceleratorConfig) -> float:
+        return self.real_macs / (config.pes * self.cycles) if self.cycles else 0.0
+
+    def as_row(self, config: AcceleratorConfig) -> dict:
+        return {"name": self.name, "kind": self.kind, "cycles": self.cycles,
+                "pe_utilization": round(self.pe_utilization(config), 6), "dram_bytes": self.dram_bytes,
+                "folds": self.schedule.folds if self.schedule else 0,
+                "stall_cycles": self.schedule.stall_cycles if self.schedule else 0,
+                "dense_macs": self.dense_macs, "real_macs": self.real_macs}
+
+
+@dataclass
+class SimulationResult:
+    """A frame on the accelerator: per-layer results, totals and (stepped/fast) the output."""
+
+    config: AcceleratorConfig
+    mode: str
+    layers: list[LayerResult]
+    output: np.ndarray | None = None
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def total_cycles(self) -> int:
+        return sum(layer.cycles for layer in self.layers)
+
+    @property
+    def fps(self) -> float:
+        return self.config.clock_mhz * 1e6 / self.total_cycles
+
+    @property
+    def dense_macs(self) -> int:
+        return sum(layer.dense_macs for layer in self.layers)
+
+    @property
+    def real_macs(self) -> int:
+        return sum(layer.real_macs for layer in self.layers)
+
+    @property
+    def pe_utilization(self) -> float:
+        return self.real_macs / (self.config.pes * self.total_cycles)
+
+    @property
+    def effective_gops(self) -> float:
+        """2 x the dense model's MACs x FPS: pruned MACs counted, as the literature does."""
+        return 2 * self.dense_macs * self.fps / 1e9
+
+    @property
+    def actual_gops(self) -> float:
+        """2 x the MACs the PEs perform x FPS."""
+        return 2 * self.real_macs * self.fps / 1e9
+
+    @property
+    def dram_bytes(self) -> int:
+        return sum(layer.dram_bytes for layer in self.layers)
+
+
+def plan_network(graph: IntGraph, config: AcceleratorConfig) -> list[tuple[IntOp, LoweredLayer | None, LayerShape | None]]:
+    """Lower every weighted op of ``graph`` and describe its shape for the schedule."""
+    shapes = graph.shapes()
+    plan = []
+    for op in graph.ops:
+        if op.kind not in ("conv", "linear"):
+            plan.append((op, None, None))
+            continue
+        layer = lower(op, graph.patterns.get(op.name), config)
+        source = shapes[op.inputs[0]]
+        pixels = math.prod(shapes[op.name][1:]) if op.kind == "conv" else 1
+        kh, kw = layer.kernel
+        plan.append((op, layer, LayerShape(op.name, layer.rows_needed, layer.cout, pixels, math.prod(source),
+                                           layer.cout * layer.cin * kh * kw * pixels)))
+    return plan
+
+
+def _post_process(op: IntOp, acc: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Bias, requantization and ReLU on the accumulators ``[pixels, Cout]``, back to the tensor layout."""
+    acc = acc + op.arrays["bias"].astype(np.int64).reshape(1, -1)
+    if op.kind == "conv":
+        acc = acc.T.reshape(1, *shape)  # [1, Cout, H, W]
+    if not op.requant:
+        return acc
+    return requantize(acc, op.arrays["m"], op.arrays["shift"], relu=bool(op.attrs.get("relu")))
+
+
+def simulate(graph: IntGraph, config: AcceleratorConfig, mode: str = "fast", image: np.ndarray | None = None,
+             progress: bool = False, keep: bool = False) -> SimulationResult:
+    """Run one frame. ``image`` is the int8 input ``[C, H, W]`` (needed by stepped and fast)."""
+    if mode not in MODES:
+        raise AcceleratorError(f"unknown simulation mode {mode!r}: choose one of {', '.join(MODES)}")
+    computing = mode != "analytic"
+    if computing:
+        if image is None:
+            raise AcceleratorError(f"{mode} mode computes values: give it an int8 input image")
+        if image.dtype != np.int8 or tuple(image.shape) != tuple(graph.input_shape):
+            raise AcceleratorError(f"the input must be int8 {tuple(graph.input_shape)}, got {image.dtype} "
+                                   f"{tuple(image.shape)}")
+    shapes = graph.shapes()
+    tensors: dict[str, np.ndarray] = {INPUT: image[None]} if computing else {}
+    layers, clock = [], 0
+    execute = run_stepped if mode == "stepped" else run_fast
+    for op, layer, shape in tqdm(plan_network(graph, config), desc=f"{mode} {config.describe()}", unit="op",
+                                 disable=not progress):
+        if layer is None:
+            extra = int(math.prod(shapes[op.inputs[1]])) if op.kind == "add" else 0
+            layers.append(LayerResult(op.name, op.kind, clock, 0, extra))
+            if computing:
+                tensors[op.name] = run_op(op, [tensors[name] for name in op.inputs])
+            continue
+        plan = schedule_layer(shape, config)
+        result = LayerResult(op.name, op.kind, clock, plan.total_cycles, plan.dram_bytes, shape.dense_macs,
+                             plan.real_macs, plan)
+        if computing:
+            acc, cycles = execute(layer, tensors[op.inputs[0]][0], plan, config)
+            tensors[op.name] = _post_process(op, acc, shapes[op.name])
+            result.output_cycles = cycles + clock
+        layers.append(result)
+        clock += plan.total_cycles
+    output = tensors.get(graph.output) if computing else None
+    return SimulationResult(config, mode, layers, output, tensors if keep else {})

@@ -1,0 +1,130 @@
+"""The accelerator's three views agree with each other and with the integer reference."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edgesparse.accel import AcceleratorConfig, fold_cycles, lower, parse_array, simulate
+from edgesparse.accel.array import run_fast, run_stepped
+from edgesparse.accel.schedule import LayerShape, schedule_layer
+from edgesparse.accel.simulate import _post_process
+from edgesparse.errors import AcceleratorError
+from edgesparse.export_flow import export_random
+from edgesparse.quant import quantize_input, run_graph
+from edgesparse.quant.fixedpoint import quantize_multipliers
+from edgesparse.quant.graph import IntOp
+from edgesparse.quant.reference import run_op
+from edgesparse.sparsity.pattern import BlockPattern
+
+
+def _random_conv(rng, cin, cout, kernel, stride, padding, n, m):
+    weight = rng.integers(-127, 128, size=(cout, cin, kernel, kernel)).astype(np.int8)
+    pattern = BlockPattern(n, m)
+    mask = pattern.mask(torch.from_numpy(np.abs(weight).astype(np.float32) + rng.random(weight.shape)), n / m)
+    weight = weight * mask.numpy()
+    mult, shift = quantize_multipliers(rng.uniform(1e-4, 1e-2, size=cout))
+    return IntOp("conv", "conv", ["input"], {"kernel": [kernel, kernel], "stride": [stride, stride],
+                                             "padding": [padding, padding], "relu": bool(rng.integers(2))},
+                 {"weight": weight.astype(np.int8), "bias": rng.integers(-5000, 5000, cout).astype(np.int32),
+                  "m": mult, "shift": shift}), str(pattern)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cin=st.integers(1, 40), cout=st.integers(1, 12), size=st.integers(3, 8), kernel=st.sampled_from([1, 3]),
+       stride=st.sampled_from([1, 2]), padding=st.integers(0, 1), m=st.sampled_from([2, 4, 8, 16]),
+       n_frac=st.floats(0.0, 1.0), rows=st.integers(1, 6), cols=st.integers(1, 6), seed=st.integers(0, 2**16))
+def test_stepped_fast_analytic_and_reference_agree(cin, cout, size, kernel, stride, padding, m, n_frac, rows,
+                                                    cols, seed):
+    rng = np.random.default_rng(seed)
+    n = max(1, round(n_frac * m))
+    op, spec = _random_conv(rng, cin, cout, kernel, stride, padding, n, m)
+    config = AcceleratorConfig(rows=rows, cols=cols, m=m, n=n)
+    x = rng.integers(-128, 128, size=(cin, size, size)).astype(np.int8)
+    layer = lower(op, spec, config)
+    assert layer.slots == n and layer.rows_needed == kernel * kernel * -(-cin // m) * n
+    out_h, out_w = layer.output_size(size, size)
+    shape = LayerShape("conv", layer.rows_needed, cout, out_h * out_w, x.size, cout * cin * kernel**2 * out_h * out_w)
+    plan = schedule_layer(shape, config)
+
+    stepped_acc, stepped_cycles = run_stepped(layer, x, plan, config)
+    fast_acc, fast_cycles = run_fast(layer, x, plan, config)
+    assert np.array_equal(stepped_acc, fast_acc)
+    assert np.array_equal(stepped_cycles, fast_cycles)
+    last = plan.total_cycles - 1  # the fold drains through all C columns, used or not
+    assert stepped_cycles.max() == last - (-cout % cols)
+    expected = run_op(op, [x[None]])
+    assert np.array_equal(_post_process(op, fast_acc, (cout, out_h, out_w)), expected)
+    analytic = plan.folds * fold_cycles(config, out_h * out_w) + plan.stall_cycles
+    assert analytic == plan.total_cycles
+
+
+def _network(name="vgg16_small", pattern="1:16"):
+    return export_random(name, pattern, in_chans=1, num_classes=10, width=0.125, seed=1)
+
+
+@pytest.mark.parametrize("name", ["vgg16_small", "resnet18_small"])
+def test_whole_network_fast_and_stepped_equal_the_reference(name):
+    graph = _network(name)
+    image = quantize_input(graph, torch.randn(1, 1, 32, 32))
+    reference = run_graph(graph, image, keep=True)
+    config = AcceleratorConfig(rows=8, cols=4)
+    fast = simulate(graph, config, "fast", image[0], keep=True)
+    for op in graph.ops:
+        assert np.array_equal(fast.tensors[op.name][0], reference[op.name][0]), op.name
+    analytic = simulate(graph, config, "analytic")
+    assert [layer.cycles for layer in analytic.layers] == [layer.cycles for layer in fast.layers]
+    if name == "vgg16_small":
+        stepped = simulate(graph, config, "stepped", image[0])
+        assert np.array_equal(stepped.output, fast.output)
+        for a, b in zip(stepped.layers, fast.layers):
+            assert (a.output_cycles is None) == (b.output_cycles is None)
+            if a.output_cycles is not None:
+                assert np.array_equal(a.output_cycles, b.output_cycles), a.name
+
+
+def test_every_pe_has_the_same_work_so_cycles_are_known_in_advance():
+    config = AcceleratorConfig(rows=8, cols=8)
+    graphs = [_network(), export_random("vgg16_small", "1:16", in_chans=1, num_classes=10, width=0.125, seed=7)]
+    totals = [simulate(g, config, "analytic").total_cycles for g in graphs]
+    assert totals[0] == totals[1]  # different weights, same pattern: the same cycle count
+
+
+def test_dense_mode_follows_the_scale_sim_weight_stationary_formula():
+    config = AcceleratorConfig(rows=32, cols=32, m=1, n=1, input_buffer_kib=1e9, dram_bytes_per_cycle=1e9)
+    shape = LayerShape("conv1_2", 3 * 3 * 64, 64, 224 * 224, 64 * 224 * 224, 0)
+    plan = schedule_layer(shape, config)
+    assert plan.compute_cycles - 1 == 1_809_719  # SCALE-Sim v3's figure for VGG16 conv1_2 on 32x32
+
+
+def test_sparse_layers_need_16x_fewer_rows():
+    graph = _network()
+    dense = simulate(graph, AcceleratorConfig(16, 16, m=1, n=1), "analytic")
+    sparse = simulate(graph, AcceleratorConfig(16, 16), "analytic")
+    layer = {layer.name: layer for layer in sparse.layers}["features.20"]
+    dense_layer = {layer.name: layer for layer in dense.layers}["features.20"]
+    assert dense_layer.schedule.shape.rows_needed == 16 * layer.schedule.shape.rows_needed
+    assert sparse.dense_macs == dense.dense_macs and sparse.real_macs < dense.real_macs
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"rows": 0}, "rows must be a positive integer"), ({"n": 17}, "N must not exceed M"),
+    ({"clock_mhz": 0}, "clock_mhz must be a positive number"),
+    ({"weight_buffer_kib": 0.1}, "cannot double-buffer one fold"),
+])
+def test_bad_configs_are_named(kwargs, words):
+    with pytest.raises(AcceleratorError, match=words):
+        AcceleratorConfig(**kwargs)
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(AcceleratorError, match="RxC"):
+        parse_array("16by16")
+    graph = _network()
+    with pytest.raises(AcceleratorError, match="cannot select from"):
+        simulate(graph, AcceleratorConfig(m=8), "analytic")  # 1:16 layers on an array built for M=8
+    with pytest.raises(AcceleratorError, match="int8 input image"):
+        simulate(graph, AcceleratorConfig(), "fast")
+    with pytest.raises(AcceleratorError, match="unknown simulation mode"):
+        simulate(graph, AcceleratorConfig(), "turbo")
