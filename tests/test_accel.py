@@ -34,18 +34,20 @@ def _random_conv(rng, cin, cout, kernel, stride, padding, n, m):
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cin=st.integers(1, 40), cout=st.integers(1, 12), size=st.integers(3, 8), kernel=st.sampled_from([1, 3]),
        stride=st.sampled_from([1, 2]), padding=st.integers(0, 1), m=st.sampled_from([2, 4, 8, 16]),
-       n_frac=st.floats(0.0, 1.0), rows=st.integers(1, 6), cols=st.integers(1, 6), seed=st.integers(0, 2**16))
+       n_frac=st.floats(0.0, 1.0), rows=st.integers(1, 6), cols=st.integers(1, 6), seed=st.integers(0, 2**16),
+       output_kib=st.sampled_from([0.05, 0.2, 256.0]))
 def test_stepped_fast_analytic_and_reference_agree(cin, cout, size, kernel, stride, padding, m, n_frac, rows,
-                                                    cols, seed):
+                                                    cols, seed, output_kib):
     rng = np.random.default_rng(seed)
     n = max(1, round(n_frac * m))
     op, spec = _random_conv(rng, cin, cout, kernel, stride, padding, n, m)
-    config = AcceleratorConfig(rows=rows, cols=cols, m=m, n=n)
+    config = AcceleratorConfig(rows=rows, cols=cols, m=m, n=n, output_buffer_kib=output_kib)  # small: many tiles
     x = rng.integers(-128, 128, size=(cin, size, size)).astype(np.int8)
     layer = lower(op, spec, config)
     assert layer.slots == n and layer.rows_needed == kernel * kernel * -(-cin // m) * n
     out_h, out_w = layer.output_size(size, size)
-    shape = LayerShape("conv", layer.rows_needed, cout, out_h * out_w, x.size, cout * cin * kernel**2 * out_h * out_w)
+    shape = LayerShape("conv", layer.rows_needed, cout, (out_h, out_w), (cin, size, size), (kernel, kernel),
+                       (stride, stride), cout * cin * kernel**2 * out_h * out_w)
     plan = schedule_layer(shape, config)
 
     stepped_acc, stepped_cycles = run_stepped(layer, x, plan, config)
@@ -54,9 +56,11 @@ def test_stepped_fast_analytic_and_reference_agree(cin, cout, size, kernel, stri
     assert np.array_equal(stepped_cycles, fast_cycles)
     last = plan.total_cycles - 1  # the fold drains through all C columns, used or not
     assert stepped_cycles.max() == last - (-cout % cols)
+    assert plan.tiles == -(-out_h * out_w // plan.tile_pixels)
     expected = run_op(op, [x[None]])
     assert np.array_equal(_post_process(op, fast_acc, (cout, out_h, out_w)), expected)
-    analytic = plan.folds * fold_cycles(config, out_h * out_w) + plan.stall_cycles
+    lengths = [fold_cycles(config, len(plan.tile_range(t))) for t in range(plan.tiles)]
+    analytic = sum(lengths) * plan.row_folds * plan.col_folds + plan.stall_cycles
     assert analytic == plan.total_cycles
 
 
@@ -92,9 +96,11 @@ def test_every_pe_has_the_same_work_so_cycles_are_known_in_advance():
 
 
 def test_dense_mode_follows_the_scale_sim_weight_stationary_formula():
-    config = AcceleratorConfig(rows=32, cols=32, m=1, n=1, input_buffer_kib=1e9, dram_bytes_per_cycle=1e9)
-    shape = LayerShape("conv1_2", 3 * 3 * 64, 64, 224 * 224, 64 * 224 * 224, 0)
+    config = AcceleratorConfig(rows=32, cols=32, m=1, n=1, input_buffer_kib=1e9, output_buffer_kib=1e9,
+                               dram_bytes_per_cycle=1e9)
+    shape = LayerShape("conv1_2", 3 * 3 * 64, 64, (224, 224), (64, 226, 226), (3, 3), (1, 1), 0)
     plan = schedule_layer(shape, config)
+    assert plan.tiles == 1
     assert plan.compute_cycles - 1 == 1_809_719  # SCALE-Sim v3's figure for VGG16 conv1_2 on 32x32
 
 

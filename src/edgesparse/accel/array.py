@@ -24,7 +24,7 @@ from edgesparse.accel.schedule import LayerSchedule
 
 def run_stepped(layer: LoweredLayer, x: np.ndarray, plan: LayerSchedule,
                 config: AcceleratorConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Clock the array through every fold of ``layer`` on one image ``x``."""
+    """Clock the array through every tile and fold of ``layer`` on one image ``x``."""
     blocks = activation_blocks(x, layer)  # [P, K, B, M]
     positions, block_of_row = layer.row_block()
     row_acts = blocks[:, positions, block_of_row, :]  # [P, rows_needed, M]
@@ -33,22 +33,25 @@ def run_stepped(layer: LoweredLayer, x: np.ndarray, plan: LayerSchedule,
     acc = np.zeros((pixels, layer.cout), dtype=np.int64)
     cycles = np.full((pixels, layer.cout), -1, dtype=np.int64)
     row_index = np.arange(R)
-    for col_fold in range(plan.col_folds):
-        columns = slice(col_fold * C, min(layer.cout, (col_fold + 1) * C))
-        width = columns.stop - columns.start
-        for row_fold in range(plan.row_folds):
-            rows = slice(row_fold * R, min(layer.rows_needed, (row_fold + 1) * R))
-            height = rows.stop - rows.start
-            fold_w = np.zeros((R, C), dtype=np.int64)
-            fold_i = np.zeros((R, C), dtype=np.int64)
-            fold_w[:height, :width] = layer.values[rows, columns]
-            fold_i[:height, :width] = layer.index[rows, columns]
-            acts = np.zeros((pixels, R, M), dtype=np.int64)
-            acts[:, :height] = row_acts[:, rows]
-            start = plan.fold_start(col_fold, row_fold)
-            out, when = _clock_fold(fold_w, fold_i, acts, R, C, M, row_index, plan.fold_cycles)
-            acc[:, columns] += out[:, :width]
-            cycles[:, columns] = start + when[:, :width]
+    for tile in range(plan.tiles):
+        span = plan.tile_range(tile)
+        tile_pixels = slice(span.start, span.stop)
+        for col_fold in range(plan.col_folds):
+            columns = slice(col_fold * C, min(layer.cout, (col_fold + 1) * C))
+            width = columns.stop - columns.start
+            for row_fold in range(plan.row_folds):
+                rows = slice(row_fold * R, min(layer.rows_needed, (row_fold + 1) * R))
+                height = rows.stop - rows.start
+                fold_w = np.zeros((R, C), dtype=np.int64)
+                fold_i = np.zeros((R, C), dtype=np.int64)
+                fold_w[:height, :width] = layer.values[rows, columns]
+                fold_i[:height, :width] = layer.index[rows, columns]
+                acts = np.zeros((len(span), R, M), dtype=np.int64)
+                acts[:, :height] = row_acts[tile_pixels, rows]
+                fold = plan.fold_index(tile, col_fold, row_fold)
+                out, when = _clock_fold(fold_w, fold_i, acts, R, C, M, row_index, int(plan.fold_lengths[fold]))
+                acc[tile_pixels, columns] += out[:, :width]
+                cycles[tile_pixels, columns] = plan.starts[fold] + when[:, :width]
     return acc, cycles
 
 

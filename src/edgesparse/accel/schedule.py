@@ -1,21 +1,23 @@
-"""The one schedule all three views share: folds, their start cycles, DRAM traffic and stalls.
+"""The one schedule all three views share: tiles, folds, their start cycles, DRAM traffic and stalls.
 
-A layer needing ``rows_needed`` array rows and ``Cout`` columns runs in
-``folds = ceil(rows_needed / R) * ceil(Cout / C)`` folds, column folds outer, row folds inner. A fold is the
+A layer's output pixels are cut into tiles of at most ``T`` pixels, so that a tile's int32 partial sums for C
+columns fit the output buffer (``T * C * 4`` bytes). For each tile (outer), each column fold, each row fold
+(inner), the array runs one *fold*: ``folds = tiles * ceil(rows_needed / R) * ceil(Cout / C)``. A fold is the
 classic weight-stationary sequence, SCALE-Sim's:
 
     R cycles      weights shift in from the top, one row per cycle;
     T + R + C - 2 pixel p enters row i at cycle R + p + i, reaches PE (i, j) at R + p + i + j, and its partial
                   sum leaves the bottom of column j at cycle 2R - 1 + p + j (skew, fill and drain);
 
-so a fold takes ``2R + C + T - 2`` cycles, T = output pixels. In dense mode this is exactly SCALE-Sim v3's
-weight-stationary count, which it reports as ``folds * (2R + C + T - 2) - 1`` (the index of the last cycle).
+so a fold takes ``2R + C + T - 2`` cycles. With one tile (buffers large enough) and in dense mode this is
+exactly SCALE-Sim v3's weight-stationary count, which it reports as ``folds * (2R + C + T - 2) - 1`` (the
+index of the last cycle).
 
-Memory: DRAM -> weight / input / output buffers at ``dram_bytes_per_cycle``. Fold f's transfer (its weights and
-indices; the input feature map with the first fold, or again with every column fold if it does not fit the input
-buffer; partial sums spilled to DRAM between row folds if a column fold's int32 partial sums do not fit the
-output buffer; the int8 outputs with each column fold's last row fold) overlaps the previous fold's compute
-(double buffering): ``start[0] = transfer[0]``, ``start[f+1] = start[f] + max(compute, transfer[f+1])``.
+Memory: DRAM -> weight / input / output buffers at ``dram_bytes_per_cycle``, every buffer double-buffered.
+Within a tile, fold f+1's weights and indices (and the int8 outputs of a column fold's last row fold) move
+while fold f computes: ``start[f+1] = start[f] + max(compute[f], transfer[f+1])``. The next tile's input rows
+(halo included) stream in during the whole current tile, which lasts at least as long as the DRAM needs for
+everything it moves. The prologue loads the first tile's input and first fold's weights.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgesparse.accel.config import AcceleratorConfig
+from edgesparse.errors import AcceleratorError
 
 
 @dataclass(frozen=True)
@@ -35,9 +38,23 @@ class LayerShape:
     name: str
     rows_needed: int
     cout: int
-    pixels: int  # output pixels per image (1 for a linear layer)
-    input_bytes: int  # int8 input feature map
+    out_hw: tuple[int, int]  # output height and width (1, 1 for a linear layer)
+    in_chw: tuple[int, int, int]  # input channels, height, width
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
     dense_macs: int  # Cout * Cin * kh * kw * pixels: the dense model's work
+
+    @property
+    def pixels(self) -> int:
+        return self.out_hw[0] * self.out_hw[1]
+
+    def input_rows_bytes(self, first_pixel: int, count: int) -> int:
+        """Bytes of the input rows (halo included) that output pixels [first, first + count) read."""
+        cin, height, width = self.in_chw
+        out_w = self.out_hw[1]
+        first_row, last_row = first_pixel // out_w, (first_pixel + count - 1) // out_w
+        rows = (last_row - first_row) * self.stride[0] + self.kernel[0]
+        return cin * width * min(height, rows)
 
 
 @dataclass(frozen=True)
@@ -45,18 +62,20 @@ class LayerSchedule:
     """Cycles and traffic of one layer."""
 
     shape: LayerShape
+    tile_pixels: int
+    tiles: int
     row_folds: int
     col_folds: int
-    fold_cycles: int
-    starts: np.ndarray  # int64 [folds]: first cycle of each fold, column folds outer
+    fold_lengths: np.ndarray  # int64 [folds]: cycles of each fold (tiles differ in pixels)
+    starts: np.ndarray  # int64 [folds]: first cycle of each fold; order tile, column fold, row fold
     transfer_bytes: np.ndarray  # int64 [folds]
     total_cycles: int
     stall_cycles: int
-    real_macs: int  # multiplications the PEs actually perform on stored slots
+    real_macs: int  # multiplications the PEs perform on stored slots
 
     @property
     def folds(self) -> int:
-        return self.row_folds * self.col_folds
+        return self.tiles * self.row_folds * self.col_folds
 
     @property
     def dram_bytes(self) -> int:
@@ -64,18 +83,23 @@ class LayerSchedule:
 
     @property
     def compute_cycles(self) -> int:
-        return self.folds * self.fold_cycles
+        return int(self.fold_lengths.sum())
 
-    def fold_start(self, col_fold: int, row_fold: int) -> int:
-        return int(self.starts[col_fold * self.row_folds + row_fold])
+    def fold_index(self, tile: int, col_fold: int, row_fold: int) -> int:
+        return (tile * self.col_folds + col_fold) * self.row_folds + row_fold
+
+    def tile_range(self, tile: int) -> range:
+        return range(tile * self.tile_pixels, min(self.shape.pixels, (tile + 1) * self.tile_pixels))
 
     def output_cycles(self, config: AcceleratorConfig) -> np.ndarray:
         """``[pixels, Cout]``: the cycle each final partial sum leaves the array (last row fold of its column)."""
-        pixels = np.arange(self.shape.pixels).reshape(-1, 1)
+        pixels = np.arange(self.shape.pixels)
+        tile, local = pixels // self.tile_pixels, pixels % self.tile_pixels
         columns = np.arange(self.shape.cout)
         col_fold, position = columns // config.cols, columns % config.cols
-        last = self.starts[col_fold * self.row_folds + self.row_folds - 1]
-        return last.reshape(1, -1) + 2 * config.rows - 1 + pixels + position.reshape(1, -1)
+        last = self.starts[(tile.reshape(-1, 1) * self.col_folds + col_fold.reshape(1, -1)) * self.row_folds
+                           + self.row_folds - 1]
+        return last + 2 * config.rows - 1 + local.reshape(-1, 1) + position.reshape(1, -1)
 
 
 def fold_cycles(config: AcceleratorConfig, pixels: int) -> int:
@@ -83,33 +107,60 @@ def fold_cycles(config: AcceleratorConfig, pixels: int) -> int:
     return 2 * config.rows + config.cols + pixels - 2
 
 
+def tile_pixels(shape: LayerShape, config: AcceleratorConfig) -> int:
+    """The most output pixels whose int32 partial sums for C columns fit the output buffer and whose input rows
+    (halo included) fit half the input buffer (the other half is loading the next tile)."""
+    most = int(config.output_buffer_kib * 1024 // (4 * config.cols))
+    if most < 1:
+        raise AcceleratorError(f"the output buffer ({config.output_buffer_kib} KiB) cannot hold one pixel's "
+                               f"partial sums for {config.cols} columns")
+    cin, _, width = shape.in_chw
+    input_half = config.input_buffer_kib * 1024 / 2
+    output_rows = int((input_half // (cin * width) - shape.kernel[0]) // shape.stride[0]) + 1
+    if output_rows < 1:
+        raise AcceleratorError(
+            f"layer {shape.name!r}: {shape.kernel[0]} input rows of {cin}x{width} int8 do not fit half the input "
+            f"buffer ({config.input_buffer_kib} KiB); the layer does not fit the buffers")
+    return max(1, min(shape.pixels, most, output_rows * shape.out_hw[1]))
+
+
 def schedule_layer(shape: LayerShape, config: AcceleratorConfig) -> LayerSchedule:
-    """Fold starts, stalls and DRAM bytes of one layer (vectorized over folds)."""
+    """Tile and fold starts, stalls and DRAM bytes of one layer (vectorized over folds)."""
+    per_tile = tile_pixels(shape, config)
+    tiles = math.ceil(shape.pixels / per_tile)
     row_folds = math.ceil(shape.rows_needed / config.rows)
     col_folds = math.ceil(shape.cout / config.cols)
     rows_in = np.minimum(config.rows, shape.rows_needed - np.arange(row_folds) * config.rows)
     cols_in = np.minimum(config.cols, shape.cout - np.arange(col_folds) * config.cols)
+    tile_sizes = np.minimum(per_tile, shape.pixels - np.arange(tiles) * per_tile)
     used = cols_in.reshape(-1, 1) * rows_in.reshape(1, -1)  # [col_folds, row_folds] PEs holding a slot
     weight_bytes = np.ceil(used * (8 + config.index_bits) / 8).astype(np.int64)
 
-    transfer = weight_bytes.copy()
-    input_fits = shape.input_bytes <= config.input_buffer_kib * 1024
-    if input_fits:
-        transfer[0, 0] += shape.input_bytes
-    else:
-        transfer[:, 0] += shape.input_bytes
-    partial_bytes = shape.pixels * cols_in * 4
-    spills = partial_bytes > config.output_buffer_kib * 1024
-    if row_folds > 1:
-        transfer[:, 1:] += np.where(spills, 2 * partial_bytes, 0).reshape(-1, 1)  # write, then read back
-    transfer[:, -1] += shape.pixels * cols_in  # int8 outputs
+    per_fold = np.broadcast_to(weight_bytes, (tiles, col_folds, row_folds)).copy()
+    per_fold[:, :, -1] += tile_sizes.reshape(-1, 1) * cols_in.reshape(1, -1)  # int8 outputs
+    per_fold = per_fold.reshape(tiles, -1)
+    input_bytes = np.array([shape.input_rows_bytes(t * per_tile, int(n)) for t, n in enumerate(tile_sizes)])
+    bandwidth = config.dram_bytes_per_cycle
 
-    flat = transfer.ravel()
-    transfer_cycles = np.ceil(flat / config.dram_bytes_per_cycle).astype(np.int64)
-    compute = fold_cycles(config, shape.pixels)
-    steps = np.maximum(compute, transfer_cycles[1:])
-    starts = np.concatenate([[transfer_cycles[0]], transfer_cycles[0] + np.cumsum(steps)]).astype(np.int64)
-    total = int(starts[-1]) + compute
-    folds = row_folds * col_folds
-    return LayerSchedule(shape, row_folds, col_folds, compute, starts, flat.astype(np.int64), total,
-                         total - folds * compute, int(used.sum()) * shape.pixels)
+    folds_per_tile = col_folds * row_folds
+    starts = np.zeros((tiles, folds_per_tile), dtype=np.int64)
+    lengths = np.repeat(2 * config.rows + config.cols - 2 + tile_sizes, folds_per_tile).reshape(tiles, -1)
+    clock = int(np.ceil((input_bytes[0] + per_fold[0, 0]) / bandwidth))  # prologue: first tile and weights
+    for tile in range(tiles):
+        # Within a tile, fold f+1's weights load while fold f computes (double-buffered weights).
+        loads = np.ceil(per_fold[tile, 1:] / bandwidth).astype(np.int64)
+        steps = np.maximum(lengths[tile, :-1], loads)
+        local = np.concatenate([[0], np.cumsum(steps)])
+        starts[tile] = clock + local
+        busy = int(local[-1] + lengths[tile, -1])
+        # The next tile's input (and its first weights) stream in during this whole tile (double-buffered input).
+        if tile + 1 < tiles:
+            dram = np.ceil((per_fold[tile, 1:].sum() + input_bytes[tile + 1] + per_fold[tile + 1, 0]) / bandwidth)
+            busy = max(busy, int(dram))
+        clock += busy
+    transfer = per_fold.copy()
+    transfer[:, 0] += input_bytes
+    total = clock
+    return LayerSchedule(shape, per_tile, tiles, row_folds, col_folds, lengths.ravel(), starts.ravel(),
+                         transfer.ravel().astype(np.int64), total, total - int(lengths.sum()),
+                         int(used.sum()) * shape.pixels)

@@ -107,10 +107,11 @@ def plan_network(graph: IntGraph, config: AcceleratorConfig) -> list[tuple[IntOp
             continue
         layer = lower(op, graph.patterns.get(op.name), config)
         source = shapes[op.inputs[0]]
-        pixels = math.prod(shapes[op.name][1:]) if op.kind == "conv" else 1
+        out_hw = tuple(shapes[op.name][1:]) if op.kind == "conv" else (1, 1)
+        in_chw = tuple(source) if op.kind == "conv" else (source[0], 1, 1)
         kh, kw = layer.kernel
-        plan.append((op, layer, LayerShape(op.name, layer.rows_needed, layer.cout, pixels, math.prod(source),
-                                           layer.cout * layer.cin * kh * kw * pixels)))
+        plan.append((op, layer, LayerShape(op.name, layer.rows_needed, layer.cout, out_hw, in_chw, layer.kernel,
+                                           layer.stride, layer.cout * layer.cin * kh * kw * math.prod(out_hw))))
     return plan
 
 
