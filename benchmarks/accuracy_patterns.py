@@ -27,10 +27,12 @@ DEFAULT_IMPORTANCE = TrainConfig().importance
 
 
 def planned_runs() -> list[tuple[str, str]]:
-    """(pattern, importance) pairs: every pattern with the default importance, and 1:16 with every importance."""
+    """(pattern, importance) pairs: every pattern with the default importance, 1:16 with every importance, and
+    the baselines with plain magnitude too (the classic unstructured-magnitude and L1 channel criteria)."""
     runs = [("dense", "none")]
     runs += [("1:16", name) for name in IMPORTANCE]
     runs += [(p, DEFAULT_IMPORTANCE) for p in ("1:16/g4", "unstructured", "channel")]
+    runs += [(p, "magnitude") for p in ("unstructured", "unstructured-layer", "channel")]
     return runs
 
 

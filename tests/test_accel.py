@@ -134,3 +134,45 @@ def test_bad_inputs_are_named():
         simulate(graph, AcceleratorConfig(), "fast")
     with pytest.raises(AcceleratorError, match="unknown simulation mode"):
         simulate(graph, AcceleratorConfig(), "turbo")
+
+
+def test_memory_image_holds_every_fold_in_dma_order(tmp_path):
+    from edgesparse.accel.memory_image import read_fold, write_memory_image
+    import json
+
+    graph = _network()
+    config = AcceleratorConfig(rows=8, cols=4)
+    layout = write_memory_image(graph, config, tmp_path)
+    image = (tmp_path / "weights.bin").read_bytes()
+    assert json.loads((tmp_path / "layout.json").read_text()) == layout and len(image) == layout["total_bytes"]
+    for entry in layout["layers"]:
+        layer = lower(graph.op(entry["name"]), graph.patterns.get(entry["name"]), config)
+        for col_fold in range(entry["col_folds"]):
+            for row_fold in range(entry["row_folds"]):
+                values, index = read_fold(image, layout, entry["name"], col_fold, row_fold)
+                rows = slice(row_fold * 8, min(layer.rows_needed, row_fold * 8 + 8))
+                cols = slice(col_fold * 4, min(layer.cout, col_fold * 4 + 4))
+                height, width = rows.stop - rows.start, cols.stop - cols.start
+                assert np.array_equal(values[:height, :width], layer.values[rows, cols])
+                assert np.array_equal(index[:height, :width], layer.index[rows, cols])
+                assert not values[height:].any() and not values[:, width:].any()
+        bias = np.frombuffer(image, "<i4", layer.cout, entry["bias_offset"])
+        assert np.array_equal(bias, graph.op(entry["name"]).arrays["bias"])
+
+
+def test_a_trained_fashion_mnist_model_runs_bit_exact_on_every_layer(tmp_path):
+    from edgesparse.config import load_config
+    from edgesparse.data import iterate_batches, load_dataset
+    from edgesparse.export_flow import export_run
+    from edgesparse.train import train
+
+    train(load_config(epochs=1, train_limit=1024, test_limit=500, channels_last=False), tmp_path / "run",
+          progress=False)
+    graph = export_run(tmp_path / "run", calibration_batches=2)
+    images, _ = next(iterate_batches(load_dataset("fashion_mnist", "test"), 3, shuffle=False))
+    config = AcceleratorConfig(rows=16, cols=16)
+    for image in quantize_input(graph, images):
+        reference = run_graph(graph, image[None], keep=True)
+        fast = simulate(graph, config, "fast", image, keep=True)
+        for op in graph.ops:
+            assert np.array_equal(fast.tensors[op.name], reference[op.name]), op.name

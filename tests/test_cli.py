@@ -104,3 +104,23 @@ def test_inspect_rejects_a_damaged_file_clearly(tmp_path, capsys):
 def test_export_needs_a_run_or_a_model(tmp_path, capsys):
     assert main(["export", "-o", str(tmp_path / "x.packed")]) == 2
     assert "either a trained RUN or --model" in capsys.readouterr().err
+
+
+def test_simulate_reports_the_json_fields(tmp_path, capsys):
+    packed = tmp_path / "model.packed"
+    assert main(["export", "--model", "vgg16_small", "--in-chans", "1", "--num-classes", "10", "--width", "0.25",
+                 "-o", str(packed)]) == 0
+    capsys.readouterr()
+    for mode in ("analytic", "fast"):
+        assert main(["simulate", str(packed), "--mode", mode, "--array", "8x8", "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        for key in ("model", "pattern", "array", "clock_mhz", "mode", "total_cycles", "fps", "pe_utilization",
+                    "effective_gops", "actual_gops", "dram_bytes", "layers"):
+            assert key in report, key
+        assert report["pattern"] == "1:16" and report["array"] == "8x8" and report["mode"] == mode
+        assert {"name", "cycles", "pe_utilization", "dram_bytes"} <= set(report["layers"][0])
+        assert sum(layer["cycles"] for layer in report["layers"]) == report["total_cycles"]
+    assert main(["simulate", str(packed), "--array", "0x8"]) == 2
+    assert "at least 1x1" in capsys.readouterr().err
+    assert main(["simulate", str(packed), "--pattern", "1:8"]) == 2
+    assert "cannot select from" in capsys.readouterr().err

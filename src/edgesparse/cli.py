@@ -125,6 +125,69 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _array_pattern(args: argparse.Namespace, graph: Any) -> tuple[int, int]:
+    """(N, M) the array is built for: --pattern, else the most common N:M of the model's layers, else dense."""
+    from collections import Counter
+
+    from edgesparse.sparsity.pattern import BlockPattern, parse_pattern
+
+    spec = args.pattern
+    if spec is None:
+        blocks = [parse_pattern(p) for p in graph.patterns.values()]
+        counts = Counter((p.n, p.m) for p in blocks if isinstance(p, BlockPattern))
+        return counts.most_common(1)[0][0] if counts else (1, 1)
+    pattern = parse_pattern(spec)
+    return (pattern.n, pattern.m) if isinstance(pattern, BlockPattern) else (1, 1)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from edgesparse.accel import AcceleratorConfig, parse_array, simulate
+    from edgesparse.accel.memory_image import write_memory_image
+    from edgesparse.errors import ConfigError
+    from edgesparse.export_flow import export_random
+    from edgesparse.pack.packed import load_packed
+
+    if (args.packed is None) == (args.model is None):
+        raise ConfigError("give either a packed MODEL file or --model NAME (random weights following --pattern)")
+    if args.packed is not None:
+        graph, label = load_packed(args.packed), str(args.packed)
+    else:
+        graph = export_random(args.model, args.pattern or "1:16", args.first_conv, args.input_size,
+                              calibration_images=1)
+        label = f"{args.model}-{graph.input_shape[1]}"
+    n, m = _array_pattern(args, graph)
+    rows, cols = parse_array(args.array)
+    config = AcceleratorConfig(rows, cols, m, n, args.clock_mhz, args.weight_buffer_kib, args.input_buffer_kib,
+                               args.output_buffer_kib, args.dram_bytes_per_cycle)
+    image = None
+    if args.mode != "analytic":
+        image = np.random.default_rng(args.image_seed).integers(-128, 128, graph.input_shape).astype(np.int8)
+    result = simulate(graph, config, args.mode, image, progress=not args.json)
+    if args.memory_image:
+        write_memory_image(graph, config, args.memory_image)
+    rows_out = [layer.as_row(config) for layer in result.layers if layer.kind in ("conv", "linear")]
+    summary = {"model": label, "pattern": "dense" if m == 1 else f"{n}:{m}", "array": f"{rows}x{cols}",
+               "clock_mhz": config.clock_mhz, "mode": args.mode, "total_cycles": result.total_cycles,
+               "fps": result.fps, "pe_utilization": result.pe_utilization, "effective_gops": result.effective_gops,
+               "actual_gops": result.actual_gops, "dram_bytes": result.dram_bytes, "dense_macs": result.dense_macs,
+               "real_macs": result.real_macs, "layers": rows_out}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    header = f"{'layer':<28} {'kind':<6} {'folds':>7} {'cycles':>12} {'stalls':>10} {'util':>6} {'DRAM bytes':>12}"
+    print(header)
+    print("-" * len(header))
+    for row in rows_out:
+        print(f"{row['name']:<28} {row['kind']:<6} {row['folds']:>7,} {row['cycles']:>12,} {row['stall_cycles']:>10,} "
+              f"{row['pe_utilization']:>6.3f} {row['dram_bytes']:>12,}")
+    print(f"{label} on {config.describe()} ({args.mode}): {result.total_cycles:,} cycles, {result.fps:.2f} FPS, "
+          f"PE utilization {result.pe_utilization:.3f}, effective {result.effective_gops:.1f} GOPS, actual "
+          f"{result.actual_gops:.1f} GOPS, DRAM {result.dram_bytes / 1e6:.1f} MB per frame")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgesparse",
@@ -181,6 +244,31 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("model", type=Path, help="packed model file")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of a table")
     inspect.set_defaults(handler=_cmd_inspect)
+
+    sim = commands.add_parser(
+        "simulate", help="run a model on the sparse systolic array: cycles, FPS, utilization, DRAM traffic",
+        description="Map every layer onto an R x C weight-stationary array whose PEs select their activation by "
+                    "index, and report cycles, FPS, PE utilization, effective GOPS (2 x dense MACs x FPS: pruned "
+                    "MACs counted, as the literature does) and actual GOPS. Modes: stepped (register level, "
+                    "clock by clock: small layers), fast (every output computed bit-exact, cycles from the "
+                    "schedule), analytic (closed form, no values).")
+    sim.add_argument("packed", type=Path, nargs="?", metavar="MODEL", help="packed model file")
+    sim.add_argument("--model", help="registered model with random weights that follow --pattern (e.g. vgg16)")
+    sim.add_argument("--input-size", type=int, help="input height and width for --model (default: its own)")
+    sim.add_argument("--first-conv", default="dense", help="pattern of the first convolution of --model")
+    sim.add_argument("--pattern", help="N:M the array is built for (and --model's pattern); 'dense' is the "
+                                       "classic array [the model's most common N:M]")
+    sim.add_argument("--array", default="16x16", help="array size RxC")
+    sim.add_argument("--clock-mhz", type=float, default=200.0)
+    sim.add_argument("--mode", choices=["stepped", "fast", "analytic"], default="fast")
+    sim.add_argument("--weight-buffer-kib", type=float, default=64.0)
+    sim.add_argument("--input-buffer-kib", type=float, default=512.0)
+    sim.add_argument("--output-buffer-kib", type=float, default=256.0)
+    sim.add_argument("--dram-bytes-per-cycle", type=float, default=16.0)
+    sim.add_argument("--image-seed", type=int, default=0, help="seed of the random int8 input (stepped, fast)")
+    sim.add_argument("--memory-image", type=Path, help="also write weights.bin and layout.json into this folder")
+    sim.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sim.set_defaults(handler=_cmd_simulate)
     return parser
 
 

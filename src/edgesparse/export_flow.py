@@ -37,10 +37,11 @@ def random_sparse_model(name: str, pattern: str = "1:16", first_conv: str = "den
 
 
 def export_random(name: str, pattern: str = "1:16", first_conv: str = "dense", input_size: int | None = None,
-                  num_classes: int = 1000, in_chans: int = 3, width: float = 1.0, seed: int = 0) -> IntGraph:
-    """Integer graph of :func:`random_sparse_model`, calibrated on two random images."""
+                  num_classes: int = 1000, in_chans: int = 3, width: float = 1.0, seed: int = 0,
+                  calibration_images: int = 2) -> IntGraph:
+    """Integer graph of :func:`random_sparse_model`, calibrated on random images."""
     size = input_size or INPUT_SIZE[name]
     model = random_sparse_model(name, pattern, first_conv, num_classes, in_chans, width, seed)
     generator = torch.Generator().manual_seed(seed)
-    calibration = [torch.randn(2, in_chans, size, size, generator=generator)]
+    calibration = [torch.randn(calibration_images, in_chans, size, size, generator=generator)]
     return export_model(model, calibration, (in_chans, size, size))

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from edgesparse.accel.array import run_fast, run_stepped
 from edgesparse.accel.config import AcceleratorConfig
-from edgesparse.accel.mapping import LoweredLayer, lower
+from edgesparse.accel.mapping import lower, slots_for
 from edgesparse.accel.schedule import LayerSchedule, LayerShape, schedule_layer
 from edgesparse.errors import AcceleratorError
 from edgesparse.quant.fixedpoint import requantize
@@ -97,21 +97,25 @@ class SimulationResult:
         return sum(layer.dram_bytes for layer in self.layers)
 
 
-def plan_network(graph: IntGraph, config: AcceleratorConfig) -> list[tuple[IntOp, LoweredLayer | None, LayerShape | None]]:
-    """Lower every weighted op of ``graph`` and describe its shape for the schedule."""
+def plan_network(graph: IntGraph, config: AcceleratorConfig) -> list[tuple[IntOp, LayerShape | None]]:
+    """Every op of ``graph`` with, for weighted ops, its shape on the array (no weights are lowered)."""
     shapes = graph.shapes()
-    plan = []
+    plan: list[tuple[IntOp, LayerShape | None]] = []
     for op in graph.ops:
         if op.kind not in ("conv", "linear"):
-            plan.append((op, None, None))
+            plan.append((op, None))
             continue
-        layer = lower(op, graph.patterns.get(op.name), config)
+        weight = op.arrays["weight"]
+        cout, cin = weight.shape[:2]
+        kernel = tuple(weight.shape[2:]) if op.kind == "conv" else (1, 1)
+        slots = slots_for(op, graph.patterns.get(op.name), config)
+        rows_needed = kernel[0] * kernel[1] * math.ceil(cin / config.m) * slots
         source = shapes[op.inputs[0]]
         out_hw = tuple(shapes[op.name][1:]) if op.kind == "conv" else (1, 1)
         in_chw = tuple(source) if op.kind == "conv" else (source[0], 1, 1)
-        kh, kw = layer.kernel
-        plan.append((op, layer, LayerShape(op.name, layer.rows_needed, layer.cout, out_hw, in_chw, layer.kernel,
-                                           layer.stride, layer.cout * layer.cin * kh * kw * math.prod(out_hw))))
+        stride = tuple(op.attrs.get("stride", [1, 1]))
+        plan.append((op, LayerShape(op.name, rows_needed, cout, out_hw, in_chw, kernel, stride,
+                                    cout * cin * kernel[0] * kernel[1] * math.prod(out_hw))))
     return plan
 
 
@@ -141,9 +145,9 @@ def simulate(graph: IntGraph, config: AcceleratorConfig, mode: str = "fast", ima
     tensors: dict[str, np.ndarray] = {INPUT: image[None]} if computing else {}
     layers, clock = [], 0
     execute = run_stepped if mode == "stepped" else run_fast
-    for op, layer, shape in tqdm(plan_network(graph, config), desc=f"{mode} {config.describe()}", unit="op",
-                                 disable=not progress):
-        if layer is None:
+    for op, shape in tqdm(plan_network(graph, config), desc=f"{mode} {config.describe()}", unit="op",
+                          disable=not progress):
+        if shape is None:
             extra = int(math.prod(shapes[op.inputs[1]])) if op.kind == "add" else 0
             layers.append(LayerResult(op.name, op.kind, clock, 0, extra))
             if computing:
@@ -153,6 +157,7 @@ def simulate(graph: IntGraph, config: AcceleratorConfig, mode: str = "fast", ima
         result = LayerResult(op.name, op.kind, clock, plan.total_cycles, plan.dram_bytes, shape.dense_macs,
                              plan.real_macs, plan)
         if computing:
+            layer = lower(op, graph.patterns.get(op.name), config)
             acc, cycles = execute(layer, tensors[op.inputs[0]][0], plan, config)
             tensors[op.name] = _post_process(op, acc, shapes[op.name])
             result.output_cycles = cycles + clock

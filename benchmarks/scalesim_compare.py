@@ -1,0 +1,138 @@
+"""Dense mode vs SCALE-Sim v3: weight-stationary compute cycles of VGG16 layers, side by side.
+
+SCALE-Sim (PyPI ``scalesim==3.0.0``) runs in its own virtual environment (it needs ``numpy<2.4``), created on
+first use in ``--venv``. It has no padding, so each layer is given its padded input. Our figure is the dense
+array's (M = N = 1) schedule with buffers and bandwidth large enough for one tile and no stalls; SCALE-Sim
+reports the index of the last cycle, i.e. our count minus one. SCALE-Sim simulates about 3,300 cycles per
+second with full traces (less with ``-s N``, as here), so the default layers are VGG16's at a 32x32 input plus
+the 224-input conv5_1 (14x14); the 224x224 conv1_2 figure measured earlier (``TOOLCHAIN.md``) is printed beside
+our prediction for it.
+
+    python benchmarks/scalesim_compare.py --array 32x32
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import RESULTS, command, machine, print_table, write_csv, write_json
+
+from edgesparse.accel import AcceleratorConfig, parse_array
+from edgesparse.accel.schedule import LayerShape, schedule_layer
+
+# name, output size, input channels, filters (3x3, stride 1, padding 1)
+LAYERS = [("conv1_2@32", 32, 64, 64), ("conv2_2@16", 16, 128, 128), ("conv3_2@8", 8, 256, 256),
+          ("conv5_1@14", 14, 512, 512)]
+QUOTED = [("conv1_2@224 (TOOLCHAIN.md, 32x32)", 224, 64, 64, 1_809_719)]
+
+CONFIG = """[general]
+run_name = edgesparse_dense_ws
+
+[architecture_presets]
+ArrayHeight: {rows}
+ArrayWidth: {cols}
+IfmapSramSzkB: 100000
+FilterSramSzkB: 100000
+OfmapSramSzkB: 100000
+IfmapOffset: 0
+FilterOffset: 10000000
+OfmapOffset: 20000000
+Bandwidth: 10
+Dataflow: ws
+MemoryBanks: 1
+ReadRequestBuffer: 512
+WriteRequestBuffer: 512
+
+[layout]
+IfmapCustomLayout: False
+FilterCustomLayout: False
+IfmapSRAMBankBandwidth: 10
+IfmapSRAMBankNum: 10
+IfmapSRAMBankPort: 2
+FilterSRAMBankBandwidth: 10
+FilterSRAMBankNum: 10
+FilterSRAMBankPort: 2
+
+[sparsity]
+SparsitySupport: false
+SparseRep: ellpack_block
+OptimizedMapping: false
+BlockSize: 8
+RandomNumberGeneratorSeed: 40
+
+[run_presets]
+InterfaceBandwidth: CALC
+UseRamulatorTrace: False
+"""
+
+
+def ensure_venv(venv: Path) -> Path:
+    python = venv.absolute() / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "scalesim==3.0.0", "numpy<2.4"], check=True)
+    return python
+
+
+def ours(rows: int, cols: int, size: int, cin: int, cout: int) -> int:
+    config = AcceleratorConfig(rows, cols, m=1, n=1, input_buffer_kib=1e9, output_buffer_kib=1e9,
+                               dram_bytes_per_cycle=1e12, weight_buffer_kib=1e9)
+    shape = LayerShape("layer", 9 * cin, cout, (size, size), (cin, size + 2, size + 2), (3, 3), (1, 1), 0)
+    plan = schedule_layer(shape, config)
+    assert plan.tiles == 1
+    return plan.compute_cycles
+
+
+def scalesim(python: Path, rows: int, cols: int, name: str, size: int, cin: int, cout: int) -> int:
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        (work / "scale.cfg").write_text(CONFIG.format(rows=rows, cols=cols))
+        header = "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\n"
+        row = f"{name.split('@')[0]}, {size + 2}, {size + 2}, 3, 3, {cin}, {cout}, 1,\n"
+        for file in ("topology.csv", "layout.csv"):
+            (work / file).write_text(header + row)
+        subprocess.run([str(python), "-m", "scalesim.scale", "-c", str(work / "scale.cfg"), "-t",
+                        str(work / "topology.csv"), "-l", str(work / "layout.csv"), "-p", str(work / "out"),
+                        "-s", "N"], check=True, cwd=work, stdout=subprocess.DEVNULL)
+        report = next((work / "out").rglob("COMPUTE_REPORT.csv"))
+        with open(report) as handle:
+            record = next(csv.DictReader(handle, skipinitialspace=True))
+        return int(float(record["Total Cycles"]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--array", default="32x32")
+    parser.add_argument("--venv", type=Path, default=Path(".venv-scalesim"))
+    args = parser.parse_args()
+    rows, cols = parse_array(args.array)
+    python = ensure_venv(args.venv)
+    table = []
+    for name, size, cin, cout in LAYERS:
+        started = time.perf_counter()
+        theirs = scalesim(python, rows, cols, name, size, cin, cout)
+        mine = ours(rows, cols, size, cin, cout)
+        table.append({"layer": name, "array": args.array, "scalesim_cycles": theirs, "edgesparse_cycles": mine,
+                      "edgesparse_minus_1": mine - 1, "equal": theirs == mine - 1, "source": "run here",
+                      "scalesim_seconds": f"{time.perf_counter() - started:.0f}"})
+        print(table[-1], flush=True)
+    if (rows, cols) == (32, 32):
+        for name, size, cin, cout, quoted in QUOTED:
+            mine = ours(rows, cols, size, cin, cout)
+            table.append({"layer": name, "array": args.array, "scalesim_cycles": quoted, "edgesparse_cycles": mine,
+                          "edgesparse_minus_1": mine - 1, "equal": quoted == mine - 1, "source": "quoted",
+                          "scalesim_seconds": ""})
+    columns = list(table[0])
+    print_table(columns, table)
+    write_csv(RESULTS / "scalesim_compare.csv", columns, table)
+    write_json(RESULTS / "scalesim_compare.json", {"command": command(), "machine": machine(), "rows": table})
+
+
+if __name__ == "__main__":
+    main()

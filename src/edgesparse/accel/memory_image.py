@@ -1,0 +1,100 @@
+"""The accelerator's memory image: packed weights in the order the array's DMA reads them, and a layout.
+
+For every weighted layer, folds come in schedule order (column fold outer, row fold inner; the DMA reads the
+same folds again for every pixel tile). A fold is ``R x C`` int8 values followed by ``R x C`` indices bit-packed
+at ``ceil(log2 M)`` bits (little-endian, as in the packed model). Rows are stored bottom row first, because the
+first row shifted in from the top ends at the bottom; within a row, columns 0..C-1. PEs without a slot hold
+value 0 and index 0. After a layer's folds: its int32 bias, requantization mantissas and shifts (little-endian).
+The layout (JSON) gives every offset and size, so a testbench can load a fold without knowing the format.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgesparse.accel.config import AcceleratorConfig
+from edgesparse.accel.mapping import LoweredLayer, lower
+from edgesparse.accel.simulate import plan_network
+from edgesparse.checkpoint import atomic_write_bytes
+from edgesparse.pack.blocks import pack_bits, unpack_bits
+from edgesparse.quant.graph import IntGraph
+
+LAYOUT_VERSION = 1
+
+
+def _fold_arrays(layer: LoweredLayer, config: AcceleratorConfig, col_fold: int,
+                 row_fold: int) -> tuple[np.ndarray, np.ndarray]:
+    R, C = config.rows, config.cols
+    rows = slice(row_fold * R, min(layer.rows_needed, (row_fold + 1) * R))
+    columns = slice(col_fold * C, min(layer.cout, (col_fold + 1) * C))
+    values = np.zeros((R, C), dtype=np.int8)
+    index = np.zeros((R, C), dtype=np.int64)
+    values[:rows.stop - rows.start, :columns.stop - columns.start] = layer.values[rows, columns]
+    index[:rows.stop - rows.start, :columns.stop - columns.start] = layer.index[rows, columns]
+    return values[::-1], index[::-1]  # bottom row first: the order rows shift in
+
+
+def build_memory_image(graph: IntGraph, config: AcceleratorConfig) -> tuple[bytes, dict[str, Any]]:
+    """The image bytes and their layout description."""
+    chunks: list[bytes] = []
+    offset = 0
+    value_bytes = config.rows * config.cols
+    index_bytes = math.ceil(config.rows * config.cols * config.index_bits / 8)
+    layers = []
+    for op, shape in plan_network(graph, config):
+        if shape is None:
+            continue
+        layer = lower(op, graph.patterns.get(op.name), config)
+        row_folds = math.ceil(layer.rows_needed / config.rows)
+        col_folds = math.ceil(layer.cout / config.cols)
+        entry = {"name": op.name, "kind": op.kind, "weights_offset": offset, "row_folds": row_folds,
+                 "col_folds": col_folds, "rows_needed": layer.rows_needed, "cout": layer.cout, "cin": layer.cin,
+                 "kernel": list(layer.kernel), "stride": list(layer.stride), "padding": list(layer.padding),
+                 "slots": layer.slots, "blocks": layer.blocks, "fold_bytes": value_bytes + index_bytes}
+        for col_fold in range(col_folds):
+            for row_fold in range(row_folds):
+                values, index = _fold_arrays(layer, config, col_fold, row_fold)
+                chunks += [values.tobytes(), pack_bits(index.ravel(), config.index_bits).tobytes()]
+        offset += row_folds * col_folds * (value_bytes + index_bytes)
+        entry["params_offset"] = offset
+        for key in ("bias", "m", "shift"):
+            if key in op.arrays:
+                data = op.arrays[key].astype("<i4").tobytes()
+                entry[f"{key}_offset"] = offset
+                chunks.append(data)
+                offset += len(data)
+        entry["relu"] = bool(op.attrs.get("relu"))
+        entry["requant"] = op.requant
+        layers.append(entry)
+    layout = {"version": LAYOUT_VERSION, "array": {"rows": config.rows, "cols": config.cols, "m": config.m,
+                                                   "n": config.n, "index_bits": config.index_bits},
+              "fold": {"values_bytes": value_bytes, "index_bytes": index_bytes,
+                       "order": "column fold outer, row fold inner; rows bottom (R-1) to top (0), columns 0..C-1"},
+              "total_bytes": offset, "layers": layers}
+    return b"".join(chunks), layout
+
+
+def read_fold(image: bytes, layout: dict[str, Any], layer: str, col_fold: int,
+              row_fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """Values and indices ``[R, C]`` (top row first) of one fold, read back through the layout."""
+    entry = next(e for e in layout["layers"] if e["name"] == layer)
+    rows, cols, bits = layout["array"]["rows"], layout["array"]["cols"], layout["array"]["index_bits"]
+    start = entry["weights_offset"] + (col_fold * entry["row_folds"] + row_fold) * entry["fold_bytes"]
+    values = np.frombuffer(image, dtype=np.int8, count=rows * cols, offset=start).reshape(rows, cols)
+    packed = np.frombuffer(image, dtype=np.uint8, count=layout["fold"]["index_bytes"], offset=start + rows * cols)
+    index = unpack_bits(packed.copy(), bits, rows * cols).reshape(rows, cols)
+    return values[::-1].copy(), index[::-1].copy()
+
+
+def write_memory_image(graph: IntGraph, config: AcceleratorConfig, folder: str | Path) -> dict[str, Any]:
+    """Write ``weights.bin`` and ``layout.json`` into ``folder`` atomically; return the layout."""
+    image, layout = build_memory_image(graph, config)
+    folder = Path(folder)
+    atomic_write_bytes(folder / "weights.bin", image)
+    atomic_write_bytes(folder / "layout.json", (json.dumps(layout, indent=2) + "\n").encode())
+    return layout
