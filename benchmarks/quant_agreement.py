@@ -2,7 +2,8 @@
 
 Uses the 1:16 run of ``accuracy_patterns.py`` (trained here first if it is missing), exports it (BN folded, 8
 calibration batches of training images), packs and reloads the file, then runs all 10,000 test images through
-both the float model and the integer reference.
+both the float model and the integer reference; then the accelerator's fast mode runs 16 of them and every
+layer's output is compared with the integer reference.
 
     python benchmarks/quant_agreement.py
 """
@@ -22,6 +23,7 @@ import torch  # noqa: E402
 from _common import RESULTS, command, machine, print_table, write_csv, write_json  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from edgesparse.accel import AcceleratorConfig, simulate  # noqa: E402
 from edgesparse.config import load_config  # noqa: E402
 from edgesparse.data import iterate_batches, load_dataset  # noqa: E402
 from edgesparse.export_flow import export_run  # noqa: E402
@@ -63,11 +65,20 @@ def main() -> None:
         int_right += int((int_pred == labels.numpy()).sum())
         agree += int((float_pred == int_pred).sum())
     count = len(test)
+    int_ref_seconds = time.perf_counter() - started
+    accel_images = 16  # the accelerator (fast mode, 16x16 1:16) on every layer of the trained model
+    images, _ = next(iterate_batches(test, accel_images, shuffle=False))
+    accel_exact = True
+    for image in quantize_input(graph, images):
+        reference = run_graph(graph, image[None], keep=True)
+        fast = simulate(graph, AcceleratorConfig(16, 16), "fast", image, keep=True)
+        accel_exact &= all(np.array_equal(fast.tensors[op.name], reference[op.name]) for op in graph.ops)
     rows = [{"model": f"{trained.config.model} w{trained.config.width} {trained.config.pattern}",
              "images": count, "float_acc": f"{float_right / count:.4f}", "int8_acc": f"{int_right / count:.4f}",
              "drop_pt": f"{100 * (float_right - int_right) / count:.2f}", "top1_agreement": f"{agree / count:.4f}",
              "packed_bytes": file_bytes, "export_s": f"{export_seconds:.1f}",
-             "int_ref_s": f"{time.perf_counter() - started:.1f}"}]
+             "int_ref_s": f"{int_ref_seconds:.1f}",
+             "accel_bit_exact": f"{accel_exact} ({accel_images} images, every layer)"}]
     columns = list(rows[0])
     print_table(columns, rows)
     write_csv(RESULTS / "quant_agreement.csv", columns, rows)

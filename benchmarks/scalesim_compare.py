@@ -97,9 +97,11 @@ def scalesim(python: Path, rows: int, cols: int, name: str, size: int, cin: int,
         row = f"{name.split('@')[0]}, {size + 2}, {size + 2}, 3, 3, {cin}, {cout}, 1,\n"
         for file in ("topology.csv", "layout.csv"):
             (work / file).write_text(header + row)
-        subprocess.run([str(python), "-m", "scalesim.scale", "-c", str(work / "scale.cfg"), "-t",
-                        str(work / "topology.csv"), "-l", str(work / "layout.csv"), "-p", str(work / "out"),
-                        "-s", "N"], check=True, cwd=work, stdout=subprocess.DEVNULL)
+        run = subprocess.run([str(python), "-m", "scalesim.scale", "-c", str(work / "scale.cfg"), "-t",
+                              str(work / "topology.csv"), "-l", str(work / "layout.csv"), "-p", str(work / "out"),
+                              "-s", "N"], cwd=work, capture_output=True, text=True)
+        if run.returncode != 0:
+            raise SystemExit(f"SCALE-Sim failed on {name}:\n{run.stderr[-2000:]}")
         report = next((work / "out").rglob("COMPUTE_REPORT.csv"))
         with open(report) as handle:
             record = next(csv.DictReader(handle, skipinitialspace=True))

@@ -6,7 +6,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgesparse.accel import AcceleratorConfig, fold_cycles, lower, parse_array, simulate
+from edgesparse.accel import AcceleratorConfig, fold_cycles, lower, parse_array, plan_network, simulate
 from edgesparse.accel.array import run_fast, run_stepped
 from edgesparse.accel.schedule import LayerShape, schedule_layer
 from edgesparse.accel.simulate import _post_process
@@ -176,3 +176,30 @@ def test_a_trained_fashion_mnist_model_runs_bit_exact_on_every_layer(tmp_path):
         fast = simulate(graph, config, "fast", image, keep=True)
         for op in graph.ops:
             assert np.array_equal(fast.tensors[op.name], reference[op.name]), op.name
+
+
+def test_layers_of_other_patterns_run_exactly_and_cost_their_slots():
+    from torch.nn.utils import parametrize
+
+    from edgesparse.export_flow import random_sparse_model
+    from edgesparse.quant import export_model
+    from edgesparse.sparsity import attach_mask
+
+    model = random_sparse_model("vgg16_small", "1:16", in_chans=1, num_classes=10, width=0.25, seed=3)
+    layer = model.features[10]  # Cin 32: a 4:16 layer on the 1:16 array
+    parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
+    holder = attach_mask(layer, "4:16")
+    holder.mask.copy_(holder.pattern.mask(layer.weight.detach().abs(), holder.pattern.final_density))
+    graph = export_model(model, [torch.randn(4, 1, 32, 32)], (1, 32, 32))
+    config = AcceleratorConfig(rows=8, cols=8)
+    rows = {op.name: shape.rows_needed for op, shape in plan_network(graph, config) if shape is not None}
+    assert rows["features.10"] == 9 * 2 * 4 and rows["features.7"] == 9 * 1 * 1
+    assert rows["features.0"] == 9 * 1 * 1  # the dense first conv: one input channel, every weight stored
+    image = quantize_input(graph, torch.randn(1, 1, 32, 32))
+    fast = simulate(graph, config, "fast", image[0])
+    assert np.array_equal(fast.output, run_graph(graph, image))
+
+
+def test_a_layer_that_does_not_fit_the_buffers_is_named():
+    with pytest.raises(AcceleratorError, match="does not fit the buffers"):
+        simulate(_network(), AcceleratorConfig(input_buffer_kib=0.5), "analytic")
