@@ -10,6 +10,10 @@ export OMP_WAIT_POLICY := PASSIVE
 
 demo: venv debs
 	$(VENV)/bin/edgesparse train --config configs/demo.toml --out runs/demo --resume
+	$(VENV)/bin/edgesparse export runs/demo -o runs/demo/model.packed
+	$(VENV)/bin/edgesparse inspect runs/demo/model.packed
+	$(VENV)/bin/edgesparse simulate runs/demo/model.packed --mode fast --array 16x16 --clock-mhz 200
+	$(VENV)/bin/edgesparse simulate runs/demo/model.packed --mode analytic --array 16x16 --pattern dense
 
 test: venv debs
 	$(PY) -m pytest -q

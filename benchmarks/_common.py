@@ -55,3 +55,11 @@ def print_table(columns: list[str], rows: list[dict[str, Any]]) -> None:
     print("  ".join(c.ljust(widths[c]) for c in columns))
     for row in rows:
         print("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
+
+
+def publish(stem: str, rows: list[dict[str, Any]], **extra: Any) -> None:
+    """Print ``rows`` as a table and write ``results/<stem>.csv`` and ``.json`` (with command and machine)."""
+    columns = list(rows[0])
+    print_table(columns, rows)
+    write_csv(RESULTS / f"{stem}.csv", columns, rows)
+    write_json(RESULTS / f"{stem}.json", {"command": command(), "machine": machine(), "rows": rows, **extra})

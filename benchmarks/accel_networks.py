@@ -14,7 +14,9 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from _common import RESULTS, command, machine, print_table, write_csv, write_json  # noqa: E402
+from dataclasses import asdict  # noqa: E402
+
+from _common import RESULTS, publish, write_csv  # noqa: E402
 
 from edgesparse.accel import AcceleratorConfig, parse_array, simulate  # noqa: E402
 from edgesparse.export_flow import export_random  # noqa: E402
@@ -66,14 +68,9 @@ def main() -> None:
                 "stall_cycles": layer.schedule.stall_cycles, "cycles_dense": dense_layers[layer.name].cycles,
                 "speedup": f"{dense_layers[layer.name].cycles / layer.cycles:.2f}",
                 "pe_utilization": f"{layer.pe_utilization(sparse_config):.3f}"})
-    columns = list(summary[0])
-    print_table(columns, summary)
-    write_csv(RESULTS / "accel_networks.csv", columns, summary)
     write_csv(RESULTS / "accel_layers.csv", list(per_layer[0]), per_layer)
-    write_json(RESULTS / "accel_networks.json", {
-        "command": command(), "machine": machine(), "config": vars(sparse_config) if hasattr(sparse_config, "__dict__")
-        else str(sparse_config), "rows": summary,
-        "targets": "VGG16 speedup >= 14x; utilization >= 95% on conv layers with Cin >= 64"})
+    publish("accel_networks", summary, config=asdict(sparse_config),
+            targets="VGG16 speedup >= 14x; utilization >= 95% on conv layers with Cin >= 64")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _common import RESULTS, command, machine, print_table, write_csv, write_json  # noqa: E402
+from _common import publish  # noqa: E402
 
 from edgesparse.accel import AcceleratorConfig, simulate  # noqa: E402
 from edgesparse.export_flow import export_random  # noqa: E402
@@ -49,10 +49,7 @@ def main() -> None:
          "target": "", "note": f"{pe_cycles / stepped_s:,.0f} PE-cycles/s ({stepped.total_cycles:,} cycles); "
                                f"outputs equal fast: {bool(np.array_equal(stepped.output, simulate(small, config, 'fast', small_image).output))}"},
     ]
-    columns = list(rows[0])
-    print_table(columns, rows)
-    write_csv(RESULTS / "accel_speed.csv", columns, rows)
-    write_json(RESULTS / "accel_speed.json", {"command": command(), "machine": machine(), "rows": rows})
+    publish("accel_speed", rows)
 
 
 if __name__ == "__main__":

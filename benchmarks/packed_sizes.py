@@ -15,7 +15,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from _common import RESULTS, command, machine, print_table, write_csv, write_json  # noqa: E402
+from _common import publish  # noqa: E402
 
 from edgesparse.export_flow import export_random  # noqa: E402
 from edgesparse.pack import load_packed, save_packed  # noqa: E402
@@ -46,10 +46,7 @@ def main() -> None:
                          "index_vs_int8": f"{ratios['index_overhead']:.6f}",
                          "total_vs_int8": f"{ratios['vs_dense_int8']:.6f}",
                          "total_vs_fp32": f"{ratios['vs_dense_fp32']:.6f}", "file_bytes": file_bytes})
-    columns = list(rows[0])
-    print_table(columns, rows)
-    write_csv(RESULTS / "packed_sizes.csv", columns, rows)
-    write_json(RESULTS / "packed_sizes.json", {"command": command(), "machine": machine(), "rows": rows})
+    publish("packed_sizes", rows)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _common import RESULTS, command, machine, print_table, write_csv, write_json  # noqa: E402
+from _common import publish  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from edgesparse.accel import AcceleratorConfig, simulate  # noqa: E402
@@ -79,11 +79,7 @@ def main() -> None:
              "packed_bytes": file_bytes, "export_s": f"{export_seconds:.1f}",
              "int_ref_s": f"{int_ref_seconds:.1f}",
              "accel_bit_exact": f"{accel_exact} ({accel_images} images, every layer)"}]
-    columns = list(rows[0])
-    print_table(columns, rows)
-    write_csv(RESULTS / "quant_agreement.csv", columns, rows)
-    write_json(RESULTS / "quant_agreement.json", {"command": command(), "machine": machine(), "run": str(run),
-                                                  "rows": rows, "targets": "agreement >= 0.99, drop <= 0.5 pt"})
+    publish("quant_agreement", rows, run=str(run), targets="agreement >= 0.99, drop <= 0.5 pt")
 
 
 if __name__ == "__main__":

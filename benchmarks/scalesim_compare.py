@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import RESULTS, command, machine, print_table, write_csv, write_json
+from _common import publish
 
 from edgesparse.accel import AcceleratorConfig, parse_array
 from edgesparse.accel.schedule import LayerShape, schedule_layer
@@ -130,10 +130,7 @@ def main() -> None:
             table.append({"layer": name, "array": args.array, "scalesim_cycles": quoted, "edgesparse_cycles": mine,
                           "edgesparse_minus_1": mine - 1, "equal": quoted == mine - 1, "source": "quoted",
                           "scalesim_seconds": ""})
-    columns = list(table[0])
-    print_table(columns, table)
-    write_csv(RESULTS / "scalesim_compare.csv", columns, table)
-    write_json(RESULTS / "scalesim_compare.json", {"command": command(), "machine": machine(), "rows": table})
+    publish("scalesim_compare", table)
 
 
 if __name__ == "__main__":

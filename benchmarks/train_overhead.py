@@ -18,7 +18,7 @@ import time
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
-from _common import RESULTS, command, machine, print_table, write_csv, write_json  # noqa: E402
+from _common import publish  # noqa: E402
 from torch import nn  # noqa: E402
 
 from edgesparse.config import load_config  # noqa: E402
@@ -74,14 +74,10 @@ def main() -> None:
     ratios = [s / d for d, s in zip(times["dense"], times["1:16 dynamic"])]
     rows = [{"mode": "dense", "median_step_ms": f"{dense_ms:.1f}", "ratio": "1.000"},
             {"mode": "1:16 dynamic", "median_step_ms": f"{sparse_ms:.1f}", "ratio": f"{sparse_ms / dense_ms:.3f}"}]
-    columns = ["mode", "median_step_ms", "ratio"]
-    print_table(columns, rows)
+    publish("train_overhead", rows, round_ratios=ratios, rounds=args.rounds, block=args.block,
+            target="ratio <= 1.10")
     print(f"per-round ratios: min {min(ratios):.3f}, median {statistics.median(ratios):.3f}, max {max(ratios):.3f}; "
           f"mask updates during the run: {pruner.steps // pruner.schedule.update_every}")
-    write_csv(RESULTS / "train_overhead.csv", columns, rows)
-    write_json(RESULTS / "train_overhead.json", {
-        "command": command(), "machine": machine(), "rows": rows, "round_ratios": ratios,
-        "rounds": args.rounds, "block": args.block, "target": "ratio <= 1.10"})
 
 
 if __name__ == "__main__":
