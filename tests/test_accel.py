@@ -203,3 +203,22 @@ def test_layers_of_other_patterns_run_exactly_and_cost_their_slots():
 def test_a_layer_that_does_not_fit_the_buffers_is_named():
     with pytest.raises(AcceleratorError, match="does not fit the buffers"):
         simulate(_network(), AcceleratorConfig(input_buffer_kib=0.5), "analytic")
+
+
+def test_prologue_prefetch_hides_only_what_the_previous_layer_left_idle():
+    from edgesparse.accel.schedule import prologue_bytes
+
+    config = AcceleratorConfig(rows=8, cols=8, input_buffer_kib=64, output_buffer_kib=16)
+    shape = LayerShape("conv", 9 * 4, 64, (56, 56), (64, 58, 58), (3, 3), (1, 1), 0)
+    alone = schedule_layer(shape, config)
+    full = prologue_bytes(shape, config, with_input=True)
+    hidden = schedule_layer(shape, config, prefetched_bytes=full)
+    assert alone.tiles > 1 and alone.total_cycles - hidden.total_cycles == -(-full // 16)
+    assert hidden.dram_bytes == alone.dram_bytes  # prefetched bytes still cross the DRAM interface
+    assert 0 < alone.tail_idle_bytes  # a compute-bound last tile leaves the DRAM idle for the next prologue
+
+    graph = _network()
+    result = simulate(graph, AcceleratorConfig(rows=8, cols=4), "analytic")
+    weighted = [layer for layer in result.layers if layer.schedule is not None]
+    first = weighted[0].schedule
+    assert first.stall_cycles >= -(-prologue_bytes(first.shape, result.config, True) // 16)  # nothing to hide it

@@ -17,7 +17,8 @@ Memory: DRAM -> weight / input / output buffers at ``dram_bytes_per_cycle``, eve
 Within a tile, fold f+1's weights and indices (and the int8 outputs of a column fold's last row fold) move
 while fold f computes: ``start[f+1] = start[f] + max(compute[f], transfer[f+1])``. The next tile's input rows
 (halo included) stream in during the whole current tile, which lasts at least as long as the DRAM needs for
-everything it moves. The prologue loads the first tile's input and first fold's weights.
+everything it moves. The prologue loads the first tile's input and first fold's weights; whatever of it the
+DRAM could move while the previous layer's last tile ran (its idle time) does not stall.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class LayerSchedule:
     total_cycles: int
     stall_cycles: int
     real_macs: int  # multiplications the PEs perform on stored slots
+    tail_idle_bytes: int = 0  # what the DRAM could still move during the last tile (the next layer's prologue)
 
     @property
     def folds(self) -> int:
@@ -124,8 +126,28 @@ def tile_pixels(shape: LayerShape, config: AcceleratorConfig) -> int:
     return max(1, min(shape.pixels, most, output_rows * shape.out_hw[1]))
 
 
-def schedule_layer(shape: LayerShape, config: AcceleratorConfig) -> LayerSchedule:
-    """Tile and fold starts, stalls and DRAM bytes of one layer (vectorized over folds)."""
+@dataclass(frozen=True)
+class _Traffic:
+    """Tiles, folds and the bytes each fold moves (no timing yet)."""
+
+    per_tile: int
+    tile_sizes: np.ndarray  # [tiles]
+    row_folds: int
+    col_folds: int
+    used: np.ndarray  # [col_folds, row_folds] PEs holding a slot
+    per_fold: np.ndarray  # [tiles, folds per tile]: weights and indices, plus int8 outputs on last row folds
+    input_bytes: np.ndarray  # [tiles]: input rows, halo included
+
+    @property
+    def prologue_input(self) -> int:
+        return int(self.input_bytes[0])
+
+    @property
+    def prologue_weights(self) -> int:
+        return int(self.per_fold[0, 0])
+
+
+def _traffic(shape: LayerShape, config: AcceleratorConfig) -> _Traffic:
     per_tile = tile_pixels(shape, config)
     tiles = math.ceil(shape.pixels / per_tile)
     row_folds = math.ceil(shape.rows_needed / config.rows)
@@ -133,19 +155,36 @@ def schedule_layer(shape: LayerShape, config: AcceleratorConfig) -> LayerSchedul
     rows_in = np.minimum(config.rows, shape.rows_needed - np.arange(row_folds) * config.rows)
     cols_in = np.minimum(config.cols, shape.cout - np.arange(col_folds) * config.cols)
     tile_sizes = np.minimum(per_tile, shape.pixels - np.arange(tiles) * per_tile)
-    used = cols_in.reshape(-1, 1) * rows_in.reshape(1, -1)  # [col_folds, row_folds] PEs holding a slot
+    used = cols_in.reshape(-1, 1) * rows_in.reshape(1, -1)
     weight_bytes = np.ceil(used * (8 + config.index_bits) / 8).astype(np.int64)
-
     per_fold = np.broadcast_to(weight_bytes, (tiles, col_folds, row_folds)).copy()
     per_fold[:, :, -1] += tile_sizes.reshape(-1, 1) * cols_in.reshape(1, -1)  # int8 outputs
-    per_fold = per_fold.reshape(tiles, -1)
     input_bytes = np.array([shape.input_rows_bytes(t * per_tile, int(n)) for t, n in enumerate(tile_sizes)])
-    bandwidth = config.dram_bytes_per_cycle
+    return _Traffic(per_tile, tile_sizes, row_folds, col_folds, used, per_fold.reshape(tiles, -1), input_bytes)
 
-    folds_per_tile = col_folds * row_folds
+
+def prologue_bytes(shape: LayerShape, config: AcceleratorConfig, with_input: bool) -> int:
+    """Bytes a layer needs before its first fold: the first fold's weights, and (``with_input``) its first
+    input tile; the part the previous layer prefetched does not stall."""
+    traffic = _traffic(shape, config)
+    return traffic.prologue_weights + (traffic.prologue_input if with_input else 0)
+
+
+def schedule_layer(shape: LayerShape, config: AcceleratorConfig, prefetched_bytes: int = 0) -> LayerSchedule:
+    """Tile and fold starts, stalls and DRAM bytes of one layer (vectorized over folds).
+
+    ``prefetched_bytes`` of the prologue were already moved while the previous layer ran (see
+    :func:`edgesparse.accel.simulate.simulate`); they still count as traffic.
+    """
+    traffic = _traffic(shape, config)
+    per_fold, input_bytes, tile_sizes = traffic.per_fold, traffic.input_bytes, traffic.tile_sizes
+    tiles, folds_per_tile = per_fold.shape
+    bandwidth = config.dram_bytes_per_cycle
     starts = np.zeros((tiles, folds_per_tile), dtype=np.int64)
     lengths = np.repeat(2 * config.rows + config.cols - 2 + tile_sizes, folds_per_tile).reshape(tiles, -1)
-    clock = int(np.ceil((input_bytes[0] + per_fold[0, 0]) / bandwidth))  # prologue: first tile and weights
+    prologue = max(0, traffic.prologue_input + traffic.prologue_weights - prefetched_bytes)
+    clock = int(np.ceil(prologue / bandwidth))  # the first tile's input and the first weights
+    tail_idle = 0
     for tile in range(tiles):
         # Within a tile, fold f+1's weights load while fold f computes (double-buffered weights).
         loads = np.ceil(per_fold[tile, 1:] / bandwidth).astype(np.int64)
@@ -153,14 +192,16 @@ def schedule_layer(shape: LayerShape, config: AcceleratorConfig) -> LayerSchedul
         local = np.concatenate([[0], np.cumsum(steps)])
         starts[tile] = clock + local
         busy = int(local[-1] + lengths[tile, -1])
+        moved = per_fold[tile, 1:].sum()
         # The next tile's input (and its first weights) stream in during this whole tile (double-buffered input).
         if tile + 1 < tiles:
-            dram = np.ceil((per_fold[tile, 1:].sum() + input_bytes[tile + 1] + per_fold[tile + 1, 0]) / bandwidth)
-            busy = max(busy, int(dram))
-        clock += busy
+            moved += input_bytes[tile + 1] + per_fold[tile + 1, 0]
+        dram = int(np.ceil(moved / bandwidth))
+        tail_idle = max(0, busy - dram)
+        clock += max(busy, dram)
     transfer = per_fold.copy()
     transfer[:, 0] += input_bytes
     total = clock
-    return LayerSchedule(shape, per_tile, tiles, row_folds, col_folds, lengths.ravel(), starts.ravel(),
-                         transfer.ravel().astype(np.int64), total, total - int(lengths.sum()),
-                         int(used.sum()) * shape.pixels)
+    return LayerSchedule(shape, traffic.per_tile, tiles, traffic.row_folds, traffic.col_folds, lengths.ravel(),
+                         starts.ravel(), transfer.ravel().astype(np.int64), total, total - int(lengths.sum()),
+                         int(traffic.used.sum()) * shape.pixels, int(tail_idle * bandwidth))

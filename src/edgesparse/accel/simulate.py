@@ -18,7 +18,7 @@ from tqdm import tqdm
 from edgesparse.accel.array import run_fast, run_stepped
 from edgesparse.accel.config import AcceleratorConfig
 from edgesparse.accel.mapping import lower, slots_for
-from edgesparse.accel.schedule import LayerSchedule, LayerShape, schedule_layer
+from edgesparse.accel.schedule import LayerSchedule, LayerShape, prologue_bytes, schedule_layer
 from edgesparse.errors import AcceleratorError
 from edgesparse.quant.fixedpoint import requantize
 from edgesparse.quant.graph import INPUT, IntGraph, IntOp
@@ -145,6 +145,7 @@ def simulate(graph: IntGraph, config: AcceleratorConfig, mode: str = "fast", ima
     tensors: dict[str, np.ndarray] = {INPUT: image[None]} if computing else {}
     layers, clock = [], 0
     execute = run_stepped if mode == "stepped" else run_fast
+    previous: LayerSchedule | None = None
     for op, shape in tqdm(plan_network(graph, config), desc=f"{mode} {config.describe()}", unit="op",
                           disable=not progress):
         if shape is None:
@@ -153,7 +154,13 @@ def simulate(graph: IntGraph, config: AcceleratorConfig, mode: str = "fast", ima
             if computing:
                 tensors[op.name] = run_op(op, [tensors[name] for name in op.inputs])
             continue
-        plan = schedule_layer(shape, config)
+        # The previous layer's idle DRAM time prefetches this layer's first weights, and its first input tile
+        # when the previous layer ran several tiles (its first output rows were final before its last tile).
+        prefetched = 0
+        if previous is not None:
+            prefetched = min(previous.tail_idle_bytes, prologue_bytes(shape, config, previous.tiles > 1))
+        plan = schedule_layer(shape, config, prefetched)
+        previous = plan
         result = LayerResult(op.name, op.kind, clock, plan.total_cycles, plan.dram_bytes, shape.dense_macs,
                              plan.real_macs, plan)
         if computing:
