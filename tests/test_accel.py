@@ -222,3 +222,14 @@ def test_prologue_prefetch_hides_only_what_the_previous_layer_left_idle():
     weighted = [layer for layer in result.layers if layer.schedule is not None]
     first = weighted[0].schedule
     assert first.stall_cycles >= -(-prologue_bytes(first.shape, result.config, True) // 16)  # nothing to hide it
+
+
+def test_buffer_traffic_counts_each_access_once():
+    config = AcceleratorConfig(rows=4, cols=4, m=16, n=1)
+    shape = LayerShape("conv", 10, 6, (5, 5), (32, 7, 7), (3, 3), (1, 1), 0)  # 10 rows: 3 row folds; 2 col folds
+    plan = schedule_layer(shape, config)
+    traffic = plan.buffer_bytes
+    assert plan.tiles == 1 and plan.row_folds == 3 and plan.col_folds == 2
+    assert traffic["weight_buffer_reads"] == 10 * 6 + 10 * 6 // 2  # an int8 value and a 4-bit index per slot
+    assert traffic["input_buffer_reads"] == 10 * 2 * 25 * 16  # every row, every column fold, every pixel, M bytes
+    assert traffic["output_buffer_writes"] == traffic["output_buffer_reads"] == 6 * 3 * 25 * 4

@@ -171,7 +171,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     summary = {"model": label, "pattern": "dense" if m == 1 else f"{n}:{m}", "array": f"{rows}x{cols}",
                "clock_mhz": config.clock_mhz, "mode": args.mode, "total_cycles": result.total_cycles,
                "fps": result.fps, "pe_utilization": result.pe_utilization, "effective_gops": result.effective_gops,
-               "actual_gops": result.actual_gops, "dram_bytes": result.dram_bytes, "dense_macs": result.dense_macs,
+               "actual_gops": result.actual_gops, "dram_bytes": result.dram_bytes, "buffer_bytes": result.buffer_bytes(),
+               "dense_macs": result.dense_macs,
                "real_macs": result.real_macs, "layers": rows_out}
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -74,6 +74,7 @@ class LayerSchedule:
     stall_cycles: int
     real_macs: int  # multiplications the PEs perform on stored slots
     tail_idle_bytes: int = 0  # what the DRAM could still move during the last tile (the next layer's prologue)
+    buffer_bytes: dict[str, int] | None = None  # on-chip buffer traffic, see :func:`buffer_traffic`
 
     @property
     def folds(self) -> int:
@@ -134,6 +135,8 @@ class _Traffic:
     tile_sizes: np.ndarray  # [tiles]
     row_folds: int
     col_folds: int
+    rows_in: np.ndarray  # [row_folds] rows holding a slot
+    cols_in: np.ndarray  # [col_folds] columns holding a filter
     used: np.ndarray  # [col_folds, row_folds] PEs holding a slot
     per_fold: np.ndarray  # [tiles, folds per tile]: weights and indices, plus int8 outputs on last row folds
     input_bytes: np.ndarray  # [tiles]: input rows, halo included
@@ -160,7 +163,27 @@ def _traffic(shape: LayerShape, config: AcceleratorConfig) -> _Traffic:
     per_fold = np.broadcast_to(weight_bytes, (tiles, col_folds, row_folds)).copy()
     per_fold[:, :, -1] += tile_sizes.reshape(-1, 1) * cols_in.reshape(1, -1)  # int8 outputs
     input_bytes = np.array([shape.input_rows_bytes(t * per_tile, int(n)) for t, n in enumerate(tile_sizes)])
-    return _Traffic(per_tile, tile_sizes, row_folds, col_folds, used, per_fold.reshape(tiles, -1), input_bytes)
+    return _Traffic(per_tile, tile_sizes, row_folds, col_folds, rows_in, cols_in, used, per_fold.reshape(tiles, -1),
+                    input_bytes)
+
+
+def buffer_traffic(traffic: _Traffic, config: AcceleratorConfig) -> dict[str, int]:
+    """Bytes read from and written to the on-chip buffers by one layer.
+
+    - weight buffer: each fold's values and indices are read once into the PEs (every tile);
+    - input buffer: every used row receives its M-wide int8 activation vector once per pixel;
+    - output buffer: int32 partial sums are written by every row fold and read back by every row fold after
+      the first (accumulation), and the post-processing unit reads the final sums once.
+    """
+    tiles = len(traffic.tile_sizes)
+    pixels = int(traffic.tile_sizes.sum())
+    weight_reads = int(np.ceil(traffic.used * (8 + config.index_bits) / 8).sum()) * tiles
+    rows, columns = int(traffic.rows_in.sum()), int(traffic.cols_in.sum())  # slots and filters of the layer
+    input_reads = rows * traffic.col_folds * pixels * config.m
+    partial_writes = columns * traffic.row_folds * pixels * 4
+    partial_reads = columns * traffic.row_folds * pixels * 4  # (row_folds - 1) accumulations + 1 final read
+    return {"weight_buffer_reads": weight_reads, "input_buffer_reads": input_reads,
+            "output_buffer_writes": partial_writes, "output_buffer_reads": partial_reads}
 
 
 def prologue_bytes(shape: LayerShape, config: AcceleratorConfig, with_input: bool) -> int:
@@ -204,4 +227,5 @@ def schedule_layer(shape: LayerShape, config: AcceleratorConfig, prefetched_byte
     total = clock
     return LayerSchedule(shape, traffic.per_tile, tiles, traffic.row_folds, traffic.col_folds, lengths.ravel(),
                          starts.ravel(), transfer.ravel().astype(np.int64), total, total - int(lengths.sum()),
-                         int(traffic.used.sum()) * shape.pixels, int(tail_idle * bandwidth))
+                         int(traffic.used.sum()) * shape.pixels, int(tail_idle * bandwidth),
+                         buffer_traffic(traffic, config))

@@ -49,7 +49,8 @@ class LayerResult:
                 "pe_utilization": round(self.pe_utilization(config), 6), "dram_bytes": self.dram_bytes,
                 "folds": self.schedule.folds if self.schedule else 0,
                 "stall_cycles": self.schedule.stall_cycles if self.schedule else 0,
-                "dense_macs": self.dense_macs, "real_macs": self.real_macs}
+                "dense_macs": self.dense_macs, "real_macs": self.real_macs,
+                **(self.schedule.buffer_bytes if self.schedule and self.schedule.buffer_bytes else {})}
 
 
 @dataclass
@@ -95,6 +96,14 @@ class SimulationResult:
     @property
     def dram_bytes(self) -> int:
         return sum(layer.dram_bytes for layer in self.layers)
+
+    def buffer_bytes(self) -> dict[str, int]:
+        """On-chip buffer traffic of the frame, summed over layers."""
+        totals: dict[str, int] = {}
+        for layer in self.layers:
+            for key, value in ((layer.schedule.buffer_bytes or {}) if layer.schedule else {}).items():
+                totals[key] = totals.get(key, 0) + value
+        return totals
 
 
 def plan_network(graph: IntGraph, config: AcceleratorConfig) -> list[tuple[IntOp, LayerShape | None]]:
