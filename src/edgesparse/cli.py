@@ -224,8 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "biases, requantization parameters and the integer graph, in a checksummed safetensors file.")
     export.add_argument("run", type=Path, nargs="?", help="run folder or final.pt of a trained model")
     export.add_argument("-o", "--output", type=Path, required=True, help="packed model file to write")
-    export.add_argument("--calibration-batches", type=int, default=8, help="training batches used to calibrate")
-    export.add_argument("--batch-size", type=int, default=128, help="calibration batch size")
+    export.add_argument("--calibration-batches", type=int, default=8, help="training batches used to calibrate [8]")
+    export.add_argument("--batch-size", type=int, default=128, help="calibration batch size [128]")
     export.add_argument("--data-dir", help="dataset folder, if not the run's own")
     random = export.add_argument_group("random pattern-following weights instead of a run (hardware figures)")
     random.add_argument("--model", help="registered model name, e.g. vgg16 or resnet50")
@@ -246,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="print JSON instead of a table")
     inspect.set_defaults(handler=_cmd_inspect)
 
+    from edgesparse.accel.config import AcceleratorConfig
+
     sim = commands.add_parser(
         "simulate", help="run a model on the sparse systolic array: cycles, FPS, utilization, DRAM traffic",
         description="Map every layer onto an R x C weight-stationary array whose PEs select their activation by "
@@ -259,13 +261,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--first-conv", default="dense", help="pattern of the first convolution of --model")
     sim.add_argument("--pattern", help="N:M the array is built for (and --model's pattern); 'dense' is the "
                                        "classic array [the model's most common N:M]")
-    sim.add_argument("--array", default="16x16", help="array size RxC")
-    sim.add_argument("--clock-mhz", type=float, default=200.0)
-    sim.add_argument("--mode", choices=["stepped", "fast", "analytic"], default="fast")
-    sim.add_argument("--weight-buffer-kib", type=float, default=64.0)
-    sim.add_argument("--input-buffer-kib", type=float, default=512.0)
-    sim.add_argument("--output-buffer-kib", type=float, default=256.0)
-    sim.add_argument("--dram-bytes-per-cycle", type=float, default=16.0)
+    defaults = AcceleratorConfig()
+    sim.add_argument("--array", default=f"{defaults.rows}x{defaults.cols}",
+                     help=f"array size RxC [{defaults.rows}x{defaults.cols}]")
+    sim.add_argument("--clock-mhz", type=float, default=defaults.clock_mhz, help=f"clock [{defaults.clock_mhz:g}]")
+    sim.add_argument("--mode", choices=["stepped", "fast", "analytic"], default="fast", help="simulation view [fast]")
+    for name, text in (("weight_buffer_kib", "weight buffer (double-buffered folds)"),
+                       ("input_buffer_kib", "input buffer (double-buffered tiles)"),
+                       ("output_buffer_kib", "output buffer (a tile's int32 partial sums)"),
+                       ("dram_bytes_per_cycle", "DRAM bandwidth")):
+        default = getattr(defaults, name)
+        sim.add_argument("--" + name.replace("_", "-"), type=float, default=default, help=f"{text} [{default:g}]")
     sim.add_argument("--image-seed", type=int, default=0, help="seed of the random int8 input (stepped, fast)")
     sim.add_argument("--memory-image", type=Path, help="also write weights.bin and layout.json into this folder")
     sim.add_argument("--json", action="store_true", help="print JSON instead of a table")
