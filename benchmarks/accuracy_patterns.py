@@ -10,6 +10,7 @@ changes. Runs are resumable: a finished row in the CSV is kept, an interrupted r
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -69,8 +70,12 @@ def main() -> None:
         print(f"{tag}: test accuracy {result.test_accuracy:.4f} in {time.perf_counter() - started:.0f} s", flush=True)
 
     print_table(COLUMNS, rows)
-    write_json(args.out.with_suffix(".json"), {"command": command(), "machine": machine(), "rows": rows,
-                                               "train_limit": args.train_limit, "width": args.width})
+    summary = args.out.with_suffix(".json")
+    commands = json.loads(summary.read_text()).get("commands", []) if summary.exists() else []
+    if command() not in commands:
+        commands.append(command())
+    write_json(summary, {"commands": commands, "machine": machine(), "rows": rows,
+                         "train_limit": args.train_limit, "width": args.width})
 
 
 if __name__ == "__main__":
