@@ -105,7 +105,7 @@ class LayerSchedule:
         return last + 2 * config.rows - 1 + local.reshape(-1, 1) + position.reshape(1, -1)
 
 
-def fold_cycles(config: AcceleratorConfig, pixels: int) -> int:
+def fold_cycles(config: AcceleratorConfig, pixels: int | np.ndarray) -> int | np.ndarray:
     """SCALE-Sim's weight-stationary fold: R (weight load) + T + R + C - 2 (stream, fill, drain)."""
     return 2 * config.rows + config.cols + pixels - 2
 
@@ -204,7 +204,7 @@ def schedule_layer(shape: LayerShape, config: AcceleratorConfig, prefetched_byte
     tiles, folds_per_tile = per_fold.shape
     bandwidth = config.dram_bytes_per_cycle
     starts = np.zeros((tiles, folds_per_tile), dtype=np.int64)
-    lengths = np.repeat(2 * config.rows + config.cols - 2 + tile_sizes, folds_per_tile).reshape(tiles, -1)
+    lengths = np.repeat(fold_cycles(config, tile_sizes), folds_per_tile).reshape(tiles, -1)
     prologue = max(0, traffic.prologue_input + traffic.prologue_weights - prefetched_bytes)
     clock = int(np.ceil(prologue / bandwidth))  # the first tile's input and the first weights
     tail_idle = 0

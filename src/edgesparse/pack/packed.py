@@ -120,9 +120,9 @@ def _decode(payload: bytes) -> IntGraph:
     try:
         description = json.loads(graph_json)
         return _rebuild(description, tensors)
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
-        if isinstance(error, EdgesparseError):
-            raise
+    except EdgesparseError:
+        raise  # already names the problem (decode_packed adds the source)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:  # JSONDecodeError is a ValueError
         raise PackError(f"graph description is malformed: {type(error).__name__}: {error}") from None
 
 
