@@ -3,17 +3,22 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBS    := dataset-fashion-mnist
+DEBS    := dataset-fashion-mnist chromium yosys iverilog
+EDGE    := $(VENV)/bin/edgesparse
+DEMO    := runs/demo
 export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: demo test debs venv clean
 
+# The main job: dense baseline and 1:16 dynamic pruning on Fashion-MNIST, int8 export, packed model, bit-exact
+# accelerator simulation, then the report (Markdown + self-contained HTML) and a short summary. Resumable.
 demo: venv debs
-	$(VENV)/bin/edgesparse train --config configs/demo.toml --out runs/demo --resume
-	$(VENV)/bin/edgesparse export runs/demo -o runs/demo/model.packed
-	$(VENV)/bin/edgesparse inspect runs/demo/model.packed
-	$(VENV)/bin/edgesparse simulate runs/demo/model.packed --mode fast --array 16x16 --clock-mhz 200
-	$(VENV)/bin/edgesparse simulate runs/demo/model.packed --mode analytic --array 16x16 --pattern dense
+	$(EDGE) train --config configs/demo.toml --out $(DEMO)/sparse --resume
+	$(EDGE) train --config configs/demo.toml --pattern dense --out $(DEMO)/dense --resume
+	$(EDGE) export $(DEMO)/sparse -o $(DEMO)/model.packed
+	$(EDGE) inspect $(DEMO)/model.packed
+	$(EDGE) report $(DEMO)/sparse $(DEMO)/model.packed --dense-run $(DEMO)/dense -o $(DEMO)/report \
+	  --array 16x16 --pattern 1:16 --clock-mhz 200
 
 test: venv debs
 	$(PY) -m pytest -q

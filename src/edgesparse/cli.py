@@ -1,4 +1,4 @@
-"""The ``edgesparse`` command line: ``train`` and ``figures`` (more subcommands join as the flow grows)."""
+"""The ``edgesparse`` command line: train, figures, export, inspect, simulate, report and rtl."""
 
 from __future__ import annotations
 
@@ -189,6 +189,58 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from edgesparse.accel import AcceleratorConfig, parse_array
+    from edgesparse.report import collect_report, format_summary, write_report
+    from edgesparse.sparsity.pattern import BlockPattern, parse_pattern
+
+    rows, cols = parse_array(args.array)
+    pattern = parse_pattern(args.pattern)
+    n, m = (pattern.n, pattern.m) if isinstance(pattern, BlockPattern) else (1, 1)
+    config = AcceleratorConfig(rows, cols, m, n, args.clock_mhz)
+    data = collect_report(args.sparse_run, args.dense_run, args.packed, config, networks=args.networks,
+                          sweep_model=None if args.no_sweep else args.sweep_model,
+                          sweep_arrays=[parse_array(a) for a in args.sweep_arrays],
+                          sweep_patterns=args.sweep_patterns, test_images=args.test_images,
+                          benchmark_csv=args.accuracy_csv, energy_table=args.energy_table,
+                          progress=not args.no_progress)
+    paths = write_report(data, args.output)
+    print(format_summary(data["summary"]))
+    print(f"report: {paths['html']} (self-contained), {paths['markdown']}, {paths['json']}")
+    return 0
+
+
+def _cmd_rtl(args: argparse.Namespace) -> int:
+    from edgesparse.accel import AcceleratorConfig, parse_array
+    from edgesparse.errors import ConfigError
+    from edgesparse.rtl.cosim import layer_jobs, random_layer
+    from edgesparse.rtl.testbench import write_testbench
+    from edgesparse.rtl.verilog import array_verilog, fold_unit_verilog, pe_verilog, write_verilog
+    from edgesparse.sparsity.pattern import BlockPattern, parse_pattern
+
+    rows, cols = parse_array(args.array)
+    pattern = parse_pattern(args.pattern)
+    n, m = (pattern.n, pattern.m) if isinstance(pattern, BlockPattern) else (1, 1)
+    if m & (m - 1):
+        raise ConfigError(f"the PE selects by a log2(M)-bit index: M must be a power of two, got {args.pattern}")
+    if args.max_pixels < 1:
+        raise ConfigError(f"--max-pixels must be at least 1, got {args.max_pixels}")
+    config = AcceleratorConfig(rows, cols, m, n)
+    out = args.output
+    written = [write_verilog(fold_unit_verilog(rows, cols, m, args.max_pixels), out / "fold_unit.v"),
+               write_verilog(array_verilog(rows, cols, m), out / "sparse_array.v"),
+               write_verilog(pe_verilog(m), out / "sparse_pe.v")]
+    size = max(3, min(8, int(args.max_pixels ** 0.5)))  # a padded 3x3 conv whose output fits the fold unit
+    layer, x, plan = random_layer(config, n, m, cin=2 * m, cout=cols + 1, size=size, seed=args.seed)
+    job = layer_jobs(layer, x, plan, config)[0]
+    written += write_testbench(job, config, out, args.max_pixels)
+    for path in written:
+        print(path)
+    print(f"{rows}x{cols} array for {n}:{m} (index {config.index_bits} bits); fold unit holds up to {args.max_pixels} "
+          f"pixels. Check: cd {out} && iverilog -g2012 -o tb tb_fold_unit.v fold_unit.v && vvp tb")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgesparse",
@@ -276,6 +328,45 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--memory-image", type=Path, help="also write weights.bin and layout.json into this folder")
     sim.add_argument("--json", action="store_true", help="print JSON instead of a table")
     sim.set_defaults(handler=_cmd_simulate)
+
+    report = commands.add_parser(
+        "report", help="measure everything and write the report (Markdown + self-contained HTML with plots)",
+        description="From a sparse training run (and optionally its dense baseline) and its packed model: accuracy "
+                    "and compression, int8 accuracy on the test set, a bit-exact check of the accelerator against the "
+                    "integer reference, the trained model's cycles and energy, VGG16/ResNet50 at 224 against the "
+                    "same-size dense array and published designs, and a design-space sweep with its Pareto front.")
+    report.add_argument("sparse_run", type=Path, help="the sparse training run folder")
+    report.add_argument("packed", type=Path, help="its packed model (edgesparse export)")
+    report.add_argument("--dense-run", type=Path, help="a dense baseline run of the same model, for the comparison")
+    report.add_argument("-o", "--output", type=Path, default=Path("runs/report"), help="report folder [runs/report]")
+    report.add_argument("--array", default=f"{defaults.rows}x{defaults.cols}", help="array size RxC")
+    report.add_argument("--pattern", default="1:16", help="N:M the array is built for [1:16]")
+    report.add_argument("--clock-mhz", type=float, default=defaults.clock_mhz, help="clock")
+    report.add_argument("--networks", nargs="*", default=["vgg16", "resnet50"],
+                        help="registered networks compared with the dense array and published designs [vgg16 resnet50]")
+    report.add_argument("--sweep-model", default="vgg16", help="network of the design-space sweep [vgg16]")
+    report.add_argument("--sweep-arrays", nargs="+", default=["8x8", "16x16", "32x32"], help="array sizes swept")
+    report.add_argument("--sweep-patterns", nargs="+", default=["dense", "1:4", "1:8", "1:16"], help="patterns swept")
+    report.add_argument("--no-sweep", action="store_true", help="skip the design-space sweep")
+    report.add_argument("--test-images", type=int, default=2000, help="test images for the int8 accuracy [2000]")
+    report.add_argument("--accuracy-csv", type=Path, default=Path("benchmarks/results/accuracy_patterns.csv"),
+                        help="committed accuracy benchmark to plot beside this run (skipped if missing)")
+    report.add_argument("--energy-table", type=Path, help="per-action energy table (TOML) [the packaged one]")
+    report.add_argument("--no-progress", action="store_true", help="no progress bars")
+    report.set_defaults(handler=_cmd_report)
+
+    rtl = commands.add_parser(
+        "rtl", help="generate the sparse array as synthesizable Verilog, with a self-checking testbench",
+        description="Generate (Amaranth HDL) the sparse PE, the R x C array and the fold unit (array, weight and "
+                    "activation memories, and the control that runs one fold) as Verilog, plus a self-checking "
+                    "testbench: one fold of a random padded conv, its expected sums and cycles from the "
+                    "cycle-accurate simulator.")
+    rtl.add_argument("--array", default="4x4", help="array size RxC [4x4]")
+    rtl.add_argument("--pattern", default="1:16", help="N:M the PEs select for; 'dense' for the classic PE [1:16]")
+    rtl.add_argument("--max-pixels", type=int, default=64, help="activation memory depth: pixels per fold [64]")
+    rtl.add_argument("--seed", type=int, default=0, help="seed of the testbench's random layer [0]")
+    rtl.add_argument("-o", "--output", type=Path, required=True, help="folder for the Verilog and testbench")
+    rtl.set_defaults(handler=_cmd_rtl)
     return parser
 
 

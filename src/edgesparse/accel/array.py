@@ -14,6 +14,9 @@ accumulation) and the cycle each final sum left the array.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Iterator
+
 import numpy as np
 import torch
 
@@ -22,42 +25,64 @@ from edgesparse.accel.mapping import LoweredLayer, activation_blocks
 from edgesparse.accel.schedule import LayerSchedule
 
 
-def run_stepped(layer: LoweredLayer, x: np.ndarray, plan: LayerSchedule,
-                config: AcceleratorConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Clock the array through every tile and fold of ``layer`` on one image ``x``."""
+@dataclass(frozen=True)
+class FoldInputs:
+    """What one fold puts on the array: its weights and indices (top row first) and every pixel's activation
+    vector per row, zero-padded to the full R x C array."""
+
+    fold: int  # index into the schedule's folds
+    pixels: slice  # the tile's output pixels
+    columns: slice  # the filters in this column fold
+    weights: np.ndarray  # int64 [R, C]
+    index: np.ndarray  # int64 [R, C]
+    acts: np.ndarray  # int64 [pixels, R, M]
+
+
+def iter_folds(layer: LoweredLayer, x: np.ndarray, plan: LayerSchedule,
+               config: AcceleratorConfig) -> Iterator[FoldInputs]:
+    """Every fold of ``layer`` on image ``x`` in schedule order (tile, column fold, row fold)."""
     blocks = activation_blocks(x, layer)  # [P, K, B, M]
     positions, block_of_row = layer.row_block()
     row_acts = blocks[:, positions, block_of_row, :]  # [P, rows_needed, M]
-    pixels = row_acts.shape[0]
     R, C, M = config.rows, config.cols, layer.m
-    acc = np.zeros((pixels, layer.cout), dtype=np.int64)
-    cycles = np.full((pixels, layer.cout), -1, dtype=np.int64)
-    row_index = np.arange(R)
     for tile in range(plan.tiles):
         span = plan.tile_range(tile)
-        tile_pixels = slice(span.start, span.stop)
+        pixels = slice(span.start, span.stop)
         for col_fold in range(plan.col_folds):
             columns = slice(col_fold * C, min(layer.cout, (col_fold + 1) * C))
             width = columns.stop - columns.start
             for row_fold in range(plan.row_folds):
                 rows = slice(row_fold * R, min(layer.rows_needed, (row_fold + 1) * R))
                 height = rows.stop - rows.start
-                fold_w = np.zeros((R, C), dtype=np.int64)
-                fold_i = np.zeros((R, C), dtype=np.int64)
-                fold_w[:height, :width] = layer.values[rows, columns]
-                fold_i[:height, :width] = layer.index[rows, columns]
+                weights = np.zeros((R, C), dtype=np.int64)
+                index = np.zeros((R, C), dtype=np.int64)
+                weights[:height, :width] = layer.values[rows, columns]
+                index[:height, :width] = layer.index[rows, columns]
                 acts = np.zeros((len(span), R, M), dtype=np.int64)
-                acts[:, :height] = row_acts[tile_pixels, rows]
-                fold = plan.fold_index(tile, col_fold, row_fold)
-                out, when = _clock_fold(fold_w, fold_i, acts, R, C, M, row_index, int(plan.fold_lengths[fold]))
-                acc[tile_pixels, columns] += out[:, :width]
-                cycles[tile_pixels, columns] = plan.starts[fold] + when[:, :width]
+                acts[:, :height] = row_acts[pixels, rows]
+                yield FoldInputs(plan.fold_index(tile, col_fold, row_fold), pixels, columns, weights, index, acts)
+
+
+def run_stepped(layer: LoweredLayer, x: np.ndarray, plan: LayerSchedule,
+                config: AcceleratorConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Clock the array through every tile and fold of ``layer`` on one image ``x``."""
+    pixels = layer.output_size(*x.shape[1:]) if layer.kind == "conv" else (1, 1)
+    acc = np.zeros((pixels[0] * pixels[1], layer.cout), dtype=np.int64)
+    cycles = np.full(acc.shape, -1, dtype=np.int64)
+    for fold in iter_folds(layer, x, plan, config):
+        out, when = clock_fold(fold.weights, fold.index, fold.acts, config, int(plan.fold_lengths[fold.fold]))
+        width = fold.columns.stop - fold.columns.start
+        acc[fold.pixels, fold.columns] += out[:, :width]
+        cycles[fold.pixels, fold.columns] = plan.starts[fold.fold] + when[:, :width]
     return acc, cycles
 
 
-def _clock_fold(fold_w: np.ndarray, fold_i: np.ndarray, acts: np.ndarray, R: int, C: int, M: int,
-                row_index: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """One fold, cycle by cycle: returns bottom-row sums per (pixel, column) and their local cycles."""
+def clock_fold(fold_w: np.ndarray, fold_i: np.ndarray, acts: np.ndarray, config: AcceleratorConfig,
+               length: int) -> tuple[np.ndarray, np.ndarray]:
+    """One fold, cycle by cycle: returns bottom-row sums per (pixel, column) and their local cycles (the cycle
+    whose clock edge latched the sum into the bottom row's register)."""
+    R, C, M = config.rows, config.cols, config.m
+    row_index = np.arange(R)
     pixels = acts.shape[0]
     weight_reg = np.zeros((R, C), dtype=np.int64)
     index_reg = np.zeros((R, C), dtype=np.int64)

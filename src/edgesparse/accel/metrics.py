@@ -1,0 +1,119 @@
+"""The figures the paper reports, for one simulated frame: FPS, GOPS, power efficiency and calculation density.
+
+- effective GOPS = 2 x the dense model's MACs x FPS (pruned MACs counted, as the literature does);
+- actual GOPS = 2 x the MACs the PEs perform x FPS;
+- power = energy per frame x FPS (static energy included, :mod:`edgesparse.accel.energy`);
+- power efficiency = effective GOPS / W; calculation density = effective GOPS / DSP (:mod:`.resources`).
+
+:func:`compare_networks` runs a registered network with random weights that follow the pattern (the pattern fixes
+the work) on an array and on its same-size dense twin; :func:`sweep` does so over array sizes and patterns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+from tqdm import tqdm
+
+from edgesparse.accel.config import AcceleratorConfig
+from edgesparse.accel.energy import EnergyTable, frame_energy
+from edgesparse.accel.resources import estimate_resources
+from edgesparse.accel.simulate import SimulationResult, simulate
+from edgesparse.quant.graph import IntGraph
+
+
+@dataclass(frozen=True)
+class HardwareFigures:
+    """One network on one configuration."""
+
+    model: str
+    array: str
+    pattern: str
+    clock_mhz: float
+    cycles: int
+    fps: float
+    pe_utilization: float
+    effective_gops: float
+    actual_gops: float
+    energy_mj: float
+    power_w: float
+    gops_per_w: float
+    dsps: int
+    luts: int
+    ffs: int
+    bram36: int
+    gops_per_dsp: float
+    dram_mb: float
+    resource_source: str
+    energy_mj_by_action: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.array} {self.pattern}"
+
+    def as_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        row.update({f"energy_mj_{k}": v for k, v in row.pop("energy_mj_by_action").items()})
+        return row
+
+
+def hardware_figures(model: str, result: SimulationResult, table: EnergyTable) -> HardwareFigures:
+    """Every reported figure of one simulated frame."""
+    config = result.config
+    energy = frame_energy(result, table)
+    resources = estimate_resources(config)
+    return HardwareFigures(
+        model=model, array=f"{config.rows}x{config.cols}", pattern="dense" if config.m == 1 else f"{config.n}:{config.m}",
+        clock_mhz=config.clock_mhz, cycles=result.total_cycles, fps=result.fps, pe_utilization=result.pe_utilization,
+        effective_gops=result.effective_gops, actual_gops=result.actual_gops, energy_mj=energy.joules * 1e3,
+        power_w=energy.power_w, gops_per_w=energy.gops_per_w, dsps=resources.dsps, luts=resources.luts,
+        ffs=resources.ffs, bram36=resources.bram36, gops_per_dsp=result.effective_gops / resources.dsps,
+        dram_mb=result.dram_bytes / 1e6, resource_source=resources.source,
+        energy_mj_by_action={k: v * 1e3 for k, v in energy.by_action.items()})
+
+
+def random_network(name: str, pattern: str) -> IntGraph:
+    """A registered network at its own input size, random weights that follow ``pattern`` (first conv dense)."""
+    from edgesparse.export_flow import export_random
+
+    return export_random(name, pattern, calibration_images=1)
+
+
+def compare_networks(names: Iterable[str], config: AcceleratorConfig, table: EnergyTable,
+                     progress: bool = False) -> list[tuple[HardwareFigures, HardwareFigures]]:
+    """(sparse, same-size dense) figures of each network; the sparse model follows the array's N:M."""
+    pattern = f"{config.n}:{config.m}"
+    pairs = []
+    for name in tqdm(list(names), desc=f"networks on {config.describe()}", unit="net", disable=not progress):
+        graph = random_network(name, pattern)
+        label = f"{name}-{graph.input_shape[1]}"
+        pairs.append((hardware_figures(label, simulate(graph, config, "analytic"), table),
+                      hardware_figures(label, simulate(graph, config.dense_twin(), "analytic"), table)))
+    return pairs
+
+
+def sweep(name: str, arrays: Iterable[tuple[int, int]], patterns: Iterable[str], base: AcceleratorConfig,
+          table: EnergyTable, progress: bool = False) -> list[HardwareFigures]:
+    """Figures of ``name`` for every array size x pattern (``"dense"``: the classic array) on ``base``'s clock and
+    memories. The dense array runs the 1:M model with every weight stored, as the comparisons do."""
+    arrays, patterns = list(arrays), list(patterns)
+    graphs: dict[str, IntGraph] = {}
+    rows = []
+    steps = [(a, p) for p in patterns for a in arrays]
+    for (rows_, cols), spec in tqdm(steps, desc=f"sweep {name}", unit="point", disable=not progress):
+        key = "1:16" if spec == "dense" else spec
+        if key not in graphs:
+            graphs[key] = random_network(name, key)
+        graph = graphs[key]
+        n, m = (1, 1) if spec == "dense" else (int(x) for x in spec.split(":"))
+        config = AcceleratorConfig(**{**asdict(base), "rows": rows_, "cols": cols, "m": m, "n": n})
+        rows.append(hardware_figures(f"{name}-{graph.input_shape[1]}", simulate(graph, config, "analytic"), table))
+    return rows
+
+
+def pareto_front(points: list[HardwareFigures], keys: tuple[str, ...] = ("fps", "gops_per_w")) -> list[bool]:
+    """Whether each point is on the Pareto front, maximizing every figure in ``keys``."""
+    values = [tuple(getattr(p, k) for k in keys) for p in points]
+    return [not any(all(o >= v for o, v in zip(other, mine)) and other != mine for other in values)
+            for mine in values]

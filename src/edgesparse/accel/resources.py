@@ -1,0 +1,71 @@
+"""FPGA resources of an accelerator configuration: DSPs, LUTs, FFs (per PE, from synthesis or an estimate) and
+block RAMs (from the buffer sizes).
+
+The figures live in ``data/resources.toml``. ``benchmarks/synthesis.py --calibrate`` synthesizes the generated RTL
+with yosys and rewrites that file with the measured counts (``status = "synthesized"``): per PE for each M, and
+whole arrays for the sizes it synthesized. A configuration falls back from its synthesized array to R x C
+synthesized PEs (an upper bound: synthesis prunes the last column's unused pass-through registers) to the estimate
+formula, and the result says which.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from edgesparse.accel.config import AcceleratorConfig
+
+BRAM36_KIB = 4.0  # a RAMB36 holds 32 Kib of data (36 Kib with parity) at 32-bit width
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Resource counts of one configuration, and where the PE figures come from."""
+
+    dsps: int
+    luts: int
+    ffs: int
+    bram36: int
+    source: str
+    synthesized: bool
+
+    def as_row(self) -> dict[str, Any]:
+        return {"dsps": self.dsps, "luts": self.luts, "ffs": self.ffs, "bram36": self.bram36,
+                "resource_source": self.source}
+
+
+def estimated_pe(m: int) -> dict[str, int]:
+    """The formula used until a PE of this M is synthesized (see ``data/resources.toml``)."""
+    index_bits = math.ceil(math.log2(m)) if m > 1 else 0
+    return {"dsp": 1, "ff": 8 * m + 8 + index_bits + 32, "lut": 8 * math.ceil(m / 4) if m > 1 else 0}
+
+
+def load_calibration() -> dict[str, Any]:
+    """The packaged per-PE table (``status``, ``source`` and, once synthesized, ``pe.M<m>`` entries)."""
+    return tomllib.loads(resources.files("edgesparse.accel").joinpath("data", "resources.toml").read_text())
+
+
+def estimate_resources(config: AcceleratorConfig, calibration: dict[str, Any] | None = None) -> Resources:
+    """DSP, LUT, FF and RAMB36 counts of ``config``: the synthesized array when this size and M was synthesized,
+    else R x C synthesized PEs of this M, else the estimate formula; block RAM from the buffer sizes."""
+    calibration = load_calibration() if calibration is None else calibration
+    synthesized = calibration.get("status") == "synthesized"
+    array = calibration.get("array", {}).get(f"{config.rows}x{config.cols} M{config.m}") if synthesized else None
+    pe = calibration.get("pe", {}).get(f"M{config.m}") if synthesized else None
+    if array is not None:
+        counts = {key: int(array[key]) for key in ("dsp", "lut", "ff")}
+        source = f"synthesized {config.rows}x{config.cols} array ({calibration['source']})"
+    elif pe is not None:
+        counts = {key: config.pes * int(pe[key]) for key in ("dsp", "lut", "ff")}
+        source = f"{config.pes} x the synthesized M={config.m} PE ({calibration['source']})"
+    else:
+        counts = {key: config.pes * value for key, value in estimated_pe(config.m).items()}
+        source = f"estimate ({calibration.get('source', 'formula')})"
+        synthesized = False
+    bram = sum(math.ceil(kib / BRAM36_KIB) for kib in
+               (config.weight_buffer_kib, config.input_buffer_kib, config.output_buffer_kib))
+    return Resources(dsps=counts["dsp"], luts=counts["lut"], ffs=counts["ff"], bram36=bram,
+                     source=source + f"; block RAM estimated at {BRAM36_KIB:g} KiB per RAMB36", synthesized=synthesized)

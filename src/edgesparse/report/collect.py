@@ -1,0 +1,176 @@
+"""Everything the report shows, measured and gathered into one JSON-ready dict.
+
+Sections: the trained runs (accuracy, compression), the packed model (bytes, index overhead, int8 accuracy), the
+trained model on the accelerator (bit-exact check against the integer reference, per-layer cycles, figures), the
+paper's networks against the same-size dense array and published designs, the design-space sweep, and the
+energy table with its sources. The printed summary and the report read the same dict, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from edgesparse.accel.config import AcceleratorConfig
+from edgesparse.accel.energy import load_energy_table
+from edgesparse.accel.metrics import HardwareFigures, compare_networks, hardware_figures, pareto_front, sweep
+from edgesparse.accel.simulate import simulate
+from edgesparse.data import iterate_batches, load_dataset
+from edgesparse.errors import ConfigError
+from edgesparse.pack.inspect import stored_layers, total_stored
+from edgesparse.pack.packed import load_packed
+from edgesparse.quant import dequantize_output, quantize_input, run_graph
+from edgesparse.quant.graph import IntGraph
+from edgesparse.report.published import comparison_rows
+from edgesparse.trained import load_trained
+
+
+def _run_summary(run: Path) -> dict[str, Any]:
+    path = run / "summary.json"
+    if not path.exists():
+        raise ConfigError(f"{run} has no summary.json: is it a finished training run?")
+    summary = json.loads(path.read_text())
+    config = summary["config"]
+    return {"run": str(run), "model": config["model"], "width": config["width"], "dataset": config["dataset"],
+            "epochs": config["epochs"], "pattern": config["pattern"], "importance": config["importance"],
+            "accuracy": summary["test_acc"], "compression": summary["compression"],
+            "index_ratio": summary["index_ratio"]}
+
+
+def _accuracy_points(runs: dict[str, dict[str, Any]], benchmark_csv: Path | None) -> list[dict[str, Any]]:
+    points = [{"label": run["pattern"] if run["pattern"] != "dense" else "dense", "compression": run["compression"],
+               "accuracy": run["accuracy"], "source": "this run"} for run in runs.values()]
+    if benchmark_csv is not None and benchmark_csv.exists():
+        import csv
+
+        with open(benchmark_csv, newline="") as handle:
+            for row in csv.DictReader(handle):
+                label = row["pattern"] + ("" if row["importance"] in ("none", "") else f" {row['importance']}")
+                points.append({"label": f"{label} s{row['seed']}", "compression": float(row["compression"]),
+                               "accuracy": float(row["test_acc"]), "source": "benchmark"})
+    return points
+
+
+def _packed_section(graph: IntGraph, path: Path, dataset: str, test_images: int,
+                    progress: bool) -> dict[str, Any]:
+    rows = stored_layers(graph)
+    total = total_stored(rows)
+    pruned = [r for r in rows if r.index_bytes]
+    pruned_total = total_stored(pruned) if pruned else total
+    test = load_dataset(dataset, "test").subset(test_images)
+    right = 0
+    for images, labels in tqdm(iterate_batches(test, 250, shuffle=False, drop_last=False), desc="int8 reference",
+                               unit="batch", total=-(-len(test) // 250), disable=not progress):
+        logits = dequantize_output(graph, run_graph(graph, quantize_input(graph, images)))
+        right += int((logits.argmax(1) == labels.numpy()).sum())
+    return {"file": str(path), "file_bytes": path.stat().st_size,
+            "weights_vs_dense": total.kept_weights / total.dense_weights,
+            "compression": total.dense_weights / total.kept_weights,
+            "pruned_layers_compression": pruned_total.dense_weights / pruned_total.kept_weights,
+            "index_overhead": pruned_total.index_bytes / pruned_total.dense_weights,
+            "bytes_vs_dense_int8": total.total_bytes / total.dense_weights,
+            "int8_accuracy": right / len(test), "int8_images": len(test)}
+
+
+def _bit_exact(graph: IntGraph, config: AcceleratorConfig, dataset: str, images: int) -> dict[str, Any]:
+    """Run ``images`` test images through the accelerator (fast view) and the integer reference, every tensor."""
+    test = load_dataset(dataset, "test")
+    batch, _ = next(iterate_batches(test, images, shuffle=False))
+    exact, result = True, None
+    for image in quantize_input(graph, batch):
+        reference = run_graph(graph, image[None], keep=True)
+        result = simulate(graph, config, "fast", image, keep=True)
+        exact &= all(np.array_equal(result.tensors[op.name], reference[op.name]) for op in graph.ops)
+    return {"images": images, "exact": bool(exact), "result": result}
+
+
+def collect_report(sparse_run: Path, dense_run: Path | None, packed: Path, config: AcceleratorConfig, *,
+                   networks: Sequence[str] = ("vgg16", "resnet50"), sweep_model: str | None = "vgg16",
+                   sweep_arrays: Sequence[tuple[int, int]] = ((8, 8), (16, 16), (32, 32)),
+                   sweep_patterns: Sequence[str] = ("dense", "1:4", "1:8", "1:16"),
+                   test_images: int = 2000, exact_images: int = 4, benchmark_csv: Path | None = None,
+                   energy_table: Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Measure and gather every section of the report (see the module docstring)."""
+    started = time.perf_counter()
+    table = load_energy_table(energy_table)
+    runs = {"sparse": _run_summary(sparse_run)}
+    if dense_run is not None:
+        runs["dense"] = _run_summary(dense_run)
+    trained = load_trained(sparse_run)
+    graph = load_packed(packed)
+    packed_section = _packed_section(graph, packed, trained.config.dataset, test_images, progress)
+    exact = _bit_exact(graph, config, trained.config.dataset, exact_images)
+    demo_label = f"{trained.config.model} w{trained.config.width:g} ({graph.input_shape[1]}x{graph.input_shape[2]})"
+    demo = hardware_figures(demo_label, exact.pop("result"), table)
+    demo_layers = [layer.as_row(config) for layer in simulate(graph, config, "analytic").layers
+                   if layer.kind in ("conv", "linear")]
+    pairs = compare_networks(networks, config, table, progress)
+    network_rows = [{"sparse": s.as_row(), "dense": d.as_row(), "speedup": d.cycles / s.cycles,
+                     "gops_per_w_ratio": s.gops_per_w / d.gops_per_w,
+                     "gops_per_dsp_ratio": s.gops_per_dsp / d.gops_per_dsp} for s, d in pairs]
+    resource_note = "simulated; power from the energy model (sources in the energy table); DSPs " + \
+        ("synthesized" if "synthesized" in pairs[0][0].resource_source else "estimated") if pairs else ""
+    ours = [figure for pair in pairs for figure in pair]
+    comparison = comparison_rows(ours, resource_note)
+    sweep_rows: list[dict[str, Any]] = []
+    if sweep_model:
+        points = sweep(sweep_model, sweep_arrays, sweep_patterns, config, table, progress)
+        front = pareto_front(points)
+        sweep_rows = [{**p.as_row(), "pareto": on} for p, on in zip(points, front)]
+    data = {
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"), "accelerator": asdict(config),
+        "accelerator_label": config.describe(), "runs": runs,
+        "accuracy_points": _accuracy_points(runs, benchmark_csv), "packed": packed_section,
+        "bit_exact": exact, "demo_figures": demo.as_row(), "demo_layers": demo_layers,
+        "networks": network_rows, "comparison": comparison, "sweep": sweep_rows,
+        "energy_table": {"path": table.path, "sources": table.sources, "rows": table.rows(config)},
+        "resource_source": demo.resource_source,
+    }
+    data["summary"] = summarize(data)
+    data["seconds"] = round(time.perf_counter() - started, 1)
+    return data
+
+
+def summarize(data: dict[str, Any]) -> dict[str, Any]:
+    """The few numbers the demo prints, taken from the report's own sections."""
+    runs, packed, demo = data["runs"], data["packed"], data["demo_figures"]
+    summary = {"accuracy_sparse": runs["sparse"]["accuracy"], "accuracy_dense": runs.get("dense", {}).get("accuracy"),
+               "int8_accuracy": packed["int8_accuracy"], "compression": packed["compression"],
+               "pruned_layers_compression": packed["pruned_layers_compression"],
+               "index_overhead": packed["index_overhead"], "bit_exact": data["bit_exact"]["exact"],
+               "demo_model": demo["model"], "demo_fps": demo["fps"], "demo_gops_per_w": demo["gops_per_w"],
+               "demo_gops_per_dsp": demo["gops_per_dsp"], "accelerator": data["accelerator_label"]}
+    for row in data["networks"]:
+        sparse = row["sparse"]
+        summary.setdefault("networks", []).append(
+            {"model": sparse["model"], "fps": sparse["fps"], "gops_per_w": sparse["gops_per_w"],
+             "gops_per_dsp": sparse["gops_per_dsp"], "speedup_vs_dense": row["speedup"],
+             "gops_per_w_vs_dense": row["gops_per_w_ratio"]})
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The demo's closing lines."""
+    dense = summary["accuracy_dense"]
+    lines = [f"accuracy: dense {100 * dense:.2f}% vs sparse {100 * summary['accuracy_sparse']:.2f}% (float), "
+             f"int8 {100 * summary['int8_accuracy']:.2f}%" if dense is not None else
+             f"accuracy: sparse {100 * summary['accuracy_sparse']:.2f}% (float), int8 "
+             f"{100 * summary['int8_accuracy']:.2f}%",
+             f"compression: {summary['compression']:.2f}x fewer weights ({summary['pruned_layers_compression']:.2f}x "
+             f"on pruned layers), index overhead {summary['index_overhead']:.5f} of dense int8 "
+             f"(1/{1 / summary['index_overhead']:.0f})" if summary["index_overhead"] else
+             f"compression: {summary['compression']:.2f}x",
+             f"accelerator {summary['accelerator']}: bit-exact vs integer reference: {summary['bit_exact']}",
+             f"  {summary['demo_model']}: {summary['demo_fps']:,.0f} FPS, {summary['demo_gops_per_w']:,.0f} GOPS/W, "
+             f"{summary['demo_gops_per_dsp']:.2f} GOPS/DSP"]
+    for net in summary.get("networks", []):
+        lines.append(f"  {net['model']}: {net['fps']:.2f} FPS ({net['speedup_vs_dense']:.2f}x dense), "
+                     f"{net['gops_per_w']:,.0f} GOPS/W ({net['gops_per_w_vs_dense']:.2f}x dense), "
+                     f"{net['gops_per_dsp']:.2f} GOPS/DSP")
+    return "\n".join(lines)

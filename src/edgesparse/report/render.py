@@ -1,0 +1,177 @@
+"""The report as Markdown (plots as PNG files beside it) and as one self-contained HTML page (plots inlined).
+
+Both are rendered from the same sections: a list of (heading, blocks), a block being a paragraph, a table or a plot.
+The HTML page marks ``<body data-plots-loaded=... data-plots-broken=...>`` once every image has decoded, which the
+headless-browser test reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from edgesparse.checkpoint import atomic_write_bytes
+from edgesparse.report import plots
+
+Block = tuple[str, Any]  # ("text", str) | ("table", (columns, rows)) | ("plot", (name, png bytes, caption))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 100 else f"{value:,.1f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def _table(columns: list[tuple[str, str]], rows: list[dict[str, Any]]) -> Block:
+    return "table", ([title for _, title in columns], [[_fmt(row.get(key, "")) for key, _ in columns] for row in rows])
+
+
+FIGURE_COLUMNS = [("model", "model"), ("array", "array"), ("pattern", "pattern"), ("fps", "FPS"),
+                  ("pe_utilization", "PE util."), ("effective_gops", "eff. GOPS"), ("actual_gops", "actual GOPS"),
+                  ("energy_mj", "mJ/frame"), ("power_w", "W"), ("gops_per_w", "GOPS/W"), ("dsps", "DSPs"),
+                  ("gops_per_dsp", "GOPS/DSP"), ("dram_mb", "DRAM MB")]
+
+
+def sections(data: dict[str, Any]) -> list[tuple[str, list[Block]]]:
+    """The report's content, independent of the output format."""
+    from edgesparse.report.collect import format_summary
+
+    runs, packed, demo = data["runs"], data["packed"], data["demo_figures"]
+    out: list[tuple[str, list[Block]]] = []
+    out.append(("Summary", [("pre", format_summary(data["summary"])),
+                            ("text", f"Accelerator: {data['accelerator_label']}; memories "
+                                     f"{data['accelerator']['weight_buffer_kib']:g}/"
+                                     f"{data['accelerator']['input_buffer_kib']:g}/"
+                                     f"{data['accelerator']['output_buffer_kib']:g} KiB (weight/input/output), DRAM "
+                                     f"{data['accelerator']['dram_bytes_per_cycle']:g} B/cycle. Effective GOPS = 2 x "
+                                     f"the dense model's MACs x FPS: pruned MACs are counted, as the literature "
+                                     f"does. Report built in {data.get('seconds', 0):.0f} s on {data['created']}.")]))
+    run_columns = [("model", "model"), ("width", "width"), ("dataset", "dataset"), ("epochs", "epochs"),
+                   ("pattern", "pattern"), ("importance", "importance"), ("accuracy", "test accuracy"),
+                   ("compression", "x fewer weights"), ("index_ratio", "index / dense int8"), ("run", "run")]
+    out.append(("Training and compression", [
+        _table(run_columns, [{"name": k, **v} for k, v in runs.items()]),
+        ("plot", ("accuracy_vs_compression", plots.accuracy_vs_compression(data["accuracy_points"]),
+                  "Accuracy vs compression per pattern (stars: this run; circles: the committed accuracy benchmark)"))]))
+    out.append(("Packed int8 model", [_table(
+        [("file", "file"), ("file_bytes", "bytes"), ("compression", "x fewer weights"),
+         ("pruned_layers_compression", "x fewer (pruned layers)"), ("index_overhead", "index / dense int8"),
+         ("bytes_vs_dense_int8", "file / dense int8"), ("int8_accuracy", "int8 accuracy"),
+         ("int8_images", "test images")], [packed])]))
+    exact = data["bit_exact"]
+    out.append(("The trained model on the accelerator", [
+        ("text", f"Fast simulation vs the integer reference on {exact['images']} test images, every tensor: "
+                 f"{'bit-exact' if exact['exact'] else 'MISMATCH'}."),
+        _table(FIGURE_COLUMNS, [demo]),
+        ("plot", ("layer_cycles", plots.layer_cycles(data["demo_layers"], f"{demo['model']} on "
+                                                     f"{data['accelerator_label']}: cycles and PE utilization"),
+                  "Per-layer cycles (bars) and PE utilization (line)"))]))
+    network_rows = [row[kind] for row in data["networks"] for kind in ("sparse", "dense")]
+    ratios = [{"model": row["sparse"]["model"], "speedup": row["speedup"], "gops_per_w_ratio": row["gops_per_w_ratio"],
+               "gops_per_dsp_ratio": row["gops_per_dsp_ratio"]} for row in data["networks"]]
+    energy_rows = [{**demo, "label": f"{demo['model']} {demo['array']} {demo['pattern']}"}] + \
+        [{**row, "label": f"{row['model']} {row['array']} {row['pattern']}"} for row in network_rows]
+    out.append(("The paper's figures: against the same-size dense array", [
+        ("text", "Random weights that follow the pattern exactly (the first conv dense); the pattern fixes the work. "
+                 "The dense array stores every weight, pruned ones included."),
+        _table(FIGURE_COLUMNS, network_rows),
+        _table([("model", "model"), ("speedup", "speedup vs dense"), ("gops_per_w_ratio", "GOPS/W vs dense"),
+                ("gops_per_dsp_ratio", "GOPS/DSP vs dense")], ratios),
+        ("text", f"Resources: {data['resource_source']}.")]))
+    out.append(("Energy", [
+        ("text", f"Per-action energies from `{data['energy_table']['path']}`; power = energy per frame x FPS, static "
+                 f"energy included. Sources: " + "; ".join(f"[{k}] {v}" for k, v in
+                                                           data["energy_table"]["sources"].items())),
+        _table([("action", "action"), ("energy", "energy"), ("status", "status"), ("source", "source")],
+               data["energy_table"]["rows"]),
+        ("plot", ("energy_breakdown", plots.energy_breakdown(energy_rows), "Energy per frame by action"))]))
+    comparison = data["comparison"]
+    out.append(("Against published accelerators", [
+        ("text", "Published figures as `shared/reference/published_accelerators.csv` gives them, with its status "
+                 "column: quoted, derived (effective GOPS = FPS x dense ops; GOPS/DSP over the whole device's DSPs "
+                 "where the design's own count is unknown, a lower bound) or relative."),
+        _table([(c, c) for c in ("design", "model", "platform", "clock_mhz", "dsps", "fps", "gops", "gops_kind",
+                                 "gops_per_w", "gops_per_dsp", "status")], comparison),
+        ("plot", ("density_comparison", plots.density_comparison(comparison),
+                  "Calculation density against published designs"))]))
+    if data["sweep"]:
+        out.append(("Design space", [
+            ("text", "Array size x pattern; the Pareto front maximizes FPS and GOPS/W."),
+            _table(FIGURE_COLUMNS[:4] + [("gops_per_w", "GOPS/W"), ("gops_per_dsp", "GOPS/DSP"), ("pareto", "Pareto")],
+                   data["sweep"]),
+            ("plot", ("sweep_pareto", plots.sweep_pareto(data["sweep"]), "FPS vs GOPS/W, Pareto front dashed"))]))
+    return out
+
+
+def _markdown(content: list[tuple[str, list[Block]]], plot_path: Callable[[str], str]) -> str:
+    lines = ["# edgesparse report", ""]
+    for heading, blocks in content:
+        lines += [f"## {heading}", ""]
+        for kind, value in blocks:
+            if kind == "text":
+                lines += [value, ""]
+            elif kind == "pre":
+                lines += ["```", value, "```", ""]
+            elif kind == "table":
+                columns, rows = value
+                lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+                lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows] + [""]
+            else:
+                name, _, caption = value
+                lines += [f"![{caption}]({plot_path(name)})", ""]
+    return "\n".join(lines)
+
+
+_STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}
+th{background:#f2f2f2}img{max-width:100%;display:block;margin:1em 0}pre{background:#f6f6f6;padding:1em}
+figcaption{color:#555;font-size:13px}"""
+_SCRIPT = """window.addEventListener('load',function(){var imgs=document.images,ok=0;
+for(var i=0;i<imgs.length;i++){if(imgs[i].complete&&imgs[i].naturalWidth>0){ok++;}}
+document.body.dataset.plotsLoaded=ok;document.body.dataset.plotsBroken=imgs.length-ok;});"""
+
+
+def _html(content: list[tuple[str, list[Block]]]) -> str:
+    parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>edgesparse report</title>",
+             f"<style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>", "<h1>edgesparse report</h1>"]
+    for heading, blocks in content:
+        parts.append(f"<h2>{html.escape(heading)}</h2>")
+        for kind, value in blocks:
+            if kind == "text":
+                parts.append(f"<p>{html.escape(value)}</p>")
+            elif kind == "pre":
+                parts.append(f"<pre>{html.escape(value)}</pre>")
+            elif kind == "table":
+                columns, rows = value
+                head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+                body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
+                               for row in rows)
+                parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            else:
+                name, png, caption = value
+                encoded = base64.b64encode(png).decode()
+                parts.append(f"<figure><img alt='{html.escape(caption)}' data-plot='{name}' "
+                             f"src='data:image/png;base64,{encoded}'><figcaption>{html.escape(caption)}"
+                             f"</figcaption></figure>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(data: dict[str, Any], folder: str | Path) -> dict[str, Path]:
+    """Write report.json, report.md (+ plots/*.png) and the self-contained report.html; return their paths."""
+    folder = Path(folder)
+    content = sections(data)
+    for _, blocks in content:
+        for kind, value in blocks:
+            if kind == "plot":
+                atomic_write_bytes(folder / "plots" / f"{value[0]}.png", value[1])
+    paths = {"json": folder / "report.json", "markdown": folder / "report.md", "html": folder / "report.html"}
+    atomic_write_bytes(paths["json"], (json.dumps(data, indent=2, default=str) + "\n").encode())
+    atomic_write_bytes(paths["markdown"], _markdown(content, lambda name: f"plots/{name}.png").encode())
+    atomic_write_bytes(paths["html"], _html(content).encode())
+    return paths

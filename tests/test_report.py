@@ -1,0 +1,71 @@
+"""The report end to end: measured sections, Markdown and HTML, and the HTML rendered by headless Chromium."""
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from edgesparse.cli import main
+
+
+@pytest.fixture(scope="module")
+def report_folder(tmp_path_factory):
+    """A tiny sparse and dense run on the synthetic set, exported, and reported on a small sweep."""
+    root = tmp_path_factory.mktemp("report")
+    for name, pattern in (("sparse", "1:16"), ("dense", "dense")):
+        assert main(["train", "--out", str(root / name), "--dataset", "synthetic", "--width", "0.25", "--epochs",
+                     "1", "--batch-size", "64", "--pattern", pattern, "--no-progress"]) == 0
+    assert main(["export", str(root / "sparse"), "-o", str(root / "model.packed"), "--calibration-batches", "2"]) == 0
+    assert main(["report", str(root / "sparse"), str(root / "model.packed"), "--dense-run", str(root / "dense"),
+                 "-o", str(root / "report"), "--array", "8x8", "--networks", "vgg16_small", "--sweep-model",
+                 "vgg16_small", "--sweep-arrays", "4x4", "8x8", "--sweep-patterns", "dense", "1:4", "1:16",
+                 "--test-images", "200", "--no-progress"]) == 0
+    return root / "report"
+
+
+def test_report_sections_hold_measured_numbers(report_folder):
+    data = json.loads((report_folder / "report.json").read_text())
+    assert data["bit_exact"]["exact"] is True and data["bit_exact"]["images"] >= 1
+    assert data["packed"]["pruned_layers_compression"] == pytest.approx(16.0)
+    assert data["packed"]["index_overhead"] == pytest.approx(1 / 32)
+    assert set(data["runs"]) == {"sparse", "dense"} and data["runs"]["dense"]["compression"] == pytest.approx(1.0)
+    (network,) = data["networks"]
+    assert network["speedup"] > 1 and network["sparse"]["fps"] > network["dense"]["fps"]
+    assert len(data["sweep"]) == 2 * 3 and any(p["pareto"] for p in data["sweep"])
+    statuses = {row["status"] for row in data["comparison"] if not row["ours"]}
+    assert any("derived" in s for s in statuses) and any("quoted" in s for s in statuses)
+    assert all(row["source"] for row in data["energy_table"]["rows"])
+
+
+def test_the_printed_summary_matches_the_report(report_folder, capsys):
+    data = json.loads((report_folder / "report.json").read_text())
+    from edgesparse.report import format_summary
+
+    summary = format_summary(data["summary"])
+    assert summary in (report_folder / "report.md").read_text()
+    fps = f"{data['demo_figures']['fps']:,.0f} FPS"
+    assert fps in summary and f"{data['demo_figures']['gops_per_dsp']:.2f} GOPS/DSP" in summary
+
+
+def test_markdown_links_every_plot(report_folder):
+    text = (report_folder / "report.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\((plots/[^)]+\.png)\)", text)
+    assert len(links) == 5
+    for link in links:
+        assert (report_folder / link).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_html_renders_in_headless_chromium_with_every_plot_loaded(report_folder):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser, "chromium is missing: `make test` installs the Debian package"
+    html = (report_folder / "report.html").read_text()
+    images = html.count("<img ")
+    assert images == 5 and "src='http" not in html and "src=\"http" not in html  # self-contained
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+                          "--dump-dom", (report_folder / "report.html").as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    body = re.search(r"<body[^>]*>", dom)
+    assert body, "chromium returned no DOM"
+    assert f'data-plots-loaded="{images}"' in body.group(0) and 'data-plots-broken="0"' in body.group(0), body.group(0)
