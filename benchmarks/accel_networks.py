@@ -26,7 +26,8 @@ def conv_utilization(result, config, min_cin: int = 64) -> tuple[float, float]:
     """MAC-weighted and lowest PE utilization over conv layers with at least ``min_cin`` input channels."""
     layers = [layer for layer in result.layers if layer.kind == "conv" and layer.schedule is not None
               and layer.schedule.shape.in_chw[0] >= min_cin]
-    weighted = sum(layer.real_macs for layer in layers) / (config.pes * sum(layer.cycles for layer in layers))
+    weighted = sum(layer.real_macs for layer in layers) / (config.pes * config.pixels_per_cycle
+                                                          * sum(layer.cycles for layer in layers))
     return weighted, min(layer.pe_utilization(config) for layer in layers)
 
 

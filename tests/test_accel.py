@@ -35,13 +35,14 @@ def _random_conv(rng, cin, cout, kernel, stride, padding, n, m):
 @given(cin=st.integers(1, 40), cout=st.integers(1, 12), size=st.integers(3, 8), kernel=st.sampled_from([1, 3]),
        stride=st.sampled_from([1, 2]), padding=st.integers(0, 1), m=st.sampled_from([2, 4, 8, 16]),
        n_frac=st.floats(0.0, 1.0), rows=st.integers(1, 6), cols=st.integers(1, 6), seed=st.integers(0, 2**16),
-       output_kib=st.sampled_from([0.05, 0.2, 256.0]))
+       output_kib=st.sampled_from([0.05, 0.2, 256.0]), pixels_per_cycle=st.sampled_from([1, 2]))
 def test_stepped_fast_analytic_and_reference_agree(cin, cout, size, kernel, stride, padding, m, n_frac, rows,
-                                                    cols, seed, output_kib):
+                                                    cols, seed, output_kib, pixels_per_cycle):
     rng = np.random.default_rng(seed)
     n = max(1, round(n_frac * m))
     op, spec = _random_conv(rng, cin, cout, kernel, stride, padding, n, m)
-    config = AcceleratorConfig(rows=rows, cols=cols, m=m, n=n, output_buffer_kib=output_kib)  # small: many tiles
+    config = AcceleratorConfig(rows=rows, cols=cols, m=m, n=n, output_buffer_kib=output_kib,  # small: many tiles
+                               pixels_per_cycle=pixels_per_cycle)
     x = rng.integers(-128, 128, size=(cin, size, size)).astype(np.int8)
     layer = lower(op, spec, config)
     assert layer.slots == n and layer.rows_needed == kernel * kernel * -(-cin // m) * n

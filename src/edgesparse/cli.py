@@ -160,7 +160,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     n, m = _array_pattern(args, graph)
     rows, cols = parse_array(args.array)
     config = AcceleratorConfig(rows, cols, m, n, args.clock_mhz, args.weight_buffer_kib, args.input_buffer_kib,
-                               args.output_buffer_kib, args.dram_bytes_per_cycle)
+                               args.output_buffer_kib, args.dram_bytes_per_cycle, args.pixels_per_cycle)
     image = None
     if args.mode != "analytic":
         image = np.random.default_rng(args.image_seed).integers(-128, 128, graph.input_shape).astype(np.int8)
@@ -197,7 +197,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     rows, cols = parse_array(args.array)
     pattern = parse_pattern(args.pattern)
     n, m = (pattern.n, pattern.m) if isinstance(pattern, BlockPattern) else (1, 1)
-    config = AcceleratorConfig(rows, cols, m, n, args.clock_mhz)
+    config = AcceleratorConfig(rows, cols, m, n, args.clock_mhz, pixels_per_cycle=args.pixels_per_cycle)
     data = collect_report(args.sparse_run, args.dense_run, args.packed, config, networks=args.networks,
                           sweep_model=None if args.no_sweep else args.sweep_model,
                           sweep_arrays=[parse_array(a) for a in args.sweep_arrays],
@@ -225,20 +225,25 @@ def _cmd_rtl(args: argparse.Namespace) -> int:
         raise ConfigError(f"the PE selects by a log2(M)-bit index: M must be a power of two, got {args.pattern}")
     if args.max_pixels < 1:
         raise ConfigError(f"--max-pixels must be at least 1, got {args.max_pixels}")
-    config = AcceleratorConfig(rows, cols, m, n)
+    config = AcceleratorConfig(rows, cols, m, n, pixels_per_cycle=args.pixels_per_cycle)
+    lanes = config.pixels_per_cycle
     out = args.output
-    written = [write_verilog(fold_unit_verilog(rows, cols, m, args.max_pixels), out / "fold_unit.v"),
-               write_verilog(array_verilog(rows, cols, m), out / "sparse_array.v"),
-               write_verilog(pe_verilog(m), out / "sparse_pe.v")]
+    written = [write_verilog(fold_unit_verilog(rows, cols, m, args.max_pixels, lanes), out / "fold_unit.v"),
+               write_verilog(array_verilog(rows, cols, m, lanes), out / "sparse_array.v"),
+               write_verilog(pe_verilog(m, lanes), out / "sparse_pe.v")]
     size = max(3, min(8, int(args.max_pixels ** 0.5)))  # a padded 3x3 conv whose output fits the fold unit
     layer, x, plan = random_layer(config, n, m, cin=2 * m, cout=cols + 1, size=size, seed=args.seed)
     job = layer_jobs(layer, x, plan, config)[0]
     written += write_testbench(job, config, out, args.max_pixels)
     for path in written:
         print(path)
-    print(f"{rows}x{cols} array for {n}:{m} (index {config.index_bits} bits); fold unit holds up to {args.max_pixels} "
+    print(f"{config.describe()} (index {config.index_bits} bits); the fold unit holds up to {args.max_pixels} "
           f"pixels. Check: cd {out} && iverilog -g2012 -o tb tb_fold_unit.v fold_unit.v && vvp tb")
     return 0
+
+
+PIXELS_HELP = ("pixels each PE takes per cycle: 2 selects both with its one index and packs both int8 products into "
+               "one DSP48 multiplier (the design's default); 1 is the classic array SCALE-Sim models [2]")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -318,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"array size RxC [{defaults.rows}x{defaults.cols}]")
     sim.add_argument("--clock-mhz", type=float, default=defaults.clock_mhz, help=f"clock [{defaults.clock_mhz:g}]")
     sim.add_argument("--mode", choices=["stepped", "fast", "analytic"], default="fast", help="simulation view [fast]")
+    sim.add_argument("--pixels-per-cycle", type=int, choices=[1, 2], default=2, help=PIXELS_HELP)
     for name, text in (("weight_buffer_kib", "weight buffer (double-buffered folds)"),
                        ("input_buffer_kib", "input buffer (double-buffered tiles)"),
                        ("output_buffer_kib", "output buffer (a tile's int32 partial sums)"),
@@ -342,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--array", default=f"{defaults.rows}x{defaults.cols}", help="array size RxC")
     report.add_argument("--pattern", default="1:16", help="N:M the array is built for [1:16]")
     report.add_argument("--clock-mhz", type=float, default=defaults.clock_mhz, help="clock")
+    report.add_argument("--pixels-per-cycle", type=int, choices=[1, 2], default=2, help=PIXELS_HELP)
     report.add_argument("--networks", nargs="*", default=["vgg16", "resnet50"],
                         help="registered networks compared with the dense array and published designs [vgg16 resnet50]")
     report.add_argument("--sweep-model", default="vgg16", help="network of the design-space sweep [vgg16]")
@@ -364,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     rtl.add_argument("--array", default="4x4", help="array size RxC [4x4]")
     rtl.add_argument("--pattern", default="1:16", help="N:M the PEs select for; 'dense' for the classic PE [1:16]")
     rtl.add_argument("--max-pixels", type=int, default=64, help="activation memory depth: pixels per fold [64]")
+    rtl.add_argument("--pixels-per-cycle", type=int, choices=[1, 2], default=2, help=PIXELS_HELP)
     rtl.add_argument("--seed", type=int, default=0, help="seed of the testbench's random layer [0]")
     rtl.add_argument("-o", "--output", type=Path, required=True, help="folder for the Verilog and testbench")
     rtl.set_defaults(handler=_cmd_rtl)

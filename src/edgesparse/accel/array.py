@@ -80,16 +80,21 @@ def run_stepped(layer: LoweredLayer, x: np.ndarray, plan: LayerSchedule,
 def clock_fold(fold_w: np.ndarray, fold_i: np.ndarray, acts: np.ndarray, config: AcceleratorConfig,
                length: int) -> tuple[np.ndarray, np.ndarray]:
     """One fold, cycle by cycle: returns bottom-row sums per (pixel, column) and their local cycles (the cycle
-    whose clock edge latched the sum into the bottom row's register)."""
-    R, C, M = config.rows, config.cols, config.m
+    whose clock edge latched the sum into the bottom row's register). With P pixels per cycle every register holds
+    P lanes: pixel p travels in group p // P, lane p % P."""
+    R, C, M, P = config.rows, config.cols, config.m, config.pixels_per_cycle
     row_index = np.arange(R)
     pixels = acts.shape[0]
+    groups = -(-pixels // P)
+    lanes = np.zeros((groups * P, R, M), dtype=np.int64)
+    lanes[:pixels] = acts
+    lanes = lanes.reshape(groups, P, R, M).transpose(0, 2, 1, 3)  # [groups, R, P, M]
     weight_reg = np.zeros((R, C), dtype=np.int64)
     index_reg = np.zeros((R, C), dtype=np.int64)
-    act_reg = np.zeros((R, C, M), dtype=np.int64)
-    psum_reg = np.zeros((R, C), dtype=np.int64)
-    out = np.zeros((pixels, C), dtype=np.int64)
-    when = np.full((pixels, C), -1, dtype=np.int64)
+    act_reg = np.zeros((R, C, P, M), dtype=np.int64)
+    psum_reg = np.zeros((R, C, P), dtype=np.int64)
+    out = np.zeros((groups, P, C), dtype=np.int64)
+    when = np.full((groups, P, C), -1, dtype=np.int64)
     columns = np.arange(C)
     for cycle in range(length):
         if cycle < R:  # weight load: row R-1-cycle enters at the top, everything moves down one row
@@ -98,18 +103,18 @@ def clock_fold(fold_w: np.ndarray, fold_i: np.ndarray, acts: np.ndarray, config:
             continue
         stream = cycle - R
         act_reg[:, 1:] = act_reg[:, :-1]  # activations move one PE to the right
-        pixel = stream - row_index  # row i receives pixel (stream - i): the skew
-        live = (pixel >= 0) & (pixel < pixels)
+        group = stream - row_index  # row i receives pixel group (stream - i): the skew
+        live = (group >= 0) & (group < groups)
         act_reg[:, 0] = 0
-        act_reg[live, 0] = acts[pixel[live], row_index[live]]
-        chosen = np.take_along_axis(act_reg, index_reg[..., None], axis=2)[..., 0]
-        above = np.vstack([np.zeros((1, C), dtype=np.int64), psum_reg[:-1]])
-        psum_reg = above + weight_reg * chosen  # partial sums move one PE down
-        leaving = stream - (R - 1) - columns  # the pixel whose sum leaves column j now
-        valid = (leaving >= 0) & (leaving < pixels)
-        out[leaving[valid], columns[valid]] = psum_reg[R - 1, valid]
-        when[leaving[valid], columns[valid]] = cycle
-    return out, when
+        act_reg[live, 0] = lanes[group[live], row_index[live]]
+        chosen = np.take_along_axis(act_reg, index_reg[:, :, None, None], axis=3)[..., 0]  # [R, C, P]
+        above = np.concatenate([np.zeros((1, C, P), dtype=np.int64), psum_reg[:-1]])
+        psum_reg = above + weight_reg[..., None] * chosen  # partial sums move one PE down
+        leaving = stream - (R - 1) - columns  # the group whose sums leave column j now
+        valid = (leaving >= 0) & (leaving < groups)
+        out[leaving[valid], :, columns[valid]] = psum_reg[R - 1, valid]
+        when[leaving[valid], :, columns[valid]] = cycle
+    return out.reshape(groups * P, C)[:pixels], when.reshape(groups * P, C)[:pixels]
 
 
 def run_fast(layer: LoweredLayer, x: np.ndarray, plan: LayerSchedule,

@@ -14,6 +14,11 @@ class AcceleratorConfig:
 
     ``m = n = 1`` is the classic dense weight-stationary array. ``n`` is the pattern the array is built for;
     layers of other patterns run too (see :mod:`edgesparse.accel.mapping`).
+
+    ``pixels_per_cycle`` = 2 streams two pixels through every row each cycle: each PE selects both pixels'
+    activations with its one index and computes both products in one DSP48 multiplier, ``w * (a1 * 2^16 + a0)``
+    (the two int8 x int8 products share the stationary weight; Xilinx WP486's INT8 packing). A fold then streams
+    ``ceil(T / 2)`` pixel pairs. 1 is the classic array that SCALE-Sim models.
     """
 
     rows: int = 16
@@ -25,12 +30,16 @@ class AcceleratorConfig:
     input_buffer_kib: float = 512.0
     output_buffer_kib: float = 256.0
     dram_bytes_per_cycle: float = 16.0
+    pixels_per_cycle: int = 1
 
     def __post_init__(self) -> None:
         for name in ("rows", "cols", "m", "n"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise AcceleratorError(f"accelerator {name} must be a positive integer, got {value!r}")
+        if self.pixels_per_cycle not in (1, 2):
+            raise AcceleratorError(f"pixels_per_cycle must be 1 or 2 (two int8 products per DSP), got "
+                                   f"{self.pixels_per_cycle!r}")
         if self.n > self.m:
             raise AcceleratorError(f"an array built for {self.n}:{self.m} is impossible: N must not exceed M")
         for name in ("clock_mhz", "weight_buffer_kib", "input_buffer_kib", "output_buffer_kib",
@@ -61,7 +70,8 @@ class AcceleratorConfig:
         return AcceleratorConfig(**{**asdict(self), "m": 1, "n": 1})
 
     def describe(self) -> str:
-        return f"{self.rows}x{self.cols} {self.n}:{self.m} @ {self.clock_mhz:g} MHz"
+        pair = ", 2 px/cycle" if self.pixels_per_cycle == 2 else ""
+        return f"{self.rows}x{self.cols} {self.n}:{self.m}{pair} @ {self.clock_mhz:g} MHz"
 
 
 def parse_array(text: str) -> tuple[int, int]:

@@ -112,8 +112,12 @@ def sweep(name: str, arrays: Iterable[tuple[int, int]], patterns: Iterable[str],
     return rows
 
 
-def pareto_front(points: list[HardwareFigures], keys: tuple[str, ...] = ("fps", "gops_per_w")) -> list[bool]:
-    """Whether each point is on the Pareto front, maximizing every figure in ``keys``."""
+PARETO_KEYS = ("fps", "gops_per_w", "gops_per_dsp")  # speed, energy efficiency, area (DSP) efficiency
+
+
+def pareto_front(points: list[Any], keys: tuple[str, ...] = PARETO_KEYS) -> list[bool]:
+    """Whether each point is on the Pareto front, maximizing every figure in ``keys`` (no other point is at least
+    as good in all of them and better in one)."""
     values = [tuple(getattr(p, k) for k in keys) for p in points]
     return [not any(all(o >= v for o, v in zip(other, mine)) and other != mine for other in values)
             for mine in values]

@@ -37,10 +37,11 @@ class Resources:
                 "resource_source": self.source}
 
 
-def estimated_pe(m: int) -> dict[str, int]:
-    """The formula used until a PE of this M is synthesized (see ``data/resources.toml``)."""
+def estimated_pe(m: int, lanes: int = 1) -> dict[str, int]:
+    """The formula used where a PE of this M and lanes was not synthesized: one DSP (two lanes share it), FFs of
+    the pass-through, weight, index and partial sums, LUTs of the M:1 selects (about M/4 LUT6 per bit)."""
     index_bits = math.ceil(math.log2(m)) if m > 1 else 0
-    return {"dsp": 1, "ff": 8 * m + 8 + index_bits + 32, "lut": 8 * math.ceil(m / 4) if m > 1 else 0}
+    return {"dsp": 1, "ff": lanes * (8 * m + 32) + 8 + index_bits, "lut": lanes * 8 * math.ceil(m / 4) if m > 1 else 0}
 
 
 def load_calibration() -> dict[str, Any]:
@@ -53,16 +54,17 @@ def estimate_resources(config: AcceleratorConfig, calibration: dict[str, Any] | 
     else R x C synthesized PEs of this M, else the estimate formula; block RAM from the buffer sizes."""
     calibration = load_calibration() if calibration is None else calibration
     synthesized = calibration.get("status") == "synthesized"
-    array = calibration.get("array", {}).get(f"{config.rows}x{config.cols} M{config.m}") if synthesized else None
-    pe = calibration.get("pe", {}).get(f"M{config.m}") if synthesized else None
+    unit = f"M{config.m} L{config.pixels_per_cycle}"
+    array = calibration.get("array", {}).get(f"{config.rows}x{config.cols} {unit}") if synthesized else None
+    pe = calibration.get("pe", {}).get(unit) if synthesized else None
     if array is not None:
         counts = {key: int(array[key]) for key in ("dsp", "lut", "ff")}
         source = f"synthesized {config.rows}x{config.cols} array ({calibration['source']})"
     elif pe is not None:
         counts = {key: config.pes * int(pe[key]) for key in ("dsp", "lut", "ff")}
-        source = f"{config.pes} x the synthesized M={config.m} PE ({calibration['source']})"
+        source = f"{config.pes} x the synthesized {unit} PE ({calibration['source']})"
     else:
-        counts = {key: config.pes * value for key, value in estimated_pe(config.m).items()}
+        counts = {key: config.pes * value for key, value in estimated_pe(config.m, config.pixels_per_cycle).items()}
         source = f"estimate ({calibration.get('source', 'formula')})"
         synthesized = False
     bram = sum(math.ceil(kib / BRAM36_KIB) for kib in

@@ -102,12 +102,15 @@ class LayerSchedule:
         col_fold, position = columns // config.cols, columns % config.cols
         last = self.starts[(tile.reshape(-1, 1) * self.col_folds + col_fold.reshape(1, -1)) * self.row_folds
                            + self.row_folds - 1]
-        return last + 2 * config.rows - 1 + local.reshape(-1, 1) + position.reshape(1, -1)
+        group = local // config.pixels_per_cycle
+        return last + 2 * config.rows - 1 + group.reshape(-1, 1) + position.reshape(1, -1)
 
 
 def fold_cycles(config: AcceleratorConfig, pixels: int | np.ndarray) -> int | np.ndarray:
-    """SCALE-Sim's weight-stationary fold: R (weight load) + T + R + C - 2 (stream, fill, drain)."""
-    return 2 * config.rows + config.cols + pixels - 2
+    """SCALE-Sim's weight-stationary fold: R (weight load) + T + R + C - 2 (stream, fill, drain); with two pixels
+    per cycle the stream is ceil(T / 2) pixel pairs."""
+    groups = -(-pixels // config.pixels_per_cycle)
+    return 2 * config.rows + config.cols + groups - 2
 
 
 def tile_pixels(shape: LayerShape, config: AcceleratorConfig) -> int:

@@ -42,7 +42,9 @@ class LayerResult:
     output_cycles: np.ndarray | None = None  # [pixels, Cout], absolute cycles (stepped and fast)
 
     def pe_utilization(self, config: AcceleratorConfig) -> float:
-        return self.real_macs / (config.pes * self.cycles) if self.cycles else 0.0
+        """MACs performed over the array's MAC slots (PEs x pixels per cycle x cycles)."""
+        slots = config.pes * config.pixels_per_cycle * self.cycles
+        return self.real_macs / slots if slots else 0.0
 
     def as_row(self, config: AcceleratorConfig) -> dict:
         return {"name": self.name, "kind": self.kind, "cycles": self.cycles,
@@ -81,7 +83,7 @@ class SimulationResult:
 
     @property
     def pe_utilization(self) -> float:
-        return self.real_macs / (self.config.pes * self.total_cycles)
+        return self.real_macs / (self.config.pes * self.config.pixels_per_cycle * self.total_cycles)
 
     @property
     def effective_gops(self) -> float:

@@ -93,24 +93,23 @@ def density_comparison(rows: Sequence[dict[str, Any]]) -> bytes:
 
 
 def sweep_pareto(points: Sequence[dict[str, Any]]) -> bytes:
-    """FPS vs GOPS/W over the sweep; the Pareto front joined, point size by GOPS/DSP."""
-    figure, axes = plt.subplots(figsize=(6.8, 4.6))
+    """FPS vs GOPS/W over the sweep, point size by GOPS/DSP; Pareto-front points (FPS, GOPS/W, GOPS/DSP) ringed."""
+    figure, axes = plt.subplots(figsize=(7.2, 4.8))
     patterns = sorted({p["pattern"] for p in points}, key=lambda s: (s != "dense", s))
     for pattern in patterns:
         chosen = [p for p in points if p["pattern"] == pattern]
         axes.scatter([p["fps"] for p in chosen], [p["gops_per_w"] for p in chosen],
-                     s=[30 + 25 * p["gops_per_dsp"] for p in chosen], alpha=0.75, label=pattern)
+                     s=[40 + 30 * p["gops_per_dsp"] for p in chosen], alpha=0.75, label=pattern,
+                     edgecolors=["black" if p["pareto"] else "none" for p in chosen], linewidths=1.8)
         for p in chosen:
-            axes.annotate(p["array"], (p["fps"], p["gops_per_w"]), fontsize=6, xytext=(3, 3),
-                          textcoords="offset points")
-    front = sorted((p for p in points if p["pareto"]), key=lambda p: p["fps"])
-    axes.plot([p["fps"] for p in front], [p["gops_per_w"] for p in front], color="black", linestyle="--",
-              linewidth=1, label="Pareto front")
+            axes.annotate(f"{p['array']} ({p['gops_per_dsp']:.1f}/DSP)", (p["fps"], p["gops_per_w"]), fontsize=6,
+                          xytext=(4, 4), textcoords="offset points")
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("frames per second")
     axes.set_ylabel("effective GOPS/W")
-    axes.set_title("Design space: array size x pattern (size of a point: GOPS/DSP)")
+    axes.set_title("Design space: array size x pattern (ringed: Pareto front in FPS, GOPS/W, GOPS/DSP)")
+    axes.title.set_fontsize(9)
     axes.grid(alpha=0.3, which="both")
-    axes.legend(fontsize=7)
+    axes.legend(fontsize=7, title="pattern", title_fontsize=7)
     return _png(figure)

@@ -101,10 +101,11 @@ def sections(data: dict[str, Any]) -> list[tuple[str, list[Block]]]:
                   "Calculation density against published designs"))]))
     if data["sweep"]:
         out.append(("Design space", [
-            ("text", "Array size x pattern; the Pareto front maximizes FPS and GOPS/W."),
+            ("text", "Array size x pattern on the report's clock, memories and pixels per cycle; the Pareto front "
+                     "maximizes FPS, GOPS/W and GOPS/DSP together."),
             _table(FIGURE_COLUMNS[:4] + [("gops_per_w", "GOPS/W"), ("gops_per_dsp", "GOPS/DSP"), ("pareto", "Pareto")],
                    data["sweep"]),
-            ("plot", ("sweep_pareto", plots.sweep_pareto(data["sweep"]), "FPS vs GOPS/W, Pareto front dashed"))]))
+            ("plot", ("sweep_pareto", plots.sweep_pareto(data["sweep"]), "FPS vs GOPS/W; ringed: the Pareto front"))]))
     return out
 
 

@@ -27,7 +27,8 @@ class FoldJob:
     """One fold as memory words, with what the stepped simulator says comes out of it."""
 
     weight_words: list[int]  # R words, bottom row first
-    act_words: list[int]  # one word per pixel
+    act_words: list[int]  # one word per group of L pixels
+    pixels: int
     expected_out: np.ndarray  # int64 [pixels, C]
     expected_when: np.ndarray  # int64 [pixels, C], the fold's local cycle
 
@@ -44,9 +45,14 @@ def weight_words(weights: np.ndarray, index: np.ndarray, m: int) -> list[int]:
     return words
 
 
-def act_words(acts: np.ndarray) -> list[int]:
-    """One word per pixel: row i's M int8 activations at bits [(i * M + k) * 8, +8)."""
-    flat = acts.reshape(acts.shape[0], -1).astype(np.int64) & 0xFF
+def act_words(acts: np.ndarray, lanes: int = 1) -> list[int]:
+    """One word per group of ``lanes`` pixels: row i, lane l, activation k at bits [((i * L + l) * M + k) * 8, +8)
+    (a missing last pixel is zeros)."""
+    pixels, rows, m = acts.shape
+    groups = -(-pixels // lanes)
+    padded = np.zeros((groups * lanes, rows, m), dtype=np.int64)
+    padded[:pixels] = acts
+    flat = padded.reshape(groups, lanes, rows, m).transpose(0, 2, 1, 3).reshape(groups, -1) & 0xFF
     return [int.from_bytes(bytes(row.astype(np.uint8)), "little") for row in flat]
 
 
@@ -64,7 +70,8 @@ def layer_jobs(layer: LoweredLayer, x: np.ndarray, plan: LayerSchedule, config: 
                 raise AssertionError(f"memory image fold ({col_fold}, {row_fold}) of {layer.name} differs from the "
                                      f"lowered layer")
         out, when = clock_fold(fold.weights, fold.index, fold.acts, config, int(plan.fold_lengths[fold.fold]))
-        jobs.append(FoldJob(weight_words(weights, index, config.m), act_words(fold.acts), out, when))
+        jobs.append(FoldJob(weight_words(weights, index, config.m), act_words(fold.acts, config.pixels_per_cycle),
+                            len(fold.acts), out, when))
     return jobs
 
 
@@ -107,41 +114,43 @@ class Bus(Protocol):
 
 async def drive_folds(bus: Bus, jobs: Iterable[FoldJob], config: AcceleratorConfig) -> list[tuple[np.ndarray, np.ndarray]]:
     """Run each job on the fold unit; return per job the sums ``[pixels, C]`` and their local cycles."""
-    R, C = config.rows, config.cols
+    R, C, L = config.rows, config.cols, config.pixels_per_cycle
     results, loaded_acts = [], None
     for job in jobs:
-        pixels = len(job.act_words)
-        writes = max(R, pixels if job.act_words != loaded_acts else 0)
-        for k in range(writes):
+        groups = len(job.act_words)
+        fresh = job.act_words != loaded_acts
+        for k in range(max(R, groups if fresh else 0)):
             bus.set("w_we", int(k < R))
             if k < R:
                 bus.set("w_addr", k)
                 bus.set("w_data", job.weight_words[k])
-            bus.set("a_we", int(job.act_words != loaded_acts and k < pixels))
-            if k < pixels:
+            bus.set("a_we", int(fresh and k < groups))
+            if k < groups:
                 bus.set("a_addr", k)
                 bus.set("a_data", job.act_words[k])
             await bus.tick()
         bus.set("w_we", 0)
         bus.set("a_we", 0)
         loaded_acts = job.act_words
-        bus.set("pixels", pixels)
+        bus.set("pixels", job.pixels)
         bus.set("start", 1)
         await bus.tick()
         bus.set("start", 0)
-        out = np.zeros((pixels, C), dtype=np.int64)
-        when = np.full((pixels, C), -1, dtype=np.int64)
-        for _ in range(2 * R + C + pixels - 2):
+        out = np.zeros((job.pixels, C), dtype=np.int64)
+        when = np.full((job.pixels, C), -1, dtype=np.int64)
+        for _ in range(2 * R + C + groups - 2):
             await bus.tick()
             valid = bus.get("out_valid")
             if not (bus.get("out_live") and valid):
                 continue
-            sums, cycle, first = bus.get("psum_bottom"), bus.get("out_cycle", True), bus.get("out_pixel", True)
-            for j in range(C):
-                if valid >> j & 1:
-                    value = sums >> (j * PSUM_BITS) & ((1 << PSUM_BITS) - 1)
-                    out[first - j, j] = value - (1 << PSUM_BITS) if value >> (PSUM_BITS - 1) else value
-                    when[first - j, j] = cycle
+            sums, cycle, group = bus.get("psum_bottom"), bus.get("out_cycle", True), bus.get("out_group", True)
+            for bit in range(C * L):
+                if valid >> bit & 1:
+                    column, lane = divmod(bit, L)
+                    value = sums >> (bit * PSUM_BITS) & ((1 << PSUM_BITS) - 1)
+                    pixel = (group - column) * L + lane
+                    out[pixel, column] = value - (1 << PSUM_BITS) if value >> (PSUM_BITS - 1) else value
+                    when[pixel, column] = cycle
         if bus.get("busy"):
             raise AssertionError("the fold unit is still busy after the fold's cycle count")
         results.append((out, when))
@@ -165,7 +174,7 @@ def run_amaranth(jobs: list[FoldJob], config: AcceleratorConfig) -> list[tuple[n
 
     from edgesparse.rtl.array import FoldUnit
 
-    unit = FoldUnit(config.rows, config.cols, config.m, max(len(job.act_words) for job in jobs))
+    unit = FoldUnit(config.rows, config.cols, config.m, max(job.pixels for job in jobs), config.pixels_per_cycle)
     simulator = Simulator(unit)
     simulator.add_clock(1e-8)
     results: list[tuple[np.ndarray, np.ndarray]] = []
@@ -203,8 +212,8 @@ def run_icarus(jobs: list[FoldJob], config: AcceleratorConfig, build_dir: str | 
     from edgesparse.rtl.verilog import fold_unit_verilog, write_verilog
 
     build_dir = Path(build_dir)
-    source = write_verilog(fold_unit_verilog(config.rows, config.cols, config.m,
-                                             max(len(job.act_words) for job in jobs)), build_dir / "fold_unit.v")
+    source = write_verilog(fold_unit_verilog(config.rows, config.cols, config.m, max(job.pixels for job in jobs),
+                                             config.pixels_per_cycle), build_dir / "fold_unit.v")
     jobs_path, results_path = build_dir / "jobs.pkl", build_dir / "results.pkl"
     jobs_path.write_bytes(pickle.dumps((jobs, config)))
     venv_bin = str(Path(sys.executable).parent)  # cocotb's runner calls cocotb-config from PATH

@@ -11,18 +11,18 @@ from edgesparse.rtl.array import FoldUnit, SparseArray
 from edgesparse.rtl.pe import SparsePE
 
 
-def fold_unit_verilog(rows: int, cols: int, m: int, max_pixels: int, name: str = "fold_unit") -> str:
+def fold_unit_verilog(rows: int, cols: int, m: int, max_pixels: int, lanes: int = 1, name: str = "fold_unit") -> str:
     """The fold unit (array, memories and control) as one Verilog module tree."""
-    return verilog.convert(FoldUnit(rows, cols, m, max_pixels), name=name)
+    return verilog.convert(FoldUnit(rows, cols, m, max_pixels, lanes), name=name)
 
 
-def array_verilog(rows: int, cols: int, m: int, name: str = "sparse_array") -> str:
+def array_verilog(rows: int, cols: int, m: int, lanes: int = 1, name: str = "sparse_array") -> str:
     """The bare R x C array, the unit synthesis counts."""
-    return verilog.convert(SparseArray(rows, cols, m), name=name)
+    return verilog.convert(SparseArray(rows, cols, m, lanes), name=name)
 
 
-def pe_verilog(m: int, name: str = "sparse_pe") -> str:
-    return verilog.convert(SparsePE(m), name=name)
+def pe_verilog(m: int, lanes: int = 1, name: str = "sparse_pe") -> str:
+    return verilog.convert(SparsePE(m, lanes), name=name)
 
 
 def write_verilog(text: str, path: str | Path) -> Path:
