@@ -58,6 +58,7 @@ def main() -> None:
                              "seconds": round(time.perf_counter() - started, 1)})
     for row in rows:
         row["ff_vs_dense_pe"] = round(row["ff_per_pe"] / dense_pe["ff"], 2) if dense_pe else ""
+        row["yosys"] = version.split(" (")[0]
     publish("synthesis", rows, yosys=version, script=SYNTH_SCRIPT.format(source="<generated>.v", top="<top>"),
             part="xc7 (7-series primitives; no place and route)")
     if args.calibrate:

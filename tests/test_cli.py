@@ -115,7 +115,7 @@ def test_simulate_reports_the_json_fields(tmp_path, capsys):
         assert main(["simulate", str(packed), "--mode", mode, "--array", "8x8", "--json"]) == 0
         report = json.loads(capsys.readouterr().out)
         for key in ("model", "pattern", "array", "clock_mhz", "mode", "total_cycles", "fps", "pe_utilization",
-                    "effective_gops", "actual_gops", "dram_bytes", "layers"):
+                    "effective_gops", "actual_gops", "dram_bytes", "layers", "power_w", "gops_per_w", "gops_per_dsp"):
             assert key in report, key
         assert report["pattern"] == "1:16" and report["array"] == "8x8" and report["mode"] == mode
         assert {"name", "cycles", "pe_utilization", "dram_bytes"} <= set(report["layers"][0])

@@ -127,3 +127,11 @@ def test_published_rows_keep_their_marks():
     assert [r["status"] for r in rows] == [r["status"] for r in published]
     assert [r["gops_per_dsp"] for r in rows] == [r["gops_per_dsp"] for r in published]
     assert not np.any([r["ours"] for r in rows])
+
+
+def test_the_sweep_refuses_a_pattern_it_cannot_build_before_any_work():
+    from edgesparse.accel.metrics import sweep
+    from edgesparse.errors import PatternError
+
+    with pytest.raises(PatternError, match="'unstructured'"):
+        sweep("vgg16_small", [(4, 4)], ["1:16", "unstructured"], AcceleratorConfig(4, 4), load_energy_table())

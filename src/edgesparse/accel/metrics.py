@@ -98,6 +98,8 @@ def sweep(name: str, arrays: Iterable[tuple[int, int]], patterns: Iterable[str],
     """Figures of ``name`` for every array size x pattern (``"dense"``: the classic array) on ``base``'s clock and
     memories. The dense array runs the 1:M model with every weight stored, as the comparisons do."""
     arrays, patterns = list(arrays), list(patterns)
+    for spec in patterns:
+        _block(spec)  # a bad pattern fails before any network is built
     graphs: dict[str, IntGraph] = {}
     rows = []
     steps = [(a, p) for p in patterns for a in arrays]
@@ -106,13 +108,26 @@ def sweep(name: str, arrays: Iterable[tuple[int, int]], patterns: Iterable[str],
         if key not in graphs:
             graphs[key] = random_network(name, key)
         graph = graphs[key]
-        n, m = (1, 1) if spec == "dense" else (int(x) for x in spec.split(":"))
+        n, m = _block(spec)
         config = AcceleratorConfig(**{**asdict(base), "rows": rows_, "cols": cols, "m": m, "n": n})
         rows.append(hardware_figures(f"{name}-{graph.input_shape[1]}", simulate(graph, config, "analytic"), table))
     return rows
 
 
 PARETO_KEYS = ("fps", "gops_per_w", "gops_per_dsp")  # speed, energy efficiency, area (DSP) efficiency
+
+
+def _block(spec: str) -> tuple[int, int]:
+    """(N, M) of a sweep pattern: ``dense`` or ``N:M``."""
+    from edgesparse.errors import PatternError
+    from edgesparse.sparsity.pattern import BlockPattern, DensePattern, parse_pattern
+
+    pattern = parse_pattern(spec)
+    if isinstance(pattern, DensePattern):
+        return 1, 1
+    if not isinstance(pattern, BlockPattern) or pattern.g != 1:
+        raise PatternError(f"the sweep takes 'dense' or N:M patterns, got {spec!r}")
+    return pattern.n, pattern.m
 
 
 def pareto_front(points: list[Any], keys: tuple[str, ...] = PARETO_KEYS) -> list[bool]:

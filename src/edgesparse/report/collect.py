@@ -8,6 +8,7 @@ energy table with its sources. The printed summary and the report read the same 
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from dataclasses import asdict
@@ -18,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from edgesparse.accel.config import AcceleratorConfig
-from edgesparse.accel.energy import load_energy_table
+from edgesparse.accel.energy import frame_energy, load_energy_table
 from edgesparse.accel.metrics import HardwareFigures, compare_networks, hardware_figures, pareto_front, sweep
 from edgesparse.accel.simulate import simulate
 from edgesparse.data import iterate_batches, load_dataset
@@ -47,8 +48,6 @@ def _accuracy_points(runs: dict[str, dict[str, Any]], benchmark_csv: Path | None
     points = [{"label": run["pattern"] if run["pattern"] != "dense" else "dense", "compression": run["compression"],
                "accuracy": run["accuracy"], "source": "this run"} for run in runs.values()]
     if benchmark_csv is not None and benchmark_csv.exists():
-        import csv
-
         with open(benchmark_csv, newline="") as handle:
             for row in csv.DictReader(handle):
                 label = row["pattern"] + ("" if row["importance"] in ("none", "") else f" {row['importance']}")
@@ -107,15 +106,19 @@ def collect_report(sparse_run: Path, dense_run: Path | None, packed: Path, confi
     packed_section = _packed_section(graph, packed, trained.config.dataset, test_images, progress)
     exact = _bit_exact(graph, config, trained.config.dataset, exact_images)
     demo_label = f"{trained.config.model} w{trained.config.width:g} ({graph.input_shape[1]}x{graph.input_shape[2]})"
-    demo = hardware_figures(demo_label, exact.pop("result"), table)
+    demo_result = exact.pop("result")
+    demo = hardware_figures(demo_label, demo_result, table)
+    demo_energy = [{"name": layer["name"], **{k: 1e6 * v for k, v in layer.items() if k != "name"}}
+                   for layer in frame_energy(demo_result, table).layers]
     demo_layers = [layer.as_row(config) for layer in simulate(graph, config, "analytic").layers
                    if layer.kind in ("conv", "linear")]
     pairs = compare_networks(networks, config, table, progress)
     network_rows = [{"sparse": s.as_row(), "dense": d.as_row(), "speedup": d.cycles / s.cycles,
                      "gops_per_w_ratio": s.gops_per_w / d.gops_per_w,
                      "gops_per_dsp_ratio": s.gops_per_dsp / d.gops_per_dsp} for s, d in pairs]
-    resource_note = "simulated; power from the energy model (sources in the energy table); DSPs " + \
-        ("synthesized" if "synthesized" in pairs[0][0].resource_source else "estimated") if pairs else ""
+    synthesized = bool(pairs) and "synthesized" in pairs[0][0].resource_source
+    resource_note = ("simulated; power from the energy model (sources in the energy table); DSPs "
+                     + ("synthesized" if synthesized else "estimated"))
     ours = [figure for pair in pairs for figure in pair]
     comparison = comparison_rows(ours, resource_note)
     sweep_rows: list[dict[str, Any]] = []
@@ -127,7 +130,7 @@ def collect_report(sparse_run: Path, dense_run: Path | None, packed: Path, confi
         "created": time.strftime("%Y-%m-%d %H:%M:%S"), "accelerator": asdict(config),
         "accelerator_label": config.describe(), "runs": runs,
         "accuracy_points": _accuracy_points(runs, benchmark_csv), "packed": packed_section,
-        "bit_exact": exact, "demo_figures": demo.as_row(), "demo_layers": demo_layers,
+        "bit_exact": exact, "demo_figures": demo.as_row(), "demo_layers": demo_layers, "demo_energy_uj": demo_energy,
         "networks": network_rows, "comparison": comparison, "sweep": sweep_rows,
         "energy_table": {"path": table.path, "sources": table.sources, "rows": table.rows(config)},
         "resource_source": demo.resource_source,

@@ -36,7 +36,9 @@ def leading_number(text: str) -> float | None:
 
 def ours_row(figures: HardwareFigures, note: str) -> dict[str, Any]:
     """This work's figures in the reference file's columns."""
-    return {"design": f"edgesparse {figures.array} {figures.pattern} (this work)", "model": figures.model,
+    design = (f"this work: {figures.array} {figures.pattern} sparse array" if figures.pattern != "dense" else
+              f"this work's baseline: the same {figures.array} dense array")
+    return {"design": design, "model": figures.model,
             "platform": f"simulated, {figures.dsps} DSPs", "clock_mhz": f"{figures.clock_mhz:g}",
             "dsps": str(figures.dsps), "fps": f"{figures.fps:.2f}", "gops": f"{figures.effective_gops:.1f}",
             "gops_kind": "effective (2 x dense MACs x FPS)", "power_w": f"{figures.power_w:.3f} (energy model)",

@@ -89,7 +89,10 @@ def sections(data: dict[str, Any]) -> list[tuple[str, list[Block]]]:
                                                            data["energy_table"]["sources"].items())),
         _table([("action", "action"), ("energy", "energy"), ("status", "status"), ("source", "source")],
                data["energy_table"]["rows"]),
-        ("plot", ("energy_breakdown", plots.energy_breakdown(energy_rows), "Energy per frame by action"))]))
+        ("plot", ("energy_breakdown", plots.energy_breakdown(energy_rows), "Energy per frame by action")),
+        ("text", f"Energy per layer of {demo['model']} (microjoules per frame, static energy excluded):"),
+        _table([("name", "layer")] + [(a, a) for a in ("mac", "select", "registers", "weight_buffer", "input_buffer",
+                                                       "output_buffer", "dram")], data["demo_energy_uj"])]))
     comparison = data["comparison"]
     out.append(("Against published accelerators", [
         ("text", "Published figures as `shared/reference/published_accelerators.csv` gives them, with its status "
