@@ -50,8 +50,8 @@ def main() -> None:
     rows = []
     for lanes in (1, 2):
         config = replace(base, pixels_per_cycle=lanes)
-        for sparse, dense in compare_networks(args.models, config, table, progress=True):
-            rows += [_row(sparse, dense, lanes), _row(dense, dense, lanes)]
+        for pair in compare_networks(args.models, config, table, progress=True):
+            rows += [_row(pair.sparse, pair.dense, lanes), _row(pair.dense, pair.dense, lanes)]
     design = replace(base, pixels_per_cycle=2)
     points = sweep(args.models[0], [parse_array(a) for a in args.sweep_arrays], args.sweep_patterns, design, table,
                    progress=True)

@@ -80,17 +80,29 @@ def random_network(name: str, pattern: str) -> IntGraph:
     return export_random(name, pattern, calibration_images=1)
 
 
+@dataclass(frozen=True)
+class NetworkComparison:
+    """A network on the sparse array and on its same-size dense twin, with the sparse run's per-layer rows."""
+
+    sparse: HardwareFigures
+    dense: HardwareFigures
+    layers: list[dict[str, Any]]  # weighted layers on the sparse array: cycles, utilization, traffic
+
+
 def compare_networks(names: Iterable[str], config: AcceleratorConfig, table: EnergyTable,
-                     progress: bool = False) -> list[tuple[HardwareFigures, HardwareFigures]]:
-    """(sparse, same-size dense) figures of each network; the sparse model follows the array's N:M."""
+                     progress: bool = False) -> list[NetworkComparison]:
+    """Each network on ``config`` and on its dense twin; the sparse model follows the array's N:M."""
     pattern = f"{config.n}:{config.m}"
-    pairs = []
+    comparisons = []
     for name in tqdm(list(names), desc=f"networks on {config.describe()}", unit="net", disable=not progress):
         graph = random_network(name, pattern)
         label = f"{name}-{graph.input_shape[1]}"
-        pairs.append((hardware_figures(label, simulate(graph, config, "analytic"), table),
-                      hardware_figures(label, simulate(graph, config.dense_twin(), "analytic"), table)))
-    return pairs
+        sparse = simulate(graph, config, "analytic")
+        comparisons.append(NetworkComparison(
+            hardware_figures(label, sparse, table),
+            hardware_figures(label, simulate(graph, config.dense_twin(), "analytic"), table),
+            [layer.as_row(config) for layer in sparse.layers if layer.kind in ("conv", "linear")]))
+    return comparisons
 
 
 def sweep(name: str, arrays: Iterable[tuple[int, int]], patterns: Iterable[str], base: AcceleratorConfig,

@@ -113,13 +113,14 @@ def collect_report(sparse_run: Path, dense_run: Path | None, packed: Path, confi
     demo_layers = [layer.as_row(config) for layer in simulate(graph, config, "analytic").layers
                    if layer.kind in ("conv", "linear")]
     pairs = compare_networks(networks, config, table, progress)
-    network_rows = [{"sparse": s.as_row(), "dense": d.as_row(), "speedup": d.cycles / s.cycles,
-                     "gops_per_w_ratio": s.gops_per_w / d.gops_per_w,
-                     "gops_per_dsp_ratio": s.gops_per_dsp / d.gops_per_dsp} for s, d in pairs]
-    synthesized = bool(pairs) and "synthesized" in pairs[0][0].resource_source
+    network_rows = [{"sparse": p.sparse.as_row(), "dense": p.dense.as_row(), "speedup": p.dense.cycles / p.sparse.cycles,
+                     "gops_per_w_ratio": p.sparse.gops_per_w / p.dense.gops_per_w,
+                     "gops_per_dsp_ratio": p.sparse.gops_per_dsp / p.dense.gops_per_dsp, "layers": p.layers}
+                    for p in pairs]
+    synthesized = bool(pairs) and "synthesized" in pairs[0].sparse.resource_source
     resource_note = ("simulated; power from the energy model (sources in the energy table); DSPs "
                      + ("synthesized" if synthesized else "estimated"))
-    ours = [figure for pair in pairs for figure in pair]
+    ours = [figure for pair in pairs for figure in (pair.sparse, pair.dense)]
     comparison = comparison_rows(ours, resource_note)
     sweep_rows: list[dict[str, Any]] = []
     if sweep_model:

@@ -82,6 +82,10 @@ def sections(data: dict[str, Any]) -> list[tuple[str, list[Block]]]:
         _table(FIGURE_COLUMNS, network_rows),
         _table([("model", "model"), ("speedup", "speedup vs dense"), ("gops_per_w_ratio", "GOPS/W vs dense"),
                 ("gops_per_dsp_ratio", "GOPS/DSP vs dense")], ratios),
+        *[("plot", (f"layer_cycles_{row['sparse']['model']}", plots.layer_cycles(
+            row["layers"], f"{row['sparse']['model']} on {data['accelerator_label']}: cycles and PE utilization"),
+            f"{row['sparse']['model']}: per-layer cycles (bars) and PE utilization (line)"))
+          for row in data["networks"]],
         ("text", f"Resources: {data['resource_source']}.")]))
     out.append(("Energy", [
         ("text", f"Per-action energies from `{data['energy_table']['path']}`; power = energy per frame x FPS, static "
