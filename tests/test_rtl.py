@@ -8,26 +8,16 @@ import numpy as np
 import pytest
 
 from edgesparse.accel import AcceleratorConfig, lower, simulate
-from edgesparse.accel.array import run_stepped
+from edgesparse.accel.array import accumulate_folds, run_stepped
 from edgesparse.accel.memory_image import build_memory_image
 from edgesparse.cli import main
 from edgesparse.quant import quantize_input, run_graph
 from edgesparse.rtl.cosim import compare, layer_jobs, random_layer, run_amaranth, run_icarus
 
 
-def _layer_from_results(jobs, results, plan, cout, cols, pixels):
+def _layer_from_results(jobs, results, plan):
     """Accumulate the RTL's fold outputs into the layer's sums and the absolute cycle of each final sum."""
-    acc = np.zeros((pixels, cout), dtype=np.int64)
-    cycles = np.full((pixels, cout), -1, dtype=np.int64)
-    for number, (out, when) in enumerate(results):
-        tile, rest = divmod(number, plan.col_folds * plan.row_folds)
-        col_fold = rest // plan.row_folds
-        span = plan.tile_range(tile)
-        columns = slice(col_fold * cols, min(cout, (col_fold + 1) * cols))
-        width = columns.stop - columns.start
-        acc[span.start:span.stop, columns] += out[:, :width]
-        cycles[span.start:span.stop, columns] = plan.starts[number] + when[:, :width]
-    return acc, cycles
+    return accumulate_folds(((job.inputs, out, when) for job, (out, when) in zip(jobs, results, strict=True)), plan)
 
 
 @pytest.mark.parametrize("n, m, lanes", [(1, 4, 1), (1, 16, 1), (1, 4, 2), (2, 16, 2)])
@@ -38,7 +28,7 @@ def test_a_padded_strided_random_layer_matches_in_amaranth_and_icarus(tmp_path, 
     assert len(jobs) == plan.folds and any(np.any(job.expected_out) for job in jobs)
     for results in (run_amaranth(jobs, config), run_icarus(jobs, config, tmp_path / "icarus")):
         compare(jobs, results)  # every sum and the cycle it leaves the array, fold by fold
-        acc, cycles = _layer_from_results(jobs, results, plan, layer.cout, config.cols, plan.shape.pixels)
+        acc, cycles = _layer_from_results(jobs, results, plan)
         stepped_acc, stepped_cycles = run_stepped(layer, x, plan, config)
         assert np.array_equal(acc, stepped_acc) and np.array_equal(cycles, stepped_cycles)
 
@@ -84,7 +74,7 @@ def test_a_trained_fashion_mnist_layer_matches_from_the_memory_image(tmp_path, t
     assert graph.patterns[name] == "1:16" and any(np.any(job.expected_out) for job in jobs)
     for results in (run_amaranth(jobs, config), run_icarus(jobs, config, tmp_path / "icarus")):
         compare(jobs, results)
-        acc, cycles = _layer_from_results(jobs, results, plan, layer.cout, config.cols, plan.shape.pixels)
+        acc, cycles = _layer_from_results(jobs, results, plan)
         stepped_acc, stepped_cycles = run_stepped(layer, x, plan, config)
         assert np.array_equal(acc, stepped_acc) and np.array_equal(cycles, stepped_cycles)
 

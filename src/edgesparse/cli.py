@@ -129,15 +129,14 @@ def _array_pattern(args: argparse.Namespace, graph: Any) -> tuple[int, int]:
     """(N, M) the array is built for: --pattern, else the most common N:M of the model's layers, else dense."""
     from collections import Counter
 
+    from edgesparse.accel.config import array_block
     from edgesparse.sparsity.pattern import BlockPattern, parse_pattern
 
-    spec = args.pattern
-    if spec is None:
+    if args.pattern is None:
         blocks = [parse_pattern(p) for p in graph.patterns.values()]
         counts = Counter((p.n, p.m) for p in blocks if isinstance(p, BlockPattern))
         return counts.most_common(1)[0][0] if counts else (1, 1)
-    pattern = parse_pattern(spec)
-    return (pattern.n, pattern.m) if isinstance(pattern, BlockPattern) else (1, 1)
+    return array_block(args.pattern) or (1, 1)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -199,12 +198,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from edgesparse.accel import AcceleratorConfig, parse_array
+    from edgesparse.accel.config import array_block
     from edgesparse.report import collect_report, format_summary, write_report
-    from edgesparse.sparsity.pattern import BlockPattern, parse_pattern
 
     rows, cols = parse_array(args.array)
-    pattern = parse_pattern(args.pattern)
-    n, m = (pattern.n, pattern.m) if isinstance(pattern, BlockPattern) else (1, 1)
+    n, m = array_block(args.pattern) or (1, 1)
     config = AcceleratorConfig(rows, cols, m, n, args.clock_mhz, pixels_per_cycle=args.pixels_per_cycle)
     data = collect_report(args.sparse_run, args.dense_run, args.packed, config, networks=args.networks,
                           sweep_model=None if args.no_sweep else args.sweep_model,
@@ -223,12 +221,11 @@ def _cmd_rtl(args: argparse.Namespace) -> int:
     from edgesparse.errors import ConfigError
     from edgesparse.rtl.cosim import layer_jobs, random_layer
     from edgesparse.rtl.testbench import write_testbench
+    from edgesparse.accel.config import array_block
     from edgesparse.rtl.verilog import array_verilog, fold_unit_verilog, pe_verilog, write_verilog
-    from edgesparse.sparsity.pattern import BlockPattern, parse_pattern
 
     rows, cols = parse_array(args.array)
-    pattern = parse_pattern(args.pattern)
-    n, m = (pattern.n, pattern.m) if isinstance(pattern, BlockPattern) else (1, 1)
+    n, m = array_block(args.pattern) or (1, 1)
     if m & (m - 1):
         raise ConfigError(f"the PE selects by a log2(M)-bit index: M must be a power of two, got {args.pattern}")
     if args.max_pixels < 1:

@@ -15,7 +15,7 @@ accumulation) and the cycle each final sum left the array.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -63,18 +63,25 @@ def iter_folds(layer: LoweredLayer, x: np.ndarray, plan: LayerSchedule,
                 yield FoldInputs(plan.fold_index(tile, col_fold, row_fold), pixels, columns, weights, index, acts)
 
 
-def run_stepped(layer: LoweredLayer, x: np.ndarray, plan: LayerSchedule,
-                config: AcceleratorConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Clock the array through every tile and fold of ``layer`` on one image ``x``."""
-    pixels = layer.output_size(*x.shape[1:]) if layer.kind == "conv" else (1, 1)
-    acc = np.zeros((pixels[0] * pixels[1], layer.cout), dtype=np.int64)
+def accumulate_folds(results: Iterable[tuple[FoldInputs, np.ndarray, np.ndarray]],
+                     plan: LayerSchedule) -> tuple[np.ndarray, np.ndarray]:
+    """The layer's accumulators ``[pixels, Cout]`` from each fold's bottom-row sums and local cycles (the
+    post-processing unit's int32 accumulation over row folds), with the absolute cycle of every final sum."""
+    acc = np.zeros((plan.shape.pixels, plan.shape.cout), dtype=np.int64)
     cycles = np.full(acc.shape, -1, dtype=np.int64)
-    for fold in iter_folds(layer, x, plan, config):
-        out, when = clock_fold(fold.weights, fold.index, fold.acts, config, int(plan.fold_lengths[fold.fold]))
+    for fold, out, when in results:
         width = fold.columns.stop - fold.columns.start
         acc[fold.pixels, fold.columns] += out[:, :width]
         cycles[fold.pixels, fold.columns] = plan.starts[fold.fold] + when[:, :width]
     return acc, cycles
+
+
+def run_stepped(layer: LoweredLayer, x: np.ndarray, plan: LayerSchedule,
+                config: AcceleratorConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Clock the array through every tile and fold of ``layer`` on one image ``x``."""
+    return accumulate_folds(
+        ((fold, *clock_fold(fold.weights, fold.index, fold.acts, config, int(plan.fold_lengths[fold.fold])))
+         for fold in iter_folds(layer, x, plan, config)), plan)
 
 
 def clock_fold(fold_w: np.ndarray, fold_i: np.ndarray, acts: np.ndarray, config: AcceleratorConfig,

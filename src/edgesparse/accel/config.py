@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from edgesparse.errors import AcceleratorError
+from edgesparse.sparsity.pattern import BlockPattern, DensePattern, parse_pattern
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,17 @@ class AcceleratorConfig:
     def describe(self) -> str:
         pair = ", 2 px/cycle" if self.pixels_per_cycle == 2 else ""
         return f"{self.rows}x{self.cols} {self.n}:{self.m}{pair} @ {self.clock_mhz:g} MHz"
+
+
+def array_block(spec: str) -> tuple[int, int] | None:
+    """(N, M) of the array a pattern asks for: ``dense`` -> (1, 1), ``N:M[/gG]`` -> (N, M); None for patterns no
+    array is built for (unstructured, channel), whose layers run on any array with their largest block occupancy."""
+    pattern = parse_pattern(spec)
+    if isinstance(pattern, DensePattern):
+        return 1, 1
+    if isinstance(pattern, BlockPattern):
+        return pattern.n, pattern.m
+    return None
 
 
 def parse_array(text: str) -> tuple[int, int]:

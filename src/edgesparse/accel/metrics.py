@@ -16,10 +16,11 @@ from typing import Any, Iterable
 
 from tqdm import tqdm
 
-from edgesparse.accel.config import AcceleratorConfig
+from edgesparse.accel.config import AcceleratorConfig, array_block
 from edgesparse.accel.energy import EnergyTable, frame_energy
 from edgesparse.accel.resources import estimate_resources
 from edgesparse.accel.simulate import SimulationResult, simulate
+from edgesparse.errors import PatternError
 from edgesparse.quant.graph import IntGraph
 
 
@@ -131,15 +132,10 @@ PARETO_KEYS = ("fps", "gops_per_w", "gops_per_dsp")  # speed, energy efficiency,
 
 def _block(spec: str) -> tuple[int, int]:
     """(N, M) of a sweep pattern: ``dense`` or ``N:M``."""
-    from edgesparse.errors import PatternError
-    from edgesparse.sparsity.pattern import BlockPattern, DensePattern, parse_pattern
-
-    pattern = parse_pattern(spec)
-    if isinstance(pattern, DensePattern):
-        return 1, 1
-    if not isinstance(pattern, BlockPattern) or pattern.g != 1:
+    block = array_block(spec)
+    if block is None:
         raise PatternError(f"the sweep takes 'dense' or N:M patterns, got {spec!r}")
-    return pattern.n, pattern.m
+    return block
 
 
 def pareto_front(points: list[Any], keys: tuple[str, ...] = PARETO_KEYS) -> list[bool]:

@@ -17,6 +17,7 @@ from importlib import resources
 from typing import Any
 
 from edgesparse.accel.config import AcceleratorConfig
+from edgesparse.sparsity.pattern import BlockPattern
 
 BRAM36_KIB = 4.0  # a RAMB36 holds 32 Kib of data (36 Kib with parity) at 32-bit width
 
@@ -40,7 +41,7 @@ class Resources:
 def estimated_pe(m: int, lanes: int = 1) -> dict[str, int]:
     """The formula used where a PE of this M and lanes was not synthesized: one DSP (two lanes share it), FFs of
     the pass-through, weight, index and partial sums, LUTs of the M:1 selects (about M/4 LUT6 per bit)."""
-    index_bits = math.ceil(math.log2(m)) if m > 1 else 0
+    index_bits = BlockPattern(1, m).index_width
     return {"dsp": 1, "ff": lanes * (8 * m + 32) + 8 + index_bits, "lut": lanes * 8 * math.ceil(m / 4) if m > 1 else 0}
 
 

@@ -14,23 +14,33 @@ from typing import Any, Iterable, Protocol
 
 import numpy as np
 
-from edgesparse.accel.array import clock_fold, iter_folds
+import math
+
+import torch
+
+from edgesparse.accel.array import FoldInputs, clock_fold, iter_folds
 from edgesparse.accel.config import AcceleratorConfig
-from edgesparse.accel.mapping import LoweredLayer
+from edgesparse.accel.mapping import LoweredLayer, lower
 from edgesparse.accel.memory_image import read_fold
-from edgesparse.accel.schedule import LayerSchedule
+from edgesparse.accel.schedule import LayerSchedule, LayerShape, fold_cycles, schedule_layer
+from edgesparse.quant.graph import IntOp
 from edgesparse.rtl.pe import PSUM_BITS, index_bits
+from edgesparse.sparsity.pattern import BlockPattern
 
 
 @dataclass(frozen=True)
 class FoldJob:
     """One fold as memory words, with what the stepped simulator says comes out of it."""
 
+    inputs: FoldInputs  # where the fold sits in the layer, and its arrays
     weight_words: list[int]  # R words, bottom row first
     act_words: list[int]  # one word per group of L pixels
-    pixels: int
     expected_out: np.ndarray  # int64 [pixels, C]
     expected_when: np.ndarray  # int64 [pixels, C], the fold's local cycle
+
+    @property
+    def pixels(self) -> int:
+        return len(self.inputs.acts)
 
 
 def weight_words(weights: np.ndarray, index: np.ndarray, m: int) -> list[int]:
@@ -70,8 +80,8 @@ def layer_jobs(layer: LoweredLayer, x: np.ndarray, plan: LayerSchedule, config: 
                 raise AssertionError(f"memory image fold ({col_fold}, {row_fold}) of {layer.name} differs from the "
                                      f"lowered layer")
         out, when = clock_fold(fold.weights, fold.index, fold.acts, config, int(plan.fold_lengths[fold.fold]))
-        jobs.append(FoldJob(weight_words(weights, index, config.m), act_words(fold.acts, config.pixels_per_cycle),
-                            len(fold.acts), out, when))
+        jobs.append(FoldJob(fold, weight_words(weights, index, config.m),
+                            act_words(fold.acts, config.pixels_per_cycle), out, when))
     return jobs
 
 
@@ -79,15 +89,6 @@ def random_layer(config: AcceleratorConfig, n: int, m: int, cin: int, cout: int,
                  stride: int = 1, padding: int = 1, seed: int = 0) -> tuple[LoweredLayer, np.ndarray, LayerSchedule]:
     """A random int8 conv whose weights follow N:M exactly, lowered for ``config``, with a random input and its
     schedule."""
-    import math
-
-    import torch
-
-    from edgesparse.accel.mapping import lower
-    from edgesparse.accel.schedule import LayerShape, schedule_layer
-    from edgesparse.quant.graph import IntOp
-    from edgesparse.sparsity.pattern import BlockPattern
-
     rng = np.random.default_rng(seed)
     weight = rng.integers(-127, 128, size=(cout, cin, kernel, kernel)).astype(np.int8)
     pattern = BlockPattern(n, m)
@@ -138,7 +139,7 @@ async def drive_folds(bus: Bus, jobs: Iterable[FoldJob], config: AcceleratorConf
         bus.set("start", 0)
         out = np.zeros((job.pixels, C), dtype=np.int64)
         when = np.full((job.pixels, C), -1, dtype=np.int64)
-        for _ in range(2 * R + C + groups - 2):
+        for _ in range(fold_cycles(config, job.pixels)):
             await bus.tick()
             valid = bus.get("out_valid")
             if not (bus.get("out_live") and valid):

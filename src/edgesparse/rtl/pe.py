@@ -15,17 +15,18 @@ bits are ``w * a0`` (it fits, |w * a0| <= 2^14), the rest plus the low part's si
 
 from __future__ import annotations
 
-import math
-
 from amaranth import Module, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
+from edgesparse.sparsity.pattern import BlockPattern
 
 PSUM_BITS = 32
 
 
 def index_bits(m: int) -> int:
-    return math.ceil(math.log2(m)) if m > 1 else 0
+    """Bits of a PE's index into its M-wide block (0 for the dense PE)."""
+    return BlockPattern(1, m).index_width
 
 
 class SparsePE(wiring.Component):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edgesparse.accel.config import AcceleratorConfig
+from edgesparse.accel.schedule import fold_cycles
 from edgesparse.checkpoint import atomic_write_bytes
 from edgesparse.rtl.array import cycle_bits, pixel_bits
 from edgesparse.rtl.cosim import FoldJob
@@ -93,7 +94,7 @@ def write_testbench(job: FoldJob, config: AcceleratorConfig, folder: str | Path,
              "expect_cycle.hex": _hex([int(v) for v in np.asarray(job.expected_when).ravel()], 32)}
     files["tb_fold_unit.v"] = _TEMPLATE.format(
         rows=R, cols=C, m=M, lanes=L, pixels=pixels, groups=len(job.act_words), weight_word=weight_word,
-        act_word=8 * M * L * R, length=2 * R + C + len(job.act_words) - 2, w_addr_bits=max(1, (R - 1).bit_length()),
+        act_word=8 * M * L * R, length=fold_cycles(config, pixels), w_addr_bits=max(1, (R - 1).bit_length()),
         pixel_bits=pixel_bits(max_pixels, L), pixels_width=max_pixels.bit_length(),
         cycle_bits=cycle_bits(R, C, max_pixels), psum=PSUM_BITS).encode()
     paths = []
