@@ -81,7 +81,7 @@ def ensure_venv(venv: Path) -> Path:
 
 
 def ours(rows: int, cols: int, size: int, cin: int, cout: int) -> int:
-    config = AcceleratorConfig(rows, cols, m=1, n=1, input_buffer_kib=1e9, output_buffer_kib=1e9,
+    config = AcceleratorConfig(rows, cols, m=1, n=1, input_buffer_kib=1e9, output_buffer_kib=1e9, classic=True,
                                dram_bytes_per_cycle=1e12, weight_buffer_kib=1e9)
     shape = LayerShape("layer", 9 * cin, cout, (size, size), (cin, size + 2, size + 2), (3, 3), (1, 1), 0)
     plan = schedule_layer(shape, config)

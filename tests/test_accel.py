@@ -7,8 +7,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgesparse.accel import AcceleratorConfig, fold_cycles, lower, parse_array, plan_network, simulate
-from edgesparse.accel.array import run_fast, run_stepped
-from edgesparse.accel.schedule import LayerShape, schedule_layer
+from dataclasses import replace
+
+from edgesparse.accel.array import clock_layer, run_fast, run_stepped
+from edgesparse.accel.bound import layer_bound
+from edgesparse.accel.schedule import Boundary, LayerShape, schedule_layer
 from edgesparse.accel.simulate import _post_process
 from edgesparse.errors import AcceleratorError
 from edgesparse.export_flow import export_random
@@ -31,38 +34,99 @@ def _random_conv(rng, cin, cout, kernel, stride, padding, n, m):
                   "m": mult, "shift": shift}), str(pattern)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(cin=st.integers(1, 40), cout=st.integers(1, 12), size=st.integers(3, 8), kernel=st.sampled_from([1, 3]),
-       stride=st.sampled_from([1, 2]), padding=st.integers(0, 1), m=st.sampled_from([2, 4, 8, 16]),
-       n_frac=st.floats(0.0, 1.0), rows=st.integers(1, 6), cols=st.integers(1, 6), seed=st.integers(0, 2**16),
-       output_kib=st.sampled_from([0.05, 0.2, 256.0]), pixels_per_cycle=st.sampled_from([1, 2]))
-def test_stepped_fast_analytic_and_reference_agree(cin, cout, size, kernel, stride, padding, m, n_frac, rows,
-                                                    cols, seed, output_kib, pixels_per_cycle):
+def _layer_case(cin, cout, size, kernel, stride, padding, m, n_frac, seed, config_kwargs):
     rng = np.random.default_rng(seed)
     n = max(1, round(n_frac * m))
     op, spec = _random_conv(rng, cin, cout, kernel, stride, padding, n, m)
-    config = AcceleratorConfig(rows=rows, cols=cols, m=m, n=n, output_buffer_kib=output_kib,  # small: many tiles
-                               pixels_per_cycle=pixels_per_cycle)
+    config = AcceleratorConfig(m=m, n=n, **config_kwargs)
     x = rng.integers(-128, 128, size=(cin, size, size)).astype(np.int8)
+    x.flat[rng.integers(x.size)] = -128  # the edge value, always present
     layer = lower(op, spec, config)
     assert layer.slots == n and layer.rows_needed == kernel * kernel * -(-cin // m) * n
     out_h, out_w = layer.output_size(size, size)
     shape = LayerShape("conv", layer.rows_needed, cout, (out_h, out_w), (cin, size, size), (kernel, kernel),
                        (stride, stride), cout * cin * kernel**2 * out_h * out_w)
-    plan = schedule_layer(shape, config)
+    return op, layer, x, shape, config, (cout, out_h, out_w)
 
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cin=st.integers(1, 40), cout=st.integers(1, 12), size=st.integers(1, 8), kernel=st.sampled_from([1, 3]),
+       stride=st.sampled_from([1, 2]), padding=st.integers(0, 1), m=st.sampled_from([2, 4, 8, 16]),
+       n_frac=st.floats(0.0, 1.0), rows=st.sampled_from([1, 2, 3, 4, 8]), cols=st.integers(1, 6),
+       seed=st.integers(0, 2**16), output_kib=st.sampled_from([0.02, 0.2, 256.0]),
+       pixels_per_cycle=st.sampled_from([1, 2]), segments=st.sampled_from([1, 2, 4]),
+       spare_slots=st.sampled_from([0, 1, 100]), rate=st.sampled_from([0.75, 3.0, 16.0]),
+       resident=st.booleans(), written=st.sampled_from([None, 0, 7]), residual=st.sampled_from([0, 50]))
+def test_pipelined_stepped_fast_analytic_and_reference_agree(cin, cout, size, kernel, stride, padding, m, n_frac,
+                                                             rows, cols, seed, output_kib, pixels_per_cycle,
+                                                             segments, spare_slots, rate, resident, written,
+                                                             residual):
+    """The pipelined array (shadow weights, segments, residency, tiny buffers and slow DRAM): the stepped array
+    clocks its own DMA, loader and controller; its values, every output's cycle, every fold's start and the
+    layer's cycles equal the schedule's, and fast + the post-processing unit equals the integer reference."""
+    if rows % segments or padding * 2 + size < kernel:
+        return
+    fold_bytes = rows * cols * (8 + max(1, m).bit_length() - 1) / 8
+    op, layer, x, shape, config, out_shape = _layer_case(
+        cin, cout, size, kernel, stride, padding, m, n_frac, seed,
+        dict(rows=rows, cols=cols, output_buffer_kib=output_kib, pixels_per_cycle=pixels_per_cycle,
+             segments=segments, weight_buffer_kib=(2 + spare_slots) * fold_bytes / 1024 + 1e-9,
+             dram_bytes_per_cycle=rate))
+    shape = replace(shape, input_resident=resident, output_bytes=written, residual_bytes=residual)
+    plan = schedule_layer(shape, config, boundary=Boundary(dma_free=-3, shadow_free=-5))
+    stepped_acc, stepped_cycles, clock = clock_layer(layer, x, shape, config, plan.boundary)
+    fast_acc, fast_cycles = run_fast(layer, x, plan, config)
+    assert np.array_equal(stepped_acc, fast_acc)
+    assert np.array_equal(stepped_cycles, fast_cycles)
+    assert np.array_equal(clock.stream_starts, plan.starts) and np.array_equal(clock.load_starts, plan.load_starts)
+    assert clock.total_cycles == plan.total_cycles and clock.next_boundary == plan.next_boundary
+    assert np.array_equal(_post_process(op, fast_acc, out_shape), run_op(op, [x[None]]))
+    bound = layer_bound(shape, config)
+    assert plan.total_cycles >= bound.compute_cycles and plan.dram_bytes >= bound.dram_bytes
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cin=st.integers(1, 40), cout=st.integers(1, 12), size=st.integers(3, 8), kernel=st.sampled_from([1, 3]),
+       stride=st.sampled_from([1, 2]), padding=st.integers(0, 1), m=st.sampled_from([2, 4, 8, 16]),
+       n_frac=st.floats(0.0, 1.0), rows=st.integers(1, 6), cols=st.integers(1, 6), seed=st.integers(0, 2**16),
+       output_kib=st.sampled_from([0.05, 0.2, 256.0]), pixels_per_cycle=st.sampled_from([1, 2]))
+def test_classic_stepped_fast_analytic_and_reference_agree(cin, cout, size, kernel, stride, padding, m, n_frac, rows,
+                                                           cols, seed, output_kib, pixels_per_cycle):
+    op, layer, x, shape, config, out_shape = _layer_case(
+        cin, cout, size, kernel, stride, padding, m, n_frac, seed,
+        dict(rows=rows, cols=cols, output_buffer_kib=output_kib, pixels_per_cycle=pixels_per_cycle, classic=True))
+    plan = schedule_layer(shape, config)
     stepped_acc, stepped_cycles = run_stepped(layer, x, plan, config)
     fast_acc, fast_cycles = run_fast(layer, x, plan, config)
     assert np.array_equal(stepped_acc, fast_acc)
     assert np.array_equal(stepped_cycles, fast_cycles)
     last = plan.total_cycles - 1  # the fold drains through all C columns, used or not
     assert stepped_cycles.max() == last - (-cout % cols)
-    assert plan.tiles == -(-out_h * out_w // plan.tile_pixels)
-    expected = run_op(op, [x[None]])
-    assert np.array_equal(_post_process(op, fast_acc, (cout, out_h, out_w)), expected)
+    assert plan.tiles == -(-out_shape[1] * out_shape[2] // plan.tile_pixels)
+    assert np.array_equal(_post_process(op, fast_acc, out_shape), run_op(op, [x[None]]))
     lengths = [fold_cycles(config, len(plan.tile_range(t))) for t in range(plan.tiles)]
     analytic = sum(lengths) * plan.row_folds * plan.col_folds + plan.stall_cycles
     assert analytic == plan.total_cycles
+
+
+@pytest.mark.parametrize("cout, total, streams", [(2, 26, [12]), (4, 34, [12, 18])])
+def test_hand_timed_layer_pins_every_stall_to_the_cycle(cout, total, streams):
+    """Derived by hand from the contract (schedule module docstring), 2x2 dense array, 1 B/cycle DRAM, a 1x1 conv
+    2 -> cout on 2x2 pixels: weights(0) 4 B in [0, 4), input(0) 8 B in [4, 12), (weights(1) 4 B in [12, 16));
+    fold 0 loads at 4 and streams at max(4 + 2, 12) = 12 for 4 groups, its last sum leaves column 1 at
+    12 + 3 + 1 + 1 = 17; fold 1 loads at max(16, 12) = 16 and streams at max(18, 12 + 4) = 18, last sum at 23;
+    each unit's 8 output bytes move once its last sum has left: [18, 26) and [26, 34)."""
+    config = AcceleratorConfig(rows=2, cols=2, m=1, n=1, dram_bytes_per_cycle=1.0)
+    shape = LayerShape("conv", 2, cout, (2, 2), (2, 2, 2), (1, 1), (1, 1), 0)
+    plan = schedule_layer(shape, config)
+    assert plan.total_cycles == total and list(plan.starts) == streams
+    rng = np.random.default_rng(0)
+    op = IntOp("conv", "conv", ["input"], {"kernel": [1, 1], "stride": [1, 1], "padding": [0, 0]},
+               {"weight": rng.integers(-128, 128, (cout, 2, 1, 1)).astype(np.int8),
+                "bias": np.zeros(cout, np.int32), "m": np.full(cout, 1 << 30, np.int32), "shift": np.full(cout, 31, np.int32)})
+    layer = lower(op, "dense", config)
+    _, _, clock = clock_layer(layer, rng.integers(-128, 128, (2, 2, 2)).astype(np.int8), shape, config)
+    assert clock.total_cycles == total and list(clock.stream_starts) == streams
 
 
 def _network(name="vgg16_small", pattern="1:16"):
@@ -98,7 +162,7 @@ def test_every_pe_has_the_same_work_so_cycles_are_known_in_advance():
 
 def test_dense_mode_follows_the_scale_sim_weight_stationary_formula():
     config = AcceleratorConfig(rows=32, cols=32, m=1, n=1, input_buffer_kib=1e9, output_buffer_kib=1e9,
-                               dram_bytes_per_cycle=1e9)
+                               dram_bytes_per_cycle=1e9, classic=True)
     shape = LayerShape("conv1_2", 3 * 3 * 64, 64, (224, 224), (64, 226, 226), (3, 3), (1, 1), 0)
     plan = schedule_layer(shape, config)
     assert plan.tiles == 1
@@ -119,6 +183,9 @@ def test_sparse_layers_need_16x_fewer_rows():
     ({"rows": 0}, "rows must be a positive integer"), ({"n": 17}, "N must not exceed M"),
     ({"clock_mhz": 0}, "clock_mhz must be a positive number"),
     ({"weight_buffer_kib": 0.1}, "cannot double-buffer one fold"),
+    ({"segments": 3}, "segments must be a power of two that divides the 16 rows"),
+    ({"rows": 12, "segments": 8}, "segments must be a power of two that divides the 12 rows"),
+    ({"classic": True, "segments": 2}, "segments must be 1"), ({"batch": 0}, "batch must be a positive integer"),
 ])
 def test_bad_configs_are_named(kwargs, words):
     with pytest.raises(AcceleratorError, match=words):
@@ -209,7 +276,7 @@ def test_a_layer_that_does_not_fit_the_buffers_is_named():
 def test_prologue_prefetch_hides_only_what_the_previous_layer_left_idle():
     from edgesparse.accel.schedule import prologue_bytes
 
-    config = AcceleratorConfig(rows=8, cols=8, input_buffer_kib=64, output_buffer_kib=16)
+    config = AcceleratorConfig(rows=8, cols=8, input_buffer_kib=64, output_buffer_kib=16, classic=True)
     shape = LayerShape("conv", 9 * 4, 64, (56, 56), (64, 58, 58), (3, 3), (1, 1), 0)
     alone = schedule_layer(shape, config)
     full = prologue_bytes(shape, config, with_input=True)
@@ -219,7 +286,7 @@ def test_prologue_prefetch_hides_only_what_the_previous_layer_left_idle():
     assert 0 < alone.tail_idle_bytes  # a compute-bound last tile leaves the DRAM idle for the next prologue
 
     graph = _network()
-    result = simulate(graph, AcceleratorConfig(rows=8, cols=4), "analytic")
+    result = simulate(graph, AcceleratorConfig(rows=8, cols=4, classic=True), "analytic")
     weighted = [layer for layer in result.layers if layer.schedule is not None]
     first = weighted[0].schedule
     assert first.stall_cycles >= -(-prologue_bytes(first.shape, result.config, True) // 16)  # nothing to hide it

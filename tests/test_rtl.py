@@ -22,7 +22,7 @@ def _layer_from_results(jobs, results, plan):
 
 @pytest.mark.parametrize("n, m, lanes", [(1, 4, 1), (1, 16, 1), (1, 4, 2), (2, 16, 2)])
 def test_a_padded_strided_random_layer_matches_in_amaranth_and_icarus(tmp_path, n, m, lanes):
-    config = AcceleratorConfig(4, 4, m, n, pixels_per_cycle=lanes)
+    config = AcceleratorConfig(4, 4, m, n, pixels_per_cycle=lanes, classic=True)  # the RTL runs the classic fold
     layer, x, plan = random_layer(config, n, m, cin=2 * m + 3, cout=6, size=7, stride=2, padding=1, seed=m)
     jobs = layer_jobs(layer, x, plan, config)
     assert len(jobs) == plan.folds and any(np.any(job.expected_out) for job in jobs)
@@ -34,7 +34,7 @@ def test_a_padded_strided_random_layer_matches_in_amaranth_and_icarus(tmp_path, 
 
 
 def test_a_mismatch_names_the_fold_pixel_and_column():
-    config = AcceleratorConfig(4, 4, 4, 1)
+    config = AcceleratorConfig(4, 4, 4, 1, classic=True)
     layer, x, plan = random_layer(config, 1, 4, cin=8, cout=4, size=4, seed=3)
     jobs = layer_jobs(layer, x, plan, config)[:2]
     results = run_amaranth(jobs, config)
@@ -59,7 +59,7 @@ def test_a_trained_fashion_mnist_layer_matches_from_the_memory_image(tmp_path, t
     from edgesparse.data import iterate_batches, load_dataset
 
     graph = trained_graph
-    config = AcceleratorConfig(4, 4, 16, 1, pixels_per_cycle=2)
+    config = AcceleratorConfig(4, 4, 16, 1, pixels_per_cycle=2, classic=True)
     images, _ = next(iterate_batches(load_dataset("fashion_mnist", "test"), 1, shuffle=False))
     image = quantize_input(graph, images)[0]
     tensors = run_graph(graph, image[None], keep=True)

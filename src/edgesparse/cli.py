@@ -161,10 +161,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     n, m = _array_pattern(args, graph)
     rows, cols = parse_array(args.array)
     config = AcceleratorConfig(rows, cols, m, n, args.clock_mhz, args.weight_buffer_kib, args.input_buffer_kib,
-                               args.output_buffer_kib, args.dram_bytes_per_cycle, args.pixels_per_cycle)
+                               args.output_buffer_kib, args.dram_bytes_per_cycle, args.pixels_per_cycle,
+                               **_array_design(args, rows))
     image = None
     if args.mode != "analytic":
-        image = np.random.default_rng(args.image_seed).integers(-128, 128, graph.input_shape).astype(np.int8)
+        images = (config.batch, *graph.input_shape) if config.batch > 1 else tuple(graph.input_shape)
+        image = np.random.default_rng(args.image_seed).integers(-128, 128, images).astype(np.int8)
     result = simulate(graph, config, args.mode, image, progress=not args.json)
     figures = hardware_figures(label, result, load_energy_table())
     if args.memory_image:
@@ -196,6 +198,27 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_array_design(parser: argparse.ArgumentParser) -> None:
+    """The array's design flags, declared once for every command that builds an array."""
+    parser.add_argument("--classic", action="store_true",
+                        help="the classic weight-stationary array (SCALE-Sim's): every fold loads its weights, "
+                             "streams, fills and drains; no shadow registers, segments or on-chip maps")
+    parser.add_argument("--segments", type=int, default=None,
+                        help="cut the partial-sum chain every R/S rows, so folds of few rows run S segments side "
+                             "by side on their own pixels [4, or the largest power of two up to 4 dividing R; 1 "
+                             "with --classic]")
+    parser.add_argument("--batch", type=int, default=1,
+                        help="images per frame; every fold of weights serves all of them [1]")
+
+
+def _array_design(args: argparse.Namespace, rows: int) -> dict:
+    """``classic``, ``segments`` and ``batch`` for AcceleratorConfig from the flags of :func:`_add_array_design`."""
+    segments = args.segments
+    if segments is None:
+        segments = 1 if args.classic else next(s for s in (4, 2, 1) if rows % s == 0)
+    return {"classic": args.classic, "segments": segments, "batch": args.batch}
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from edgesparse.accel import AcceleratorConfig, parse_array
     from edgesparse.accel.config import array_block
@@ -203,7 +226,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     rows, cols = parse_array(args.array)
     n, m = array_block(args.pattern) or (1, 1)
-    config = AcceleratorConfig(rows, cols, m, n, args.clock_mhz, pixels_per_cycle=args.pixels_per_cycle)
+    config = AcceleratorConfig(rows, cols, m, n, args.clock_mhz, pixels_per_cycle=args.pixels_per_cycle,
+                               **_array_design(args, rows))
     data = collect_report(args.sparse_run, args.dense_run, args.packed, config, networks=args.networks,
                           sweep_model=None if args.no_sweep else args.sweep_model,
                           sweep_arrays=[parse_array(a) for a in args.sweep_arrays],
@@ -230,7 +254,9 @@ def _cmd_rtl(args: argparse.Namespace) -> int:
         raise ConfigError(f"the PE selects by a log2(M)-bit index: M must be a power of two, got {args.pattern}")
     if args.max_pixels < 1:
         raise ConfigError(f"--max-pixels must be at least 1, got {args.max_pixels}")
-    config = AcceleratorConfig(rows, cols, m, n, pixels_per_cycle=args.pixels_per_cycle)
+    # The generated RTL implements the classic fold (weight load, stream, fill, drain); the shadow registers and
+    # segments of the pipelined array are modelled in Python only so far.
+    config = AcceleratorConfig(rows, cols, m, n, pixels_per_cycle=args.pixels_per_cycle, classic=True)
     lanes = config.pixels_per_cycle
     out = args.output
     written = [write_verilog(fold_unit_verilog(rows, cols, m, args.max_pixels, lanes), out / "fold_unit.v"),
@@ -335,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("dram_bytes_per_cycle", "DRAM bandwidth")):
         default = getattr(defaults, name)
         sim.add_argument("--" + name.replace("_", "-"), type=float, default=default, help=f"{text} [{default:g}]")
+    _add_array_design(sim)
     sim.add_argument("--image-seed", type=int, default=0, help="seed of the random int8 input (stepped, fast)")
     sim.add_argument("--memory-image", type=Path, help="also write weights.bin and layout.json into this folder")
     sim.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -354,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--pattern", default="1:16", help="N:M the array is built for [1:16]")
     report.add_argument("--clock-mhz", type=float, default=defaults.clock_mhz, help="clock")
     report.add_argument("--pixels-per-cycle", type=int, choices=[1, 2], default=2, help=PIXELS_HELP)
+    _add_array_design(report)
     report.add_argument("--networks", nargs="*", default=["vgg16", "resnet50"],
                         help="registered networks compared with the dense array and published designs [vgg16 resnet50]")
     report.add_argument("--sweep-model", default="vgg16", help="network of the design-space sweep [vgg16]")

@@ -20,6 +20,15 @@ class AcceleratorConfig:
     activations with its one index and computes both products in one DSP48 multiplier, ``w * (a1 * 2^16 + a0)``
     (the two int8 x int8 products share the stationary weight; Xilinx WP486's INT8 packing). A fold then streams
     ``ceil(T / 2)`` pixel pairs. 1 is the classic array that SCALE-Sim models.
+
+    ``classic`` = True is SCALE-Sim's weight-stationary array: every fold loads its weights (R cycles), streams,
+    fills and drains. The default array hides the load: each PE has a shadow weight and index that the next fold's
+    weights shift into while the current fold streams, and that take effect with the advancing wavefront, so the
+    folds of a layer stream back to back (see :mod:`edgesparse.accel.schedule`).
+
+    ``segments`` = S cuts the partial-sum chain every R / S rows: a fold that needs at most R / s rows runs s
+    segments side by side (s a power of two up to S), each on its own share of the fold's pixels, with its own
+    C outputs. ``batch`` images run per frame; every fold of weights serves all of them.
     """
 
     rows: int = 16
@@ -32,15 +41,24 @@ class AcceleratorConfig:
     output_buffer_kib: float = 256.0
     dram_bytes_per_cycle: float = 16.0
     pixels_per_cycle: int = 1
+    classic: bool = False
+    segments: int = 1
+    batch: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("rows", "cols", "m", "n"):
+        for name in ("rows", "cols", "m", "n", "segments", "batch"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise AcceleratorError(f"accelerator {name} must be a positive integer, got {value!r}")
         if self.pixels_per_cycle not in (1, 2):
             raise AcceleratorError(f"pixels_per_cycle must be 1 or 2 (two int8 products per DSP), got "
                                    f"{self.pixels_per_cycle!r}")
+        if self.rows % self.segments or self.segments & (self.segments - 1):
+            raise AcceleratorError(f"segments must be a power of two that divides the {self.rows} rows, got "
+                                   f"{self.segments}")
+        if self.classic and self.segments != 1:
+            raise AcceleratorError(f"the classic array has one partial-sum chain per column: segments must be 1, "
+                                   f"got {self.segments}")
         if self.n > self.m:
             raise AcceleratorError(f"an array built for {self.n}:{self.m} is impossible: N must not exceed M")
         for name in ("clock_mhz", "weight_buffer_kib", "input_buffer_kib", "output_buffer_kib",
@@ -66,13 +84,33 @@ class AcceleratorConfig:
     def pes(self) -> int:
         return self.rows * self.cols
 
+    @property
+    def segment_rows(self) -> int:
+        """Rows between two possible cuts of the partial-sum chain."""
+        return self.rows // self.segments
+
+    def fold_segments(self, rows_used: int) -> int:
+        """Segments a fold of ``rows_used`` rows runs side by side: the most (a power of two up to ``segments``)
+        whose R / s rows still hold the fold."""
+        count = self.segments
+        while count > 1 and rows_used > self.rows // count:
+            count //= 2
+        return count
+
+    @property
+    def weight_buffer_folds(self) -> int:
+        """Folds of weights the weight buffer holds at once (its slots; at least two)."""
+        return int(self.weight_buffer_kib * 1024 // self.fold_weight_bytes)
+
     def dense_twin(self) -> "AcceleratorConfig":
         """The same-size dense array (M = N = 1), the baseline of every comparison."""
         return AcceleratorConfig(**{**asdict(self), "m": 1, "n": 1})
 
     def describe(self) -> str:
         pair = ", 2 px/cycle" if self.pixels_per_cycle == 2 else ""
-        return f"{self.rows}x{self.cols} {self.n}:{self.m}{pair} @ {self.clock_mhz:g} MHz"
+        kind = ", classic" if self.classic else (f", {self.segments} segments" if self.segments > 1 else "")
+        batch = f", batch {self.batch}" if self.batch > 1 else ""
+        return f"{self.rows}x{self.cols} {self.n}:{self.m}{pair}{kind}{batch} @ {self.clock_mhz:g} MHz"
 
 
 def array_block(spec: str) -> tuple[int, int] | None:

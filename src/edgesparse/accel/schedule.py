@@ -1,176 +1,140 @@
-"""The one schedule all three views share: tiles, folds, their start cycles, DRAM traffic and stalls.
+"""The analytic schedule: when every fold streams, when every transfer moves, and a layer's cycles and traffic.
 
-A layer's output pixels are cut into tiles of at most ``T`` pixels, so that a tile's int32 partial sums for C
-columns fit the output buffer (``T * C * 4`` bytes). For each tile (outer), each column fold, each row fold
-(inner), the array runs one *fold*: ``folds = tiles * ceil(rows_needed / R) * ceil(Cout / C)``. A fold is the
-classic weight-stationary sequence, SCALE-Sim's:
+Tiles, folds and transfers come from :mod:`edgesparse.accel.geometry`; this module only times them.
 
-    R cycles      weights shift in from the top, one row per cycle;
-    T + R + C - 2 pixel p enters row i at cycle R + p + i, reaches PE (i, j) at R + p + i + j, and its partial
-                  sum leaves the bottom of column j at cycle 2R - 1 + p + j (skew, fill and drain);
+**Pipelined array (the default).** Each PE holds an active weight, a shadow weight and a staging register of the
+weight chain (all with their index). Fold f's weights leave the weight buffer and shift down the staging chain
+from cycle ``a_f`` on, bottom row first, column j skewed by j cycles, and latch into the shadows of column j at
+``a_f + R - 1 + j``. Fold f's stream starts at ``s_f``: pixel group g of segment k enters row i at ``s_f + g + i``
+and reaches PE (i, j) at ``s_f + g + i + j``; the first group of a fold switches each PE from active to shadow
+as it arrives (the wavefront), and the sum of segment k's group g leaves its bottom row ``(k + 1) R / s - 1``
+at column j at cycle ``s_f + g + (k + 1) R / s - 1 + j``. Hence::
 
-so a fold takes ``2R + C + T - 2`` cycles. With one tile (buffers large enough) and in dense mode this is
-exactly SCALE-Sim v3's weight-stationary count, which it reports as ``folds * (2R + C + T - 2) - 1`` (the
-index of the last cycle).
+    a_f = max(w_f, s_{f-1})                          (weights in the buffer; the shadows free once f-1 streams)
+    s_f = max(a_f + R, s_{f-1} + L_{f-1}, i_t)       (shadows loaded; previous stream done; tile t's input in)
 
-Memory: DRAM -> weight / input / output buffers at ``dram_bytes_per_cycle``, every buffer double-buffered.
-Within a tile, fold f+1's weights and indices (and the int8 outputs of a column fold's last row fold) move
-while fold f computes: ``start[f+1] = start[f] + max(compute[f], transfer[f+1])``. The next tile's input rows
-(halo included) stream in during the whole current tile, which lasts at least as long as the DRAM needs for
-everything it moves. The prologue loads the first tile's input and first fold's weights; whatever of it the
-DRAM could move while the previous layer's last tile ran (its idle time) does not stall.
+with ``w_f`` and ``i_t`` the end cycles of the DMA's transfers. The DMA runs the geometry's descriptor list in
+order: a transfer starts once the previous one ended and its space is free, and lasts ``ceil(bytes / rate)``
+whole cycles (the rounding contract for a fractional rate). Space: ``weights(f)`` needs a weight-buffer slot
+(the buffer holds ``weight_buffer_folds`` folds; fold f - slots frees its slot at ``a + R``), ``input(t)`` the
+half that tile t - 2 frees once its last row read its last vector (``s + L + R - 1`` of t - 2's last fold), and
+``output(u)`` waits for the last output of unit u (a tile's column fold). The layer ends after its last output and its last transfer;
+the next layer's first weights may move and shift into the shadows while this one drains.
+
+**Classic array** (``classic``; SCALE-Sim's weight-stationary count). Every fold loads its weights (R cycles),
+then streams, fills and drains: ``2R + C + ceil(T / P) - 2`` cycles; within a tile fold f+1's weights (and the
+int8 outputs of a column fold's last row fold) move while fold f computes, the next tile's input during the whole
+current tile, and the prologue (first input tile and first weights) moves while the previous layer's last tile
+left the DRAM idle. With one tile and in dense mode this is exactly SCALE-Sim v3's count, which it reports as
+``folds * (2R + C + T - 2) - 1``.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from edgesparse.accel.config import AcceleratorConfig
-from edgesparse.errors import AcceleratorError
+from edgesparse.accel.geometry import (INPUT, WEIGHTS, FoldGeometry, LayerShape, fold_geometry,
+                                       transfer_cycles)
+
+NEVER = -(1 << 60)  # "free since forever": a resource no earlier layer holds
 
 
 @dataclass(frozen=True)
-class LayerShape:
-    """What the schedule needs to know of a weighted layer (no values)."""
+class Boundary:
+    """What a layer inherits from the one before it, in cycles relative to its own start (pipelined array)."""
 
-    name: str
-    rows_needed: int
-    cout: int
-    out_hw: tuple[int, int]  # output height and width (1, 1 for a linear layer)
-    in_chw: tuple[int, int, int]  # input channels, height, width
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    dense_macs: int  # Cout * Cin * kh * kw * pixels: the dense model's work
-
-    @property
-    def pixels(self) -> int:
-        return self.out_hw[0] * self.out_hw[1]
-
-    def input_rows_bytes(self, first_pixel: int, count: int) -> int:
-        """Bytes of the input rows (halo included) that output pixels [first, first + count) read."""
-        cin, height, width = self.in_chw
-        out_w = self.out_hw[1]
-        first_row, last_row = first_pixel // out_w, (first_pixel + count - 1) // out_w
-        rows = (last_row - first_row) * self.stride[0] + self.kernel[0]
-        return cin * width * min(height, rows)
+    dma_free: int = 0  # the DMA ended its last transfer (may be before the layer starts)
+    shadow_free: int = NEVER  # the previous layer's last fold started streaming (its shadows were taken)
 
 
 @dataclass(frozen=True)
 class LayerSchedule:
-    """Cycles and traffic of one layer."""
+    """Cycles and traffic of one layer (cycles relative to the layer's start)."""
 
     shape: LayerShape
-    tile_pixels: int
-    tiles: int
-    row_folds: int
-    col_folds: int
-    fold_lengths: np.ndarray  # int64 [folds]: cycles of each fold (tiles differ in pixels)
-    starts: np.ndarray  # int64 [folds]: first cycle of each fold; order tile, column fold, row fold
-    transfer_bytes: np.ndarray  # int64 [folds]
+    geometry: FoldGeometry
+    starts: np.ndarray  # int64 [folds]: pipelined: the stream start s_f; classic: the fold's first cycle
+    fold_lengths: np.ndarray  # int64 [folds]: pipelined: stream cycles L_f; classic: the whole fold
     total_cycles: int
-    stall_cycles: int
+    dram_bytes: int
     real_macs: int  # multiplications the PEs perform on stored slots
-    tail_idle_bytes: int = 0  # what the DRAM could still move during the last tile (the next layer's prologue)
+    load_starts: np.ndarray | None = None  # int64 [folds]: pipelined: a_f, the fold's first weight shift
+    boundary: Boundary = field(default_factory=Boundary)  # pipelined: what the layer started from
+    next_boundary: Boundary = field(default_factory=Boundary)  # pipelined: what it leaves the next layer
+    tail_idle_bytes: int = 0  # classic: what the DRAM could still move during the last tile
     buffer_bytes: dict[str, int] | None = None  # on-chip buffer traffic, see :func:`buffer_traffic`
 
     @property
-    def folds(self) -> int:
-        return self.tiles * self.row_folds * self.col_folds
+    def tiles(self) -> int:
+        return self.geometry.tiles
 
     @property
-    def dram_bytes(self) -> int:
-        return int(self.transfer_bytes.sum())
+    def row_folds(self) -> int:
+        return self.geometry.row_folds
+
+    @property
+    def col_folds(self) -> int:
+        return self.geometry.col_folds
+
+    @property
+    def tile_pixels(self) -> int:
+        return self.geometry.tile_pixels
+
+    @property
+    def folds(self) -> int:
+        return self.geometry.folds
 
     @property
     def compute_cycles(self) -> int:
         return int(self.fold_lengths.sum())
 
+    @property
+    def stall_cycles(self) -> int:
+        """Cycles the array does not spend on fold lengths (classic) or streams (pipelined)."""
+        return self.total_cycles - self.compute_cycles
+
     def fold_index(self, tile: int, col_fold: int, row_fold: int) -> int:
-        return (tile * self.col_folds + col_fold) * self.row_folds + row_fold
+        return self.geometry.fold_index(tile, col_fold, row_fold)
 
     def tile_range(self, tile: int) -> range:
-        return range(tile * self.tile_pixels, min(self.shape.pixels, (tile + 1) * self.tile_pixels))
+        return self.geometry.tile_range(tile)
 
     def output_cycles(self, config: AcceleratorConfig) -> np.ndarray:
         """``[pixels, Cout]``: the cycle each final partial sum leaves the array (last row fold of its column)."""
+        geometry = self.geometry
         pixels = np.arange(self.shape.pixels)
-        tile, local = pixels // self.tile_pixels, pixels % self.tile_pixels
+        tile, local = pixels // geometry.tile_pixels, pixels % geometry.tile_pixels
         columns = np.arange(self.shape.cout)
         col_fold, position = columns // config.cols, columns % config.cols
-        last = self.starts[(tile.reshape(-1, 1) * self.col_folds + col_fold.reshape(1, -1)) * self.row_folds
-                           + self.row_folds - 1]
-        group = local // config.pixels_per_cycle
-        return last + 2 * config.rows - 1 + group.reshape(-1, 1) + position.reshape(1, -1)
+        last = (tile.reshape(-1, 1) * geometry.col_folds + col_fold.reshape(1, -1)) * geometry.row_folds \
+            + geometry.row_folds - 1
+        group = (local // config.pixels_per_cycle).reshape(-1, 1)
+        if config.classic:
+            return self.starts[last] + 2 * config.rows - 1 + group + position.reshape(1, -1)
+        chunk = self.fold_lengths[last]
+        segment = group // chunk
+        bottom = (segment + 1) * geometry.segment_rows(geometry.row_folds - 1) - 1
+        return self.starts[last] + group - segment * chunk + bottom + position.reshape(1, -1)
 
 
 def fold_cycles(config: AcceleratorConfig, pixels: int | np.ndarray) -> int | np.ndarray:
-    """SCALE-Sim's weight-stationary fold: R (weight load) + T + R + C - 2 (stream, fill, drain); with two pixels
-    per cycle the stream is ceil(T / 2) pixel pairs."""
+    """SCALE-Sim's weight-stationary fold (the classic array): R (weight load) + T + R + C - 2 (stream, fill,
+    drain); with two pixels per cycle the stream is ceil(T / 2) pixel pairs."""
     groups = -(-pixels // config.pixels_per_cycle)
     return 2 * config.rows + config.cols + groups - 2
 
 
-def tile_pixels(shape: LayerShape, config: AcceleratorConfig) -> int:
-    """The most output pixels whose int32 partial sums for C columns fit the output buffer and whose input rows
-    (halo included) fit half the input buffer (the other half is loading the next tile)."""
-    most = int(config.output_buffer_kib * 1024 // (4 * config.cols))
-    if most < 1:
-        raise AcceleratorError(f"the output buffer ({config.output_buffer_kib} KiB) cannot hold one pixel's "
-                               f"partial sums for {config.cols} columns")
-    cin, _, width = shape.in_chw
-    input_half = config.input_buffer_kib * 1024 / 2
-    output_rows = int((input_half // (cin * width) - shape.kernel[0]) // shape.stride[0]) + 1
-    if output_rows < 1:
-        raise AcceleratorError(
-            f"layer {shape.name!r}: {shape.kernel[0]} input rows of {cin}x{width} int8 do not fit half the input "
-            f"buffer ({config.input_buffer_kib} KiB); the layer does not fit the buffers")
-    return max(1, min(shape.pixels, most, output_rows * shape.out_hw[1]))
+def last_exit(length: int, groups: int, segments: int, segment_rows: int) -> int:
+    """Cycles from a fold's stream start to its last group's sum leaving column 0 of its segment's bottom row."""
+    counts = np.minimum(length, groups - np.arange(segments) * length)
+    used = np.flatnonzero(counts > 0)
+    return int((counts[used] - 1 + (used + 1) * segment_rows - 1).max())
 
 
-@dataclass(frozen=True)
-class _Traffic:
-    """Tiles, folds and the bytes each fold moves (no timing yet)."""
-
-    per_tile: int
-    tile_sizes: np.ndarray  # [tiles]
-    row_folds: int
-    col_folds: int
-    rows_in: np.ndarray  # [row_folds] rows holding a slot
-    cols_in: np.ndarray  # [col_folds] columns holding a filter
-    used: np.ndarray  # [col_folds, row_folds] PEs holding a slot
-    per_fold: np.ndarray  # [tiles, folds per tile]: weights and indices, plus int8 outputs on last row folds
-    input_bytes: np.ndarray  # [tiles]: input rows, halo included
-
-    @property
-    def prologue_input(self) -> int:
-        return int(self.input_bytes[0])
-
-    @property
-    def prologue_weights(self) -> int:
-        return int(self.per_fold[0, 0])
-
-
-def _traffic(shape: LayerShape, config: AcceleratorConfig) -> _Traffic:
-    per_tile = tile_pixels(shape, config)
-    tiles = math.ceil(shape.pixels / per_tile)
-    row_folds = math.ceil(shape.rows_needed / config.rows)
-    col_folds = math.ceil(shape.cout / config.cols)
-    rows_in = np.minimum(config.rows, shape.rows_needed - np.arange(row_folds) * config.rows)
-    cols_in = np.minimum(config.cols, shape.cout - np.arange(col_folds) * config.cols)
-    tile_sizes = np.minimum(per_tile, shape.pixels - np.arange(tiles) * per_tile)
-    used = cols_in.reshape(-1, 1) * rows_in.reshape(1, -1)
-    weight_bytes = np.ceil(used * (8 + config.index_bits) / 8).astype(np.int64)
-    per_fold = np.broadcast_to(weight_bytes, (tiles, col_folds, row_folds)).copy()
-    per_fold[:, :, -1] += tile_sizes.reshape(-1, 1) * cols_in.reshape(1, -1)  # int8 outputs
-    input_bytes = np.array([shape.input_rows_bytes(t * per_tile, int(n)) for t, n in enumerate(tile_sizes)])
-    return _Traffic(per_tile, tile_sizes, row_folds, col_folds, rows_in, cols_in, used, per_fold.reshape(tiles, -1),
-                    input_bytes)
-
-
-def buffer_traffic(traffic: _Traffic, config: AcceleratorConfig) -> dict[str, int]:
+def buffer_traffic(geometry: FoldGeometry, config: AcceleratorConfig) -> dict[str, int]:
     """Bytes read from and written to the on-chip buffers by one layer.
 
     - weight buffer: each fold's values and indices are read once into the PEs (every tile);
@@ -178,37 +142,38 @@ def buffer_traffic(traffic: _Traffic, config: AcceleratorConfig) -> dict[str, in
     - output buffer: int32 partial sums are written by every row fold and read back by every row fold after
       the first (accumulation), and the post-processing unit reads the final sums once.
     """
-    tiles = len(traffic.tile_sizes)
-    pixels = int(traffic.tile_sizes.sum())
-    weight_reads = int(np.ceil(traffic.used * (8 + config.index_bits) / 8).sum()) * tiles
-    rows, columns = int(traffic.rows_in.sum()), int(traffic.cols_in.sum())  # slots and filters of the layer
-    input_reads = rows * traffic.col_folds * pixels * config.m
-    partial_writes = columns * traffic.row_folds * pixels * 4
-    partial_reads = columns * traffic.row_folds * pixels * 4  # (row_folds - 1) accumulations + 1 final read
+    pixels = int(geometry.tile_sizes.sum())
+    weight_reads = int(geometry.weight_bytes.sum()) * geometry.tiles
+    rows, columns = int(geometry.rows_in.sum()), int(geometry.cols_in.sum())  # slots and filters of the layer
+    input_reads = rows * geometry.col_folds * pixels * config.m
+    partial_writes = columns * geometry.row_folds * pixels * 4
+    partial_reads = columns * geometry.row_folds * pixels * 4  # (row_folds - 1) accumulations + 1 final read
     return {"weight_buffer_reads": weight_reads, "input_buffer_reads": input_reads,
             "output_buffer_writes": partial_writes, "output_buffer_reads": partial_reads}
 
 
+def _classic_fold_bytes(geometry: FoldGeometry) -> np.ndarray:
+    """[tiles, folds per tile]: each fold's weights, plus the int8 outputs of a column fold's last row fold."""
+    per_fold = np.broadcast_to(geometry.weight_bytes, (geometry.tiles,) + geometry.weight_bytes.shape).copy()
+    per_fold[:, :, -1] += geometry.tile_sizes.reshape(-1, 1) * geometry.cols_in.reshape(1, -1)
+    return per_fold.reshape(geometry.tiles, -1)
+
+
 def prologue_bytes(shape: LayerShape, config: AcceleratorConfig, with_input: bool) -> int:
-    """Bytes a layer needs before its first fold: the first fold's weights, and (``with_input``) its first
-    input tile; the part the previous layer prefetched does not stall."""
-    traffic = _traffic(shape, config)
-    return traffic.prologue_weights + (traffic.prologue_input if with_input else 0)
+    """Classic array: bytes a layer needs before its first fold: the first fold's weights, and (``with_input``)
+    its first input tile; the part the previous layer prefetched does not stall."""
+    geometry = fold_geometry(shape, config)
+    return int(_classic_fold_bytes(geometry)[0, 0]) + (int(geometry.input_bytes[0]) if with_input else 0)
 
 
-def schedule_layer(shape: LayerShape, config: AcceleratorConfig, prefetched_bytes: int = 0) -> LayerSchedule:
-    """Tile and fold starts, stalls and DRAM bytes of one layer (vectorized over folds).
-
-    ``prefetched_bytes`` of the prologue were already moved while the previous layer ran (see
-    :func:`edgesparse.accel.simulate.simulate`); they still count as traffic.
-    """
-    traffic = _traffic(shape, config)
-    per_fold, input_bytes, tile_sizes = traffic.per_fold, traffic.input_bytes, traffic.tile_sizes
+def _schedule_classic(shape: LayerShape, config: AcceleratorConfig, prefetched_bytes: int) -> LayerSchedule:
+    geometry = fold_geometry(shape, config)
+    per_fold, input_bytes = _classic_fold_bytes(geometry), geometry.input_bytes
     tiles, folds_per_tile = per_fold.shape
     bandwidth = config.dram_bytes_per_cycle
     starts = np.zeros((tiles, folds_per_tile), dtype=np.int64)
-    lengths = np.repeat(fold_cycles(config, tile_sizes), folds_per_tile).reshape(tiles, -1)
-    prologue = max(0, traffic.prologue_input + traffic.prologue_weights - prefetched_bytes)
+    lengths = np.repeat(fold_cycles(config, geometry.tile_sizes), folds_per_tile).reshape(tiles, -1)
+    prologue = max(0, int(input_bytes[0]) + int(per_fold[0, 0]) - prefetched_bytes)
     clock = int(np.ceil(prologue / bandwidth))  # the first tile's input and the first weights
     tail_idle = 0
     for tile in range(tiles):
@@ -225,10 +190,74 @@ def schedule_layer(shape: LayerShape, config: AcceleratorConfig, prefetched_byte
         dram = int(np.ceil(moved / bandwidth))
         tail_idle = max(0, busy - dram)
         clock += max(busy, dram)
-    transfer = per_fold.copy()
-    transfer[:, 0] += input_bytes
-    total = clock
-    return LayerSchedule(shape, traffic.per_tile, tiles, traffic.row_folds, traffic.col_folds, lengths.ravel(),
-                         starts.ravel(), transfer.ravel().astype(np.int64), total, total - int(lengths.sum()),
-                         int(traffic.used.sum()) * shape.pixels, int(tail_idle * bandwidth),
-                         buffer_traffic(traffic, config))
+    used = int((geometry.cols_in.reshape(-1, 1) * geometry.rows_in.reshape(1, -1)).sum())
+    return LayerSchedule(shape, geometry, starts.ravel(), lengths.ravel(), clock,
+                         int(per_fold.sum() + input_bytes.sum()), used * shape.pixels,
+                         tail_idle_bytes=int(tail_idle * bandwidth), buffer_bytes=buffer_traffic(geometry, config))
+
+
+def _schedule_pipelined(shape: LayerShape, config: AcceleratorConfig, boundary: Boundary) -> LayerSchedule:
+    geometry = fold_geometry(shape, config)
+    R, rate, slots = config.rows, config.dram_bytes_per_cycle, config.weight_buffer_folds
+    folds, per_tile = geometry.folds, geometry.folds_per_tile
+    tile_of = np.arange(folds) // per_tile
+    row_fold_of = np.arange(folds) % geometry.row_folds
+    col_fold_of = (np.arange(folds) // geometry.row_folds) % geometry.col_folds
+    lengths = np.array([geometry.stream_length(t, r) for t, r in zip(tile_of, row_fold_of)], dtype=np.int64)
+    weights_end = np.full(folds, NEVER, dtype=np.int64)  # NEVER: not moved yet
+    input_end = np.where(geometry.input_bytes > 0, NEVER, 0)  # nothing to move: on chip from the start
+    load = np.zeros(folds, dtype=np.int64)
+    stream = np.zeros(folds, dtype=np.int64)
+    timed = 0  # folds whose a_f and s_f are known
+
+    def time_folds() -> None:
+        nonlocal timed
+        while timed < folds and weights_end[timed] > NEVER and input_end[tile_of[timed]] > NEVER:
+            f = timed
+            before = stream[f - 1] if f else boundary.shadow_free
+            load[f] = max(weights_end[f], before)
+            stream[f] = max(load[f] + R, stream[f - 1] + lengths[f - 1] if f else 0, input_end[tile_of[f]])
+            timed += 1
+
+    def unit_last_output(unit: int) -> int:
+        """The cycle the last final sum of a unit (tile, column fold) leaves the array."""
+        f = (unit + 1) * geometry.row_folds - 1
+        if f >= timed:
+            raise AssertionError(f"layer {shape.name!r}: unit {unit}'s output queued before its folds could run")
+        return int(stream[f]) + last_exit(int(lengths[f]), geometry.groups(int(tile_of[f])),
+                                          int(geometry.segments[-1]), geometry.segment_rows(geometry.row_folds - 1)) \
+            + int(geometry.cols_in[col_fold_of[f]]) - 1
+
+    def free_at(kind: str, index: int) -> int:
+        if kind == WEIGHTS:
+            return int(load[index - slots]) + R if index >= slots else NEVER
+        if kind == INPUT:
+            if index < 2:
+                return 0
+            last = geometry.fold_index(index - 2, geometry.col_folds - 1, geometry.row_folds - 1)
+            return int(stream[last] + lengths[last]) + R - 1
+        return unit_last_output(index) + 1
+
+    dma = boundary.dma_free
+    for kind, index, size in geometry.transfers():
+        dma = max(dma, free_at(kind, index)) + transfer_cycles(size, rate)
+        if kind == WEIGHTS:
+            weights_end[index] = dma
+        elif kind == INPUT:
+            input_end[index] = dma
+        time_folds()
+    end = max(dma, max(unit_last_output(unit) for unit in range(geometry.tiles * geometry.col_folds)) + 1)
+    used = int((geometry.cols_in.reshape(-1, 1) * geometry.rows_in.reshape(1, -1)).sum())
+    return LayerSchedule(shape, geometry, stream, lengths, end,
+                         int(geometry.weight_bytes.sum()) * geometry.tiles + int(geometry.input_bytes.sum())
+                         + int(geometry.output_bytes.sum()), used * shape.pixels, load, boundary,
+                         Boundary(dma - end, int(stream[-1]) - end), buffer_bytes=buffer_traffic(geometry, config))
+
+
+def schedule_layer(shape: LayerShape, config: AcceleratorConfig, prefetched_bytes: int = 0,
+                   boundary: Boundary = Boundary()) -> LayerSchedule:
+    """Fold starts, traffic and cycles of one layer. Classic array: ``prefetched_bytes`` of the prologue were
+    moved while the previous layer ran; pipelined array: ``boundary`` is what the previous layer left."""
+    if config.classic:
+        return _schedule_classic(shape, config, prefetched_bytes)
+    return _schedule_pipelined(shape, config, boundary)

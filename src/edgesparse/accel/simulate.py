@@ -1,8 +1,11 @@
 """Whole networks on the accelerator in three views of one machine: stepped, fast and analytic.
 
-Weighted ops (conv, linear) run on the array, one layer after another, each on :func:`schedule_layer`'s folds.
-The post-processing unit adds the bias, requantizes, applies ReLU and runs the ops that follow in the stream
-(max/average pool, residual add, flatten) at the rate outputs leave the array, so they add no cycles; a
+Weighted ops (conv, linear) run on the array, one layer after another. The post-processing unit adds the bias,
+requantizes, applies ReLU and runs the ops that follow in the stream (max/average pool, residual add, flatten) at
+the rate outputs leave the array, so they add no cycles. On the pipelined array, :mod:`edgesparse.accel.residency`
+decides which maps stay on chip (the rest are written pooled and read back), and each layer starts from what the
+previous one left (:class:`~edgesparse.accel.schedule.Boundary`); the stepped view chains its own measured
+boundaries, the analytic and fast views the schedule's. On the classic array every output goes to DRAM and a
 residual add reads its second operand from DRAM. ``stepped`` and ``fast`` compute every output (bit-exact
 against the integer reference); ``analytic`` computes cycles and traffic only.
 """
@@ -15,10 +18,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from edgesparse.accel.array import run_fast, run_stepped
+from edgesparse.accel.array import clock_layer, run_fast, run_stepped
 from edgesparse.accel.config import AcceleratorConfig
+from edgesparse.accel.geometry import LayerShape
 from edgesparse.accel.mapping import lower, slots_for
-from edgesparse.accel.schedule import LayerSchedule, LayerShape, prologue_bytes, schedule_layer
+from edgesparse.accel.residency import plan_maps
+from edgesparse.accel.schedule import Boundary, LayerSchedule, prologue_bytes, schedule_layer
 from edgesparse.errors import AcceleratorError
 from edgesparse.quant.fixedpoint import requantize
 from edgesparse.quant.graph import INPUT, IntGraph, IntOp
@@ -70,8 +75,14 @@ class SimulationResult:
         return sum(layer.cycles for layer in self.layers)
 
     @property
-    def fps(self) -> float:
+    def frames_per_second(self) -> float:
+        """Frames (of ``batch`` images each) per second."""
         return self.config.clock_mhz * 1e6 / self.total_cycles
+
+    @property
+    def fps(self) -> float:
+        """Images per second."""
+        return self.config.batch * self.frames_per_second
 
     @property
     def dense_macs(self) -> int:
@@ -88,12 +99,12 @@ class SimulationResult:
     @property
     def effective_gops(self) -> float:
         """2 x the dense model's MACs x FPS: pruned MACs counted, as the literature does."""
-        return 2 * self.dense_macs * self.fps / 1e9
+        return 2 * self.dense_macs * self.frames_per_second / 1e9
 
     @property
     def actual_gops(self) -> float:
         """2 x the MACs the PEs perform x FPS."""
-        return 2 * self.real_macs * self.fps / 1e9
+        return 2 * self.real_macs * self.frames_per_second / 1e9
 
     @property
     def dram_bytes(self) -> int:
@@ -109,8 +120,10 @@ class SimulationResult:
 
 
 def plan_network(graph: IntGraph, config: AcceleratorConfig) -> list[tuple[IntOp, LayerShape | None]]:
-    """Every op of ``graph`` with, for weighted ops, its shape on the array (no weights are lowered)."""
+    """Every op of ``graph`` with, for weighted ops, its shape on the array (no weights are lowered) and, on the
+    pipelined array, where its maps live."""
     shapes = graph.shapes()
+    maps = {} if config.classic else plan_maps(graph, config)
     plan: list[tuple[IntOp, LayerShape | None]] = []
     for op in graph.ops:
         if op.kind not in ("conv", "linear"):
@@ -125,16 +138,21 @@ def plan_network(graph: IntGraph, config: AcceleratorConfig) -> list[tuple[IntOp
         out_hw = tuple(shapes[op.name][1:]) if op.kind == "conv" else (1, 1)
         in_chw = tuple(source) if op.kind == "conv" else (source[0], 1, 1)
         stride = tuple(op.attrs.get("stride", [1, 1]))
+        memory = maps.get(op.name)
+        placement = {} if memory is None else {
+            "input_resident": memory.input_resident, "output_bytes": memory.output_bytes,
+            "residual_bytes": memory.residual_bytes, "input_staging_bytes": memory.staging_bytes}
         plan.append((op, LayerShape(op.name, rows_needed, cout, out_hw, in_chw, kernel, stride,
-                                    cout * cin * kernel[0] * kernel[1] * math.prod(out_hw))))
+                                    config.batch * cout * cin * kernel[0] * kernel[1] * math.prod(out_hw),
+                                    config.batch, **placement)))
     return plan
 
 
 def _post_process(op: IntOp, acc: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Bias, requantization and ReLU on the accumulators ``[pixels, Cout]``, back to the tensor layout."""
     acc = acc + op.arrays["bias"].astype(np.int64).reshape(1, -1)
-    if op.kind == "conv":
-        acc = acc.T.reshape(1, *shape)  # [1, Cout, H, W]
+    if op.kind == "conv":  # [images * H * W, Cout] -> [images, Cout, H, W]
+        acc = acc.reshape(-1, shape[1] * shape[2], shape[0]).transpose(0, 2, 1).reshape(-1, *shape)
     if not op.requant:
         return acc
     return requantize(acc, op.arrays["m"], op.arrays["shift"], relu=bool(op.attrs.get("relu")))
@@ -142,44 +160,55 @@ def _post_process(op: IntOp, acc: np.ndarray, shape: tuple[int, ...]) -> np.ndar
 
 def simulate(graph: IntGraph, config: AcceleratorConfig, mode: str = "fast", image: np.ndarray | None = None,
              progress: bool = False, keep: bool = False) -> SimulationResult:
-    """Run one frame. ``image`` is the int8 input ``[C, H, W]`` (needed by stepped and fast)."""
+    """Run one frame. ``image`` is the int8 input ``[C, H, W]``, or ``[batch, C, H, W]`` for a batch (needed by
+    stepped and fast)."""
     if mode not in MODES:
         raise AcceleratorError(f"unknown simulation mode {mode!r}: choose one of {', '.join(MODES)}")
     computing = mode != "analytic"
     if computing:
         if image is None:
             raise AcceleratorError(f"{mode} mode computes values: give it an int8 input image")
-        if image.dtype != np.int8 or tuple(image.shape) != tuple(graph.input_shape):
-            raise AcceleratorError(f"the input must be int8 {tuple(graph.input_shape)}, got {image.dtype} "
-                                   f"{tuple(image.shape)}")
+        images = image if image.ndim == len(graph.input_shape) + 1 else image[None]
+        if image.dtype != np.int8 or tuple(images.shape) != (config.batch, *graph.input_shape):
+            expected = tuple(graph.input_shape) if config.batch == 1 else (config.batch, *graph.input_shape)
+            raise AcceleratorError(f"the input must be int8 {expected}, got {image.dtype} {tuple(image.shape)}")
     shapes = graph.shapes()
-    tensors: dict[str, np.ndarray] = {INPUT: image[None]} if computing else {}
+    tensors: dict[str, np.ndarray] = {INPUT: images} if computing else {}
     layers, clock = [], 0
     execute = run_stepped if mode == "stepped" else run_fast
     previous: LayerSchedule | None = None
+    boundary = stepped_boundary = Boundary()
     for op, shape in tqdm(plan_network(graph, config), desc=f"{mode} {config.describe()}", unit="op",
                           disable=not progress):
         if shape is None:
-            extra = int(math.prod(shapes[op.inputs[1]])) if op.kind == "add" else 0
+            extra = int(math.prod(shapes[op.inputs[1]])) if op.kind == "add" and config.classic else 0
             layers.append(LayerResult(op.name, op.kind, clock, 0, extra))
             if computing:
                 tensors[op.name] = run_op(op, [tensors[name] for name in op.inputs])
             continue
-        # The previous layer's idle DRAM time prefetches this layer's first weights, and its first input tile
-        # when the previous layer ran several tiles (its first output rows were final before its last tile).
-        prefetched = 0
-        if previous is not None:
-            prefetched = min(previous.tail_idle_bytes, prologue_bytes(shape, config, previous.tiles > 1))
-        plan = schedule_layer(shape, config, prefetched)
+        if config.classic:
+            # The previous layer's idle DRAM time prefetches this layer's first weights, and its first input tile
+            # when the previous layer ran several tiles (its first output rows were final before its last tile).
+            prefetched = 0
+            if previous is not None:
+                prefetched = min(previous.tail_idle_bytes, prologue_bytes(shape, config, previous.tiles > 1))
+            plan = schedule_layer(shape, config, prefetched)
+        else:
+            plan = schedule_layer(shape, config, boundary=boundary)
+            boundary = plan.next_boundary
         previous = plan
         result = LayerResult(op.name, op.kind, clock, plan.total_cycles, plan.dram_bytes, shape.dense_macs,
                              plan.real_macs, plan)
         if computing:
             layer = lower(op, graph.patterns.get(op.name), config)
-            acc, cycles = execute(layer, tensors[op.inputs[0]][0], plan, config)
+            if mode == "stepped" and not config.classic:  # its own clock, from its own previous layer
+                acc, cycles, measured = clock_layer(layer, tensors[op.inputs[0]], shape, config, stepped_boundary)
+                result.cycles, stepped_boundary = measured.total_cycles, measured.next_boundary
+            else:
+                acc, cycles = execute(layer, tensors[op.inputs[0]], plan, config)
             tensors[op.name] = _post_process(op, acc, shapes[op.name])
             result.output_cycles = cycles + clock
         layers.append(result)
-        clock += plan.total_cycles
+        clock += result.cycles
     output = tensors.get(graph.output) if computing else None
     return SimulationResult(config, mode, layers, output, tensors if keep else {})

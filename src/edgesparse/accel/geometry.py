@@ -1,0 +1,241 @@
+"""One fold geometry: how a layer is cut into pixel tiles and folds, what each fold holds, and the DMA's transfers.
+
+Every view of the array (the schedule, the stepped and fast value views, the memory image, the RTL co-simulation)
+takes tiles, fold order, a fold's rows and columns, its segments and its transfers from :func:`fold_geometry`;
+none of them re-derives them. Geometry carries no timing: when a fold runs is the schedule's (or the stepped
+simulator's own) business.
+
+A layer's output pixels (``batch`` images, image-major) are cut into tiles of at most ``tile_pixels``. For each
+tile (outer), each column fold, each row fold (inner) the array runs one fold: ``folds = tiles * row_folds *
+col_folds``. A fold of ``h`` rows on an array of ``segments`` S runs ``s`` segments side by side (the most, a power
+of two up to S, whose ``R / s`` rows hold ``h``): segment k takes groups ``[k * L, (k + 1) * L)`` of the tile's
+``G = ceil(T / P)`` pixel groups, ``L = ceil(G / s)`` (its stream length).
+
+The DMA's descriptor list, in order (each transfer rounds up to whole cycles, ``ceil(bytes / rate)``):
+
+    weights(0), input(0)
+    for each unit u = (tile t, column fold c), in fold order:
+        weights of u's row folds (fold 0 excepted)
+        input(t + 1)        after the last unit of tile t, if there is a next tile
+        output(u - 2)       if u >= 2 (two units behind, so that waiting for it never starves the weights)
+    output(last two units)
+
+``input(t)`` carries the tile's input rows (halo included; none when the input map is resident) and its share of
+a residual operand; ``output(u)`` the unit's share of the int8 map(s) the layer writes (pooled, none when
+resident): its tile's pixels of its column fold's channels. Shares of a map are cut proportionally to pixels
+(times channels; floor of the running total). Transfers of no bytes (a resident map's) are left out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgesparse.accel.config import AcceleratorConfig
+from edgesparse.errors import AcceleratorError
+
+WEIGHTS, INPUT, OUTPUT = "weights", "input", "output"
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """What the schedule needs to know of a weighted layer (no values), and where its maps live."""
+
+    name: str
+    rows_needed: int
+    cout: int
+    out_hw: tuple[int, int]  # output height and width (1, 1 for a linear layer)
+    in_chw: tuple[int, int, int]  # input channels, height, width
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    dense_macs: int  # Cout * Cin * kh * kw * pixels (all images): the dense model's work
+    batch: int = 1
+    input_resident: bool = False  # the input map is on chip: no input transfers
+    output_bytes: int | None = None  # int8 bytes written to DRAM per frame; None: every output once, unpooled
+    residual_bytes: int = 0  # a residual operand read from DRAM per frame
+    input_staging_bytes: float | None = None  # input-buffer bytes for one tile's input; None: half the buffer
+
+    @property
+    def image_pixels(self) -> int:
+        return self.out_hw[0] * self.out_hw[1]
+
+    @property
+    def pixels(self) -> int:
+        return self.batch * self.image_pixels
+
+    @property
+    def written_bytes(self) -> int:
+        return self.pixels * self.cout if self.output_bytes is None else self.output_bytes
+
+    def input_rows_bytes(self, first_pixel: int, count: int) -> int:
+        """Bytes of the input rows (halo included) that output pixels [first, first + count) read; 0 when the
+        input map is resident."""
+        if self.input_resident:
+            return 0
+        cin, height, width = self.in_chw
+        out_w, per_image = self.out_hw[1], self.image_pixels
+        total, pixel, end = 0, first_pixel, first_pixel + count
+        while pixel < end:  # one span per image the tile touches
+            image_end = min(end, (pixel // per_image + 1) * per_image)
+            first_row, last_row = (pixel % per_image) // out_w, (image_end - 1) % per_image // out_w
+            rows = (last_row - first_row) * self.stride[0] + self.kernel[0]
+            total += cin * width * min(height, rows)
+            pixel = image_end
+        return total
+
+    def input_row_bytes(self) -> int:
+        """Bytes of one input row of all channels."""
+        return self.in_chw[0] * self.in_chw[2]
+
+
+def tile_pixels(shape: LayerShape, config: AcceleratorConfig) -> int:
+    """The most output pixels whose int32 partial sums for C columns fit the output buffer and whose input rows
+    (halo included) fit one half of the input staging (the other half is loading the next tile)."""
+    most = int(config.output_buffer_kib * 1024 // (4 * config.cols))
+    if most < 1:
+        raise AcceleratorError(f"the output buffer ({config.output_buffer_kib} KiB) cannot hold one pixel's "
+                               f"partial sums for {config.cols} columns")
+    if shape.input_resident:
+        return max(1, min(shape.pixels, most))
+    half = config.input_buffer_kib * 1024 / 2 if shape.input_staging_bytes is None else shape.input_staging_bytes
+    output_rows = int((half // shape.input_row_bytes() - shape.kernel[0]) // shape.stride[0]) + 1
+    if output_rows < 1:
+        raise AcceleratorError(
+            f"layer {shape.name!r}: {shape.kernel[0]} input rows of {shape.in_chw[0]}x{shape.in_chw[2]} int8 do not "
+            f"fit half the input buffer ({config.input_buffer_kib} KiB); the layer does not fit the buffers")
+    return max(1, min(shape.pixels, most, output_rows * shape.out_hw[1]))
+
+
+def transfer_cycles(size: int, rate: float) -> int:
+    """Whole cycles a transfer of ``size`` bytes takes at ``rate`` bytes per cycle: ``ceil(size / rate)`` (the DMA's
+    rounding contract at a fractional rate: a transfer never shares a cycle with the next)."""
+    return int(np.ceil(size / rate))
+
+
+def proportional_shares(total: int, sizes: np.ndarray) -> np.ndarray:
+    """``total`` bytes cut in proportion to ``sizes``: floor of the running total, so the shares add up exactly."""
+    ends = np.cumsum(sizes)
+    cut = (total * ends) // max(1, int(ends[-1]))
+    return np.diff(np.concatenate([[0], cut])).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class FoldGeometry:
+    """Tiles, folds, what each fold holds and the DMA's transfers of one layer on one array."""
+
+    shape: LayerShape
+    rows: int  # R
+    cols: int  # C
+    lanes: int  # pixels per cycle
+    classic: bool
+    tile_pixels: int
+    tile_sizes: np.ndarray  # int64 [tiles]
+    rows_in: np.ndarray  # int64 [row_folds]: rows holding a slot
+    cols_in: np.ndarray  # int64 [col_folds]: columns holding a filter
+    segments: np.ndarray  # int64 [row_folds]: segments each row fold runs side by side
+    weight_bytes: np.ndarray  # int64 [col_folds, row_folds]: a value and an index per used PE
+    input_bytes: np.ndarray  # int64 [tiles]: input rows (halo included) plus the residual share
+    output_bytes: np.ndarray  # int64 [tiles * col_folds]: int8 bytes each unit (tile, column fold) writes
+
+    @property
+    def tiles(self) -> int:
+        return len(self.tile_sizes)
+
+    @property
+    def row_folds(self) -> int:
+        return len(self.rows_in)
+
+    @property
+    def col_folds(self) -> int:
+        return len(self.cols_in)
+
+    @property
+    def folds_per_tile(self) -> int:
+        return self.row_folds * self.col_folds
+
+    @property
+    def folds(self) -> int:
+        return self.tiles * self.folds_per_tile
+
+    def fold_index(self, tile: int, col_fold: int, row_fold: int) -> int:
+        return (tile * self.col_folds + col_fold) * self.row_folds + row_fold
+
+    def fold_position(self, fold: int) -> tuple[int, int, int]:
+        """(tile, column fold, row fold) of a fold index."""
+        tile, rest = divmod(fold, self.folds_per_tile)
+        return tile, rest // self.row_folds, rest % self.row_folds
+
+    def tile_range(self, tile: int) -> range:
+        return range(tile * self.tile_pixels, min(self.shape.pixels, (tile + 1) * self.tile_pixels))
+
+    def row_slice(self, row_fold: int) -> slice:
+        return slice(row_fold * self.rows, row_fold * self.rows + int(self.rows_in[row_fold]))
+
+    def col_slice(self, col_fold: int) -> slice:
+        return slice(col_fold * self.cols, col_fold * self.cols + int(self.cols_in[col_fold]))
+
+    def groups(self, tile: int) -> int:
+        """Pixel groups (P pixels a cycle) of a tile."""
+        return -(-int(self.tile_sizes[tile]) // self.lanes)
+
+    def stream_length(self, tile: int, row_fold: int) -> int:
+        """Cycles a fold streams: its tile's groups shared among its segments."""
+        return -(-self.groups(tile) // int(self.segments[row_fold]))
+
+    def segment_rows(self, row_fold: int) -> int:
+        return self.rows // int(self.segments[row_fold])
+
+    def fold_weights(self, values: np.ndarray, index: np.ndarray, fold: int) -> tuple[np.ndarray, np.ndarray]:
+        """A fold's ``[R, C]`` weights and indices from the layer's ``[rows_needed, Cout]`` slots: the fold's rows
+        at the top of every segment (each segment holds the same rows), zeros elsewhere."""
+        _, col_fold, row_fold = self.fold_position(fold)
+        rows, columns = self.row_slice(row_fold), self.col_slice(col_fold)
+        height, width, seg = rows.stop - rows.start, columns.stop - columns.start, self.segment_rows(row_fold)
+        weights = np.zeros((self.rows, self.cols), dtype=np.int64)
+        indices = np.zeros((self.rows, self.cols), dtype=np.int64)
+        for top in range(0, self.rows, seg):
+            weights[top:top + height, :width] = values[rows, columns]
+            indices[top:top + height, :width] = index[rows, columns]
+        return weights, indices
+
+    def transfers(self) -> list[tuple[str, int, int]]:
+        """The DMA's descriptor list: (kind, fold or tile, bytes) in the order the DMA runs them."""
+        order: list[tuple[str, int, int]] = [(WEIGHTS, 0, int(self.weight_bytes.flat[0])),
+                                             (INPUT, 0, int(self.input_bytes[0]))]
+        units = self.tiles * self.col_folds
+        for unit in range(units):
+            tile, col_fold = divmod(unit, self.col_folds)
+            first = unit * self.row_folds
+            order += [(WEIGHTS, first + k, int(self.weight_bytes[col_fold, k])) for k in range(self.row_folds)
+                      if first + k > 0]
+            if col_fold == self.col_folds - 1 and tile + 1 < self.tiles:
+                order.append((INPUT, tile + 1, int(self.input_bytes[tile + 1])))
+            if unit >= 2:
+                order.append((OUTPUT, unit - 2, int(self.output_bytes[unit - 2])))
+        order += [(OUTPUT, unit, int(self.output_bytes[unit])) for unit in range(max(0, units - 2), units)]
+        return [item for item in order if item[2] > 0]
+
+
+def fold_geometry(shape: LayerShape, config: AcceleratorConfig) -> FoldGeometry:
+    """Cut ``shape`` into tiles and folds on ``config``'s array."""
+    if shape.batch != config.batch:
+        raise AcceleratorError(f"layer {shape.name!r} was planned for batch {shape.batch}, the array runs batch "
+                               f"{config.batch}")
+    per_tile = tile_pixels(shape, config)
+    tiles = math.ceil(shape.pixels / per_tile)
+    row_folds = math.ceil(shape.rows_needed / config.rows)
+    col_folds = math.ceil(shape.cout / config.cols)
+    rows_in = np.minimum(config.rows, shape.rows_needed - np.arange(row_folds) * config.rows)
+    cols_in = np.minimum(config.cols, shape.cout - np.arange(col_folds) * config.cols)
+    tile_sizes = np.minimum(per_tile, shape.pixels - np.arange(tiles) * per_tile)
+    segments = np.array([config.fold_segments(int(h)) for h in rows_in], dtype=np.int64)
+    used = cols_in.reshape(-1, 1) * rows_in.reshape(1, -1)
+    weight_bytes = np.ceil(used * (8 + config.index_bits) / 8).astype(np.int64)
+    input_rows = np.array([shape.input_rows_bytes(t * per_tile, int(n)) for t, n in enumerate(tile_sizes)])
+    input_bytes = input_rows + proportional_shares(shape.residual_bytes, tile_sizes)
+    output_bytes = proportional_shares(shape.written_bytes, np.outer(tile_sizes, cols_in).ravel())
+    return FoldGeometry(shape, config.rows, config.cols, config.pixels_per_cycle, config.classic, per_tile,
+                        tile_sizes, rows_in, cols_in, segments, weight_bytes, input_bytes.astype(np.int64),
+                        output_bytes)

@@ -1,0 +1,118 @@
+"""Where a network's feature maps live: on chip in the input buffer, or in DRAM. One rule for every view.
+
+The post-processing unit runs the ops that follow a weighted op in its output stream (ReLU, max and average
+pooling, the residual add, flatten): those ops are *hosted* by the latest weighted op they depend on. A *map* is a
+tensor that crosses hosts: the input of a weighted op, or a residual operand read by another layer's add (the
+network's input and output are maps in DRAM). A map is live from the layer that writes it to the last layer that
+reads it.
+
+**The rule.** In the order maps are written, a map is resident when it fits the input buffer together with every
+resident map live at any point of its life (a ResNet block's shortcut included), and every layer in that span
+whose input still streams from DRAM keeps room to double-buffer the kernel's input rows. A resident map is never
+written to or read from DRAM; every other map is written once, pooled, and read by each layer that needs it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from edgesparse.accel.config import AcceleratorConfig
+from edgesparse.quant.graph import INPUT, IntGraph
+
+WEIGHTED = ("conv", "linear")
+
+
+@dataclass(frozen=True)
+class LayerMaps:
+    """One weighted layer's maps: what it reads and writes off chip, and the input-buffer room it stages in."""
+
+    input_resident: bool
+    output_bytes: int  # int8 (int32 for logits) bytes written to DRAM per frame
+    residual_bytes: int  # residual operands read from DRAM per frame
+    staging_bytes: float  # input-buffer bytes for one half of its input tiles (when the input streams)
+
+
+@dataclass(frozen=True)
+class _Map:
+    name: str
+    size: int  # bytes per frame
+    writer: int  # index of the weighted op that writes it (-1: the network's input)
+    readers: tuple[int, ...]  # weighted ops that read it (as input, or through an add they host)
+
+    @property
+    def last(self) -> int:
+        return max(self.readers)
+
+
+def _hosts(graph: IntGraph) -> dict[str, int]:
+    """The weighted op (its index among weighted ops) each tensor's op runs under; -1 for the network's input."""
+    hosts, weighted = {INPUT: -1}, 0
+    for op in graph.ops:
+        if op.kind in WEIGHTED:
+            hosts[op.name] = weighted
+            weighted += 1
+        else:
+            hosts[op.name] = max(hosts[name] for name in op.inputs)
+    return hosts
+
+
+def _maps(graph: IntGraph, batch: int) -> list[_Map]:
+    hosts, shapes = _hosts(graph), graph.shapes()
+    readers: dict[str, set[int]] = {}
+    for op in graph.ops:
+        for name in op.inputs:
+            reader = hosts[op.name]
+            if op.kind in WEIGHTED or hosts[name] != reader:
+                readers.setdefault(name, set()).add(reader)
+    output = graph.op(graph.output)
+    logits_bytes = 1 if output.requant or output.kind not in WEIGHTED else 4
+    maps = [_Map(name, math.prod(shapes[name]) * batch, hosts[name], tuple(sorted(reader)))
+            for name, reader in readers.items()]
+    last = len([op for op in graph.ops if op.kind in WEIGHTED])
+    maps.append(_Map(graph.output, math.prod(shapes[graph.output]) * batch * logits_bytes, hosts[graph.output],
+                     (last,)))  # read by the host after the frame: never resident
+    return sorted(maps, key=lambda item: (item.writer, item.name))
+
+
+def _minimum_staging(graph: IntGraph, batch: int) -> list[int]:
+    """Per weighted op: bytes of the kernel's input rows, double-buffered (the least a streamed input needs)."""
+    shapes, need = graph.shapes(), []
+    for op in graph.ops:
+        if op.kind in WEIGHTED:
+            source = shapes[op.inputs[0]]
+            rows = op.arrays["weight"].shape[2] if op.kind == "conv" else 1
+            row_bytes = source[0] * source[2] if len(source) == 3 else source[0]
+            need.append(2 * rows * row_bytes)
+    return need
+
+
+def plan_maps(graph: IntGraph, config: AcceleratorConfig) -> dict[str, LayerMaps]:
+    """Residency of every map by the rule above, and what each weighted layer reads and writes off chip."""
+    capacity = config.input_buffer_kib * 1024
+    maps = _maps(graph, config.batch)
+    weighted = [op for op in graph.ops if op.kind in WEIGHTED]
+    staging = _minimum_staging(graph, config.batch)
+    input_of = {index: op.inputs[0] for index, op in enumerate(weighted)}
+    resident: dict[str, _Map] = {}
+    for item in maps:
+        if item.writer < 0 or item.last >= len(weighted) or item.name == graph.output:
+            continue
+        span = range(item.writer, item.last + 1)
+        fits = True
+        for k in span:
+            held = item.size + sum(m.size for m in resident.values() if m.writer <= k <= m.last)
+            streamed = input_of[k] not in resident and input_of[k] != item.name
+            if held + (staging[k] if streamed else 0) > capacity:
+                fits = False
+                break
+        if fits:
+            resident[item.name] = item
+    plans = {}
+    for k, op in enumerate(weighted):
+        held = sum(m.size for m in resident.values() if m.writer <= k <= m.last)
+        written = sum(m.size for m in maps if m.writer == k and m.name not in resident)
+        residual = sum(m.size for m in maps if k in m.readers and m.name != input_of[k] and m.writer != k
+                       and m.name not in resident)
+        plans[op.name] = LayerMaps(input_of[k] in resident, written, residual, (capacity - held) / 2)
+    return plans
