@@ -53,7 +53,7 @@ def _layer_case(cin, cout, size, kernel, stride, padding, m, n_frac, seed, confi
 @given(cin=st.integers(1, 40), cout=st.integers(1, 12), size=st.integers(1, 8), kernel=st.sampled_from([1, 3]),
        stride=st.sampled_from([1, 2]), padding=st.integers(0, 1), m=st.sampled_from([2, 4, 8, 16]),
        n_frac=st.floats(0.0, 1.0), rows=st.sampled_from([1, 2, 3, 4, 8]), cols=st.integers(1, 6),
-       seed=st.integers(0, 2**16), output_kib=st.sampled_from([0.02, 0.2, 256.0]),
+       seed=st.integers(0, 2**16), output_kib=st.sampled_from([0.03, 0.2, 256.0]),
        pixels_per_cycle=st.sampled_from([1, 2]), segments=st.sampled_from([1, 2, 4]),
        spare_slots=st.sampled_from([0, 1, 100]), rate=st.sampled_from([0.75, 3.0, 16.0]),
        resident=st.booleans(), written=st.sampled_from([None, 0, 7]), residual=st.sampled_from([0, 50]))
@@ -66,7 +66,7 @@ def test_pipelined_stepped_fast_analytic_and_reference_agree(cin, cout, size, ke
     layer's cycles equal the schedule's, and fast + the post-processing unit equals the integer reference."""
     if rows % segments or padding * 2 + size < kernel:
         return
-    fold_bytes = rows * cols * (8 + max(1, m).bit_length() - 1) / 8
+    fold_bytes = -(-rows * cols * (8 + m.bit_length() - 1) // 8)
     op, layer, x, shape, config, out_shape = _layer_case(
         cin, cout, size, kernel, stride, padding, m, n_frac, seed,
         dict(rows=rows, cols=cols, output_buffer_kib=output_kib, pixels_per_cycle=pixels_per_cycle,

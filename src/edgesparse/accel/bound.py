@@ -1,7 +1,8 @@
 """The frame bound: what no schedule on this array and DRAM can beat, computed from layer shapes alone.
 
 Per weighted layer, ``max(performed MACs / (R x C x pixels per cycle), minimum DRAM bytes / bandwidth)`` cycles,
-where the minimum DRAM bytes are the layer's weights and indices once, its input unless resident, its residual
+where the minimum DRAM bytes are the layer's weights and indices once, its input unless resident (the rows its
+outputs read: a stride-2 1x1 convolution skips every other row), its residual
 operand unless resident and its (pooled) output unless resident (residency by the one rule of
 :mod:`edgesparse.accel.residency`, carried by the :class:`~edgesparse.accel.geometry.LayerShape`). The frame's
 bound is the sum. It takes nothing from the schedule: tiles, folds and their timing play no part.
@@ -35,7 +36,8 @@ def layer_bound(shape: LayerShape, config: AcceleratorConfig) -> LayerBound:
     performed = shape.rows_needed * shape.cout * shape.pixels
     weights = math.ceil(shape.rows_needed * shape.cout * (8 + config.index_bits) / 8)
     cin, height, width = shape.in_chw
-    inputs = 0 if shape.input_resident else shape.batch * cin * height * width
+    rows_read = min(height, (shape.out_hw[0] - 1) * shape.stride[0] + shape.kernel[0])  # a stride may skip rows
+    inputs = 0 if shape.input_resident else shape.batch * cin * width * rows_read
     moved = weights + inputs + shape.residual_bytes + shape.written_bytes
     return LayerBound(shape.name, performed / (config.pes * config.pixels_per_cycle), moved,
                       moved / config.dram_bytes_per_cycle)

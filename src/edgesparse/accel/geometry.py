@@ -111,7 +111,7 @@ def tile_pixels(shape: LayerShape, config: AcceleratorConfig) -> int:
 def transfer_cycles(size: int, rate: float) -> int:
     """Whole cycles a transfer of ``size`` bytes takes at ``rate`` bytes per cycle: ``ceil(size / rate)`` (the DMA's
     rounding contract at a fractional rate: a transfer never shares a cycle with the next)."""
-    return int(np.ceil(size / rate))
+    return math.ceil(size / rate)
 
 
 def proportional_shares(total: int, sizes: np.ndarray) -> np.ndarray:
@@ -205,11 +205,11 @@ class FoldGeometry:
         order: list[tuple[str, int, int]] = [(WEIGHTS, 0, int(self.weight_bytes.flat[0])),
                                              (INPUT, 0, int(self.input_bytes[0]))]
         units = self.tiles * self.col_folds
+        weight_bytes = self.weight_bytes.tolist()
         for unit in range(units):
             tile, col_fold = divmod(unit, self.col_folds)
             first = unit * self.row_folds
-            order += [(WEIGHTS, first + k, int(self.weight_bytes[col_fold, k])) for k in range(self.row_folds)
-                      if first + k > 0]
+            order += [(WEIGHTS, first + k, weight_bytes[col_fold][k]) for k in range(self.row_folds) if first + k > 0]
             if col_fold == self.col_folds - 1 and tile + 1 < self.tiles:
                 order.append((INPUT, tile + 1, int(self.input_bytes[tile + 1])))
             if unit >= 2:

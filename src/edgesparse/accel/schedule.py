@@ -199,43 +199,44 @@ def _schedule_classic(shape: LayerShape, config: AcceleratorConfig, prefetched_b
 def _schedule_pipelined(shape: LayerShape, config: AcceleratorConfig, boundary: Boundary) -> LayerSchedule:
     geometry = fold_geometry(shape, config)
     R, rate, slots = config.rows, config.dram_bytes_per_cycle, config.weight_buffer_folds
-    folds, per_tile = geometry.folds, geometry.folds_per_tile
-    tile_of = np.arange(folds) // per_tile
-    row_fold_of = np.arange(folds) % geometry.row_folds
-    col_fold_of = (np.arange(folds) // geometry.row_folds) % geometry.col_folds
-    lengths = np.array([geometry.stream_length(t, r) for t, r in zip(tile_of, row_fold_of)], dtype=np.int64)
-    weights_end = np.full(folds, NEVER, dtype=np.int64)  # NEVER: not moved yet
-    input_end = np.where(geometry.input_bytes > 0, NEVER, 0)  # nothing to move: on chip from the start
-    load = np.zeros(folds, dtype=np.int64)
-    stream = np.zeros(folds, dtype=np.int64)
+    folds, per_tile, row_folds = geometry.folds, geometry.folds_per_tile, geometry.row_folds
+    tile_of = (np.arange(folds) // per_tile).tolist()
+    groups = -(-geometry.tile_sizes // geometry.lanes)
+    lengths = (-(-groups[np.arange(folds) // per_tile] // geometry.segments[np.arange(folds) % row_folds])).tolist()
+    weights_end = [None] * folds  # None: not moved yet
+    input_end = [None if size > 0 else 0 for size in geometry.input_bytes.tolist()]  # 0 bytes: on chip already
+    load, stream = [0] * folds, [0] * folds
+    exit_after: dict[tuple[int, int], int] = {}  # (stream length, tile) -> cycles to a unit's last sum, column 0
+    segments, segment_rows = int(geometry.segments[-1]), geometry.segment_rows(row_folds - 1)
+    cols_in = geometry.cols_in.tolist()
     timed = 0  # folds whose a_f and s_f are known
 
     def time_folds() -> None:
         nonlocal timed
-        while timed < folds and weights_end[timed] > NEVER and input_end[tile_of[timed]] > NEVER:
+        while timed < folds and weights_end[timed] is not None and input_end[tile_of[timed]] is not None:
             f = timed
-            before = stream[f - 1] if f else boundary.shadow_free
-            load[f] = max(weights_end[f], before)
+            load[f] = max(weights_end[f], stream[f - 1] if f else boundary.shadow_free)
             stream[f] = max(load[f] + R, stream[f - 1] + lengths[f - 1] if f else 0, input_end[tile_of[f]])
             timed += 1
 
     def unit_last_output(unit: int) -> int:
         """The cycle the last final sum of a unit (tile, column fold) leaves the array."""
-        f = (unit + 1) * geometry.row_folds - 1
+        f = (unit + 1) * row_folds - 1
         if f >= timed:
             raise AssertionError(f"layer {shape.name!r}: unit {unit}'s output queued before its folds could run")
-        return int(stream[f]) + last_exit(int(lengths[f]), geometry.groups(int(tile_of[f])),
-                                          int(geometry.segments[-1]), geometry.segment_rows(geometry.row_folds - 1)) \
-            + int(geometry.cols_in[col_fold_of[f]]) - 1
+        key = (lengths[f], tile_of[f])
+        if key not in exit_after:
+            exit_after[key] = last_exit(lengths[f], geometry.groups(tile_of[f]), segments, segment_rows)
+        return stream[f] + exit_after[key] + cols_in[unit % geometry.col_folds] - 1
 
     def free_at(kind: str, index: int) -> int:
         if kind == WEIGHTS:
-            return int(load[index - slots]) + R if index >= slots else NEVER
+            return load[index - slots] + R if index >= slots else NEVER
         if kind == INPUT:
             if index < 2:
                 return 0
-            last = geometry.fold_index(index - 2, geometry.col_folds - 1, geometry.row_folds - 1)
-            return int(stream[last] + lengths[last]) + R - 1
+            last = geometry.fold_index(index - 2, geometry.col_folds - 1, row_folds - 1)
+            return stream[last] + lengths[last] + R - 1
         return unit_last_output(index) + 1
 
     dma = boundary.dma_free
@@ -248,10 +249,10 @@ def _schedule_pipelined(shape: LayerShape, config: AcceleratorConfig, boundary: 
         time_folds()
     end = max(dma, max(unit_last_output(unit) for unit in range(geometry.tiles * geometry.col_folds)) + 1)
     used = int((geometry.cols_in.reshape(-1, 1) * geometry.rows_in.reshape(1, -1)).sum())
-    return LayerSchedule(shape, geometry, stream, lengths, end,
+    return LayerSchedule(shape, geometry, np.array(stream, dtype=np.int64), np.array(lengths, dtype=np.int64), end,
                          int(geometry.weight_bytes.sum()) * geometry.tiles + int(geometry.input_bytes.sum())
-                         + int(geometry.output_bytes.sum()), used * shape.pixels, load, boundary,
-                         Boundary(dma - end, int(stream[-1]) - end), buffer_bytes=buffer_traffic(geometry, config))
+                         + int(geometry.output_bytes.sum()), used * shape.pixels, np.array(load, dtype=np.int64),
+                         boundary, Boundary(dma - end, stream[-1] - end), buffer_bytes=buffer_traffic(geometry, config))
 
 
 def schedule_layer(shape: LayerShape, config: AcceleratorConfig, prefetched_bytes: int = 0,
