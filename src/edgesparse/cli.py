@@ -147,7 +147,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from edgesparse.accel.memory_image import write_memory_image
     from edgesparse.accel.metrics import hardware_figures
     from edgesparse.errors import ConfigError
-    from edgesparse.export_flow import export_random
+    from edgesparse.export_flow import export_random, shape_graph
     from edgesparse.pack.packed import load_packed
 
     if (args.packed is None) == (args.model is None):
@@ -155,8 +155,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     if args.packed is not None:
         graph, label = load_packed(args.packed), str(args.packed)
     else:
-        graph = export_random(args.model, args.pattern or "1:16", args.first_conv, args.input_size,
-                              calibration_images=1)
+        if args.mode == "analytic":  # cycles follow from shapes and the pattern: build no weights or activations
+            graph = shape_graph(args.model, args.pattern or "1:16", args.first_conv, args.input_size)
+        else:
+            graph = export_random(args.model, args.pattern or "1:16", args.first_conv, args.input_size,
+                                  calibration_images=1)
         label = f"{args.model}-{graph.input_shape[1]}"
     n, m = _array_pattern(args, graph)
     rows, cols = parse_array(args.array)

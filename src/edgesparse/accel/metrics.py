@@ -74,11 +74,12 @@ def hardware_figures(model: str, result: SimulationResult, table: EnergyTable) -
         energy_mj_by_action={k: v * 1e3 for k, v in energy.by_action.items()})
 
 
-def random_network(name: str, pattern: str) -> IntGraph:
-    """A registered network at its own input size, random weights that follow ``pattern`` (first conv dense)."""
-    from edgesparse.export_flow import export_random
+def network_shapes(name: str, pattern: str) -> IntGraph:
+    """A registered network at its own input size under ``pattern`` (first conv dense), shapes only: what the
+    analytic model needs (see :func:`edgesparse.export_flow.shape_graph`)."""
+    from edgesparse.export_flow import shape_graph
 
-    return export_random(name, pattern, calibration_images=1)
+    return shape_graph(name, pattern)
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def compare_networks(names: Iterable[str], config: AcceleratorConfig, table: Ene
     pattern = f"{config.n}:{config.m}"
     comparisons = []
     for name in tqdm(list(names), desc=f"networks on {config.describe()}", unit="net", disable=not progress):
-        graph = random_network(name, pattern)
+        graph = network_shapes(name, pattern)
         label = f"{name}-{graph.input_shape[1]}"
         sparse = simulate(graph, config, "analytic")
         comparisons.append(NetworkComparison(
@@ -119,7 +120,7 @@ def sweep(name: str, arrays: Iterable[tuple[int, int]], patterns: Iterable[str],
     for (rows_, cols), spec in tqdm(steps, desc=f"sweep {name}", unit="point", disable=not progress):
         key = "1:16" if spec == "dense" else spec
         if key not in graphs:
-            graphs[key] = random_network(name, key)
+            graphs[key] = network_shapes(name, key)
         graph = graphs[key]
         n, m = _block(spec)
         config = AcceleratorConfig(**{**asdict(base), "rows": rows_, "cols": cols, "m": m, "n": n})
