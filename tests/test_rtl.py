@@ -123,7 +123,8 @@ def test_the_resource_model_quotes_the_synthesized_counts():
     for m, lanes in ((4, 1), (16, 2)):
         measured = synthesize(pe_verilog(m, lanes=lanes), "sparse_pe")
         quoted = calibration["pe"][f"M{m} L{lanes}"]
-        assert {k: measured[k] for k in ("dsp", "lut", "ff")} == {k: quoted[k] for k in ("dsp", "lut", "ff")}, (m, lanes)
+        keys = ("dsp", "lut", "ff")
+        assert {k: measured[k] for k in keys} == {k: quoted[k] for k in keys}, (m, lanes)
     scaled = estimate_resources(AcceleratorConfig(4, 4, 16, 1, pixels_per_cycle=2))
     assert (scaled.dsps, scaled.luts, scaled.ffs) == (16, 16 * quoted["lut"], 16 * quoted["ff"])
     assert "synthesized M16 L2 PE" in scaled.source

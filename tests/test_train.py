@@ -89,7 +89,7 @@ def test_ddp_ranks_compute_identical_masks_and_weights(tmp_path):
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert [r["world"] for r in ranks] == [2, 2]
     # Each rank's own masks, before rank 0's are broadcast, already agree: the broadcast hides nothing.
-    assert ranks[1]["updates"] == ranks[0]["updates"] > 10
+    assert ranks[1]["updates"] == ranks[0]["updates"] >= 8  # at start, every 2 steps to 50%, at the freeze
     assert [r["disagreeing"] for r in ranks] == [0, 0]
     a, b = ranks[0]["state"], ranks[1]["state"]
     masks = [k for k in a if k.endswith(".mask")]

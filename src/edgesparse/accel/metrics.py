@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
-from tqdm import tqdm
 
 from edgesparse.accel.config import AcceleratorConfig, array_block
 from edgesparse.accel.energy import EnergyTable, frame_energy
@@ -22,6 +21,7 @@ from edgesparse.accel.resources import estimate_resources
 from edgesparse.accel.simulate import SimulationResult, simulate
 from edgesparse.errors import PatternError
 from edgesparse.quant.graph import IntGraph
+from edgesparse.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def compare_networks(names: Iterable[str], config: AcceleratorConfig, table: Ene
     """Each network on ``config`` and on its dense twin; the sparse model follows the array's N:M."""
     pattern = f"{config.n}:{config.m}"
     comparisons = []
-    for name in tqdm(list(names), desc=f"networks on {config.describe()}", unit="net", disable=not progress):
+    for name in progress_bar(list(names), desc=f"networks on {config.describe()}", unit="net", disable=not progress):
         graph = network_shapes(name, pattern)
         label = f"{name}-{graph.input_shape[1]}"
         sparse = simulate(graph, config, "analytic")
@@ -117,7 +117,7 @@ def sweep(name: str, arrays: Iterable[tuple[int, int]], patterns: Iterable[str],
     graphs: dict[str, IntGraph] = {}
     rows = []
     steps = [(a, p) for p in patterns for a in arrays]
-    for (rows_, cols), spec in tqdm(steps, desc=f"sweep {name}", unit="point", disable=not progress):
+    for (rows_, cols), spec in progress_bar(steps, desc=f"sweep {name}", unit="point", disable=not progress):
         key = "1:16" if spec == "dense" else spec
         if key not in graphs:
             graphs[key] = network_shapes(name, key)

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from edgesparse.accel.config import AcceleratorConfig
 from edgesparse.accel.energy import frame_energy, load_energy_table
@@ -30,6 +29,7 @@ from edgesparse.quant import dequantize_output, quantize_input, run_graph
 from edgesparse.quant.graph import IntGraph
 from edgesparse.report.published import comparison_rows
 from edgesparse.trained import load_trained
+from edgesparse.progress import progress_bar
 
 
 def _run_summary(run: Path) -> dict[str, Any]:
@@ -64,8 +64,9 @@ def _packed_section(graph: IntGraph, path: Path, dataset: str, test_images: int,
     pruned_total = total_stored(pruned) if pruned else total
     test = load_dataset(dataset, "test").subset(test_images)
     right = 0
-    for images, labels in tqdm(iterate_batches(test, 250, shuffle=False, drop_last=False), desc="int8 reference",
-                               unit="batch", total=-(-len(test) // 250), disable=not progress):
+    for images, labels in progress_bar(iterate_batches(test, 250, shuffle=False, drop_last=False),
+                                       desc="int8 reference", unit="batch", total=-(-len(test) // 250),
+                                       disable=not progress):
         logits = dequantize_output(graph, run_graph(graph, quantize_input(graph, images)))
         right += int((logits.argmax(1) == labels.numpy()).sum())
     return {"file": str(path), "file_bytes": path.stat().st_size,
