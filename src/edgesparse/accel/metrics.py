@@ -20,8 +20,8 @@ from edgesparse.accel.energy import EnergyTable, frame_energy
 from edgesparse.accel.resources import estimate_resources
 from edgesparse.accel.simulate import SimulationResult, simulate
 from edgesparse.errors import PatternError
-from edgesparse.quant.graph import IntGraph
 from edgesparse.progress import progress_bar
+from edgesparse.quant.graph import IntGraph
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,8 @@ class HardwareFigures:
 def hardware_figures(model: str, result: SimulationResult, table: EnergyTable) -> HardwareFigures:
     """Every reported figure of one simulated frame."""
     config = result.config
-    energy = frame_energy(result, table)
     resources = estimate_resources(config)
+    energy = frame_energy(result, table, resources)
     return HardwareFigures(
         model=model, array=f"{config.rows}x{config.cols}", pattern="dense" if config.m == 1 else f"{config.n}:{config.m}",
         clock_mhz=config.clock_mhz, cycles=result.total_cycles, fps=result.fps, pe_utilization=result.pe_utilization,
@@ -105,6 +105,29 @@ def compare_networks(names: Iterable[str], config: AcceleratorConfig, table: Ene
             hardware_figures(label, simulate(graph, config.dense_twin(), "analytic"), table),
             [layer.as_row(config) for layer in sparse.layers if layer.kind in ("conv", "linear")]))
     return comparisons
+
+
+RESOURCE_FACTORS = (0.5, 1.0, 4.0)  # the per-resource static and clock figures: halved, as given, quadrupled
+
+
+def resource_sensitivity(name: str, config: AcceleratorConfig, table: EnergyTable,
+                         factors: Iterable[float] = RESOURCE_FACTORS) -> list[dict[str, Any]]:
+    """The sparse/dense effective GOPS/W ratio of ``name`` on ``config`` and its dense twin when the table's
+    per-resource static and clock figures are scaled by each factor (one simulation per array)."""
+    graph = network_shapes(name, f"{config.n}:{config.m}")
+    label = f"{name}-{graph.input_shape[1]}"
+    results = simulate(graph, config, "analytic"), simulate(graph, config.dense_twin(), "analytic")
+    rows = []
+    for factor in factors:
+        scaled = table.scaled_resources(factor)
+        sparse, dense = (hardware_figures(label, result, scaled) for result in results)
+        rows.append({"model": label, "array": sparse.array, "pattern": sparse.pattern,
+                     "pixels_per_cycle": config.pixels_per_cycle, "resource_factor": factor,
+                     "sparse_gops_per_w": round(sparse.gops_per_w, 1), "dense_gops_per_w": round(dense.gops_per_w, 1),
+                     "gops_per_w_vs_dense": round(sparse.gops_per_w / dense.gops_per_w, 3),
+                     "sparse_static_clock_share": round(sum(sparse.energy_mj_by_action[k] for k in ("static", "clock"))
+                                                        / sparse.energy_mj, 4)})
+    return rows
 
 
 def sweep(name: str, arrays: Iterable[tuple[int, int]], patterns: Iterable[str], base: AcceleratorConfig,

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 ACTION_COLORS = {"mac": "#4c72b0", "select": "#8172b2", "registers": "#64b5cd", "weight_buffer": "#55a868",
-                 "input_buffer": "#8c8c3c", "output_buffer": "#ccb974", "dram": "#c44e52", "static": "#999999"}
+                 "input_buffer": "#8c8c3c", "output_buffer": "#ccb974", "dram": "#c44e52", "clock": "#64b5cd", "static": "#999999"}
 
 
 def _png(figure: Any) -> bytes:
@@ -68,7 +68,7 @@ def energy_breakdown(rows: Sequence[dict[str, Any]]) -> bytes:
         left = [a + b for a, b in zip(left, values)]
     axes.set_xlabel("share of the energy per frame (%)")
     axes.set_xlim(0, 100)
-    axes.set_title("Energy breakdown per frame")
+    axes.set_title("Energy breakdown per frame (45 nm ASIC model)")
     axes.invert_yaxis()
     axes.tick_params(axis="y", labelsize=7)
     axes.legend(fontsize=7, ncol=8, loc="upper center", bbox_to_anchor=(0.5, -0.25 if len(rows) > 3 else -0.35))
@@ -110,7 +110,7 @@ def sweep_pareto(points: Sequence[dict[str, Any]]) -> bytes:
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("frames per second")
-    axes.set_ylabel("effective GOPS/W")
+    axes.set_ylabel("effective GOPS/W (45 nm ASIC model)")
     axes.set_title("Design space: array size x pattern (ringed: Pareto front in FPS, GOPS/W, GOPS/DSP)")
     axes.title.set_fontsize(9)
     axes.grid(alpha=0.3, which="both")
