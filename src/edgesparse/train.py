@@ -25,8 +25,8 @@ from edgesparse.config import TrainConfig
 from edgesparse.data import ImageArrays, iterate_batches, load_dataset, steps_per_epoch
 from edgesparse.errors import CheckpointError, ConfigError
 from edgesparse.models import INPUT_SIZE, create_model
-from edgesparse.sparsity import (
 from edgesparse.progress import progress_bar
+from edgesparse.sparsity import (
     DynamicPruner,
     LayerFigures,
     PatternPlan,

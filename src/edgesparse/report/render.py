@@ -58,8 +58,9 @@ def sections(data: dict[str, Any]) -> list[tuple[str, list[Block]]]:
                    ("compression", "x fewer weights"), ("index_ratio", "index / dense int8"), ("run", "run")]
     out.append(("Training and compression", [
         _table(run_columns, [{"name": k, **v} for k, v in runs.items()]),
-        ("plot", ("accuracy_vs_compression", plots.accuracy_vs_compression(data["accuracy_points"]),
-                  "Accuracy vs compression per pattern (stars: this run; circles: the committed accuracy benchmark)"))]))
+        ("plot", ("accuracy_by_pattern", plots.accuracy_by_pattern(data["accuracy_points"]),
+                  "Test accuracy per pattern and importance score, with each model's compression (stars: this run; "
+                  "circles: the committed accuracy benchmark)"))]))
     out.append(("Packed int8 model", [_table(
         [("file", "file"), ("file_bytes", "bytes"), ("compression", "x fewer weights"),
          ("pruned_layers_compression", "x fewer (pruned layers)"), ("index_overhead", "index / dense int8"),
