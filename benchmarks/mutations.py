@@ -40,7 +40,7 @@ class Mutation:
     tests: tuple[str, ...]  # pytest node ids or files
 
 
-ACCEL_TESTS = ("tests/test_accel.py", "tests/test_edge_values.py")
+ACCEL_TESTS = ("tests/test_accel.py", "tests/test_edge_values.py", "tests/test_scalesim_reference.py")
 MUTATIONS = (
     Mutation("fold length off by one", "src/edgesparse/accel/schedule.py",
              "return 2 * config.rows + config.cols + groups - 2",

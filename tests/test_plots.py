@@ -36,6 +36,7 @@ def test_every_plot_keeps_its_text_inside_and_labels_every_axis(checked):
     layers = [{"name": f"features.{i}", "cycles": 1000 + 37 * i, "pe_utilization": 0.5} for i in range(0, 45, 3)]
     plots.layer_cycles(layers, LONG_TITLE)
     plots.layer_cycles(layers[:2], LONG_TITLE)  # a narrow figure: the title wraps
+    plots.layer_cycles(layers * 4, LONG_TITLE)  # ResNet50's 54 layers wrap onto rows
     actions = list(plots.ACTION_COLORS)
     rows = [{"label": f"resnet50-224 16x16 {p}", "energy_mj": 9.0, **{f"energy_mj_{a}": 1.0 for a in actions}}
             for p in ("1:16", "dense")]
@@ -66,3 +67,12 @@ def test_the_check_finds_a_cut_title_and_a_two_tick_log_axis():
     plt.close(figure)
     assert any("reaches outside" in p and "vgg16_small" in p for p in problems), problems
     assert any(p.startswith("x axis") and "2 tick label(s)" in p for p in problems), problems
+
+
+def test_a_deep_network_s_layers_wrap_onto_rows_of_a_page_wide_figure(monkeypatch):
+    figures = []
+    monkeypatch.setattr(plots, "_png", lambda figure: figures.append(figure) or b"")
+    plots.layer_cycles([{"name": f"layer{i}.conv2", "cycles": 10 + i, "pe_utilization": 0.5} for i in range(54)], "x")
+    (figure,) = figures
+    assert figure.get_figwidth() <= 12 and len(figure.axes) == 2 * 2  # two rows, each with its utilization twin
+    plt.close(figure)

@@ -69,20 +69,26 @@ def accuracy_by_pattern(points: Sequence[dict[str, Any]]) -> bytes:
     return _png(figure)
 
 
+LAYERS_PER_ROW = 28  # a deeper network wraps onto more rows, so its layer names stay legible on a page
+
+
 def layer_cycles(layers: Sequence[dict[str, Any]], title: str) -> bytes:
-    """Cycles per weighted layer (bars) and PE utilization (line)."""
-    width = max(6.4, 0.42 * len(layers))
-    figure, axes = _figure(width, 4.2)
-    names = [layer["name"] for layer in layers]
-    positions = range(len(layers))
-    axes.bar(positions, [layer["cycles"] for layer in layers], color="#4c72b0")
-    axes.set_ylabel("cycles", color="#4c72b0")
-    axes.set_xticks(list(positions), names, rotation=60, ha="right", fontsize=7)
-    twin = axes.twinx()
-    twin.plot(list(positions), [100 * layer["pe_utilization"] for layer in layers], color="#c44e52", marker="o")
-    twin.set_ylabel("PE utilization (%)", color="#c44e52")
-    twin.set_ylim(0, 105)
-    _title(axes, title, width)
+    """Cycles per weighted layer (bars) and PE utilization (line), at most ``LAYERS_PER_ROW`` layers per row."""
+    rows = max(1, -(-len(layers) // LAYERS_PER_ROW))
+    width = max(6.4, 0.42 * min(len(layers), LAYERS_PER_ROW))
+    figure, grid = plt.subplots(rows, 1, figsize=(width, 4.2 * rows), layout="constrained", squeeze=False)
+    for row, axes in enumerate(grid[:, 0]):
+        chunk = layers[row * LAYERS_PER_ROW:(row + 1) * LAYERS_PER_ROW]
+        positions = range(len(chunk))
+        axes.bar(positions, [layer["cycles"] for layer in chunk], color="#4c72b0")
+        axes.set_ylabel("cycles", color="#4c72b0")
+        axes.set_xticks(list(positions), [layer["name"] for layer in chunk], rotation=60, ha="right", fontsize=7)
+        axes.set_xlim(-0.6, LAYERS_PER_ROW - 0.4 if rows > 1 else len(chunk) - 0.4)
+        twin = axes.twinx()
+        twin.plot(list(positions), [100 * layer["pe_utilization"] for layer in chunk], color="#c44e52", marker="o")
+        twin.set_ylabel("PE utilization (%)", color="#c44e52")
+        twin.set_ylim(0, 105)
+    _title(grid[0, 0], title, width)
     return _png(figure)
 
 
