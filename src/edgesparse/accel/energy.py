@@ -16,7 +16,7 @@ Actions per weighted layer (see :func:`layer_actions`):
   (their counts from :mod:`edgesparse.accel.resources`, a per-resource figure from the table);
 - ``static``: the same resources' static power times the frame's duration.
 
-Energy per frame includes static energy, so power = energy per frame x FPS.
+Energy per frame includes clock and static energy, so power = energy per frame x FPS.
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ def _action_pj(table: EnergyTable, config: AcceleratorConfig) -> dict[str, float
 class FrameEnergy:
     """Energy of one frame: per layer and per action (joules), and what follows from it."""
 
-    layers: list[dict[str, Any]]  # name, then one joule figure per action (static excluded)
+    layers: list[dict[str, Any]]  # name, then one joule figure per action (clock and static excluded)
     by_action: dict[str, float]  # joules per frame, clock and static included
     fps: float
     effective_gops: float
