@@ -21,7 +21,9 @@ def _row(path: Path) -> dict[str, str]:
 
 
 def test_scalesim_output_is_committed_with_its_provenance():
-    assert {run.name for run in RUNS} >= {"conv1_2@32", "conv2_2@16", "conv3_2@8"}
+    assert {run.name for run in RUNS} >= {"conv1_2@32", "conv2_2@16", "conv3_2@8", "conv5_1@14", "conv1_2@224"}
+    report = KEPT / "32x32" / "conv1_2@224" / "COMPUTE_REPORT.csv"
+    assert int(float(_row(report)["Total Cycles"])) == 1_809_719  # the figure tests/test_accel.py quotes
     for run in RUNS:
         provenance = json.loads((run / "provenance.json").read_text())
         assert provenance["scalesim"] == "3.0.0" and provenance["date"] and provenance["machine"], run
