@@ -131,8 +131,10 @@ def test_buffers_that_barely_fit_give_the_smallest_tiles():
     x = np.where(rng.random((cin, size + 2, size + 2)) < 0.5, -128, 127).astype(np.int8)  # padded by hand
     op.attrs["padding"] = [0, 0]
     rows_bytes = kernel * cin * (size + 2)  # the input rows one output row reads
+    fold_bytes = 4 * 2 * (8 + 2) // 8  # 4x2 values and 2-bit indices
     config = AcceleratorConfig(rows=4, cols=2, m=4, n=1, input_buffer_kib=2 * rows_bytes / 1024,
-                               output_buffer_kib=size * 2 * 4 / 1024)  # exactly one output row of partial sums
+                               output_buffer_kib=size * 2 * 4 / 1024,  # exactly one output row of partial sums
+                               weight_buffer_kib=2 * fold_bytes / 1024)  # exactly two folds of weights
     plan, _ = _run_all_views(op, "1:4", x, config)
     assert plan.tile_pixels == size and plan.tiles == size  # one output row per tile: both buffers are full
     shape = plan.shape
@@ -140,6 +142,8 @@ def test_buffers_that_barely_fit_give_the_smallest_tiles():
         tile_pixels(shape, AcceleratorConfig(rows=4, cols=2, m=4, n=1, input_buffer_kib=(2 * rows_bytes - 1) / 1024))
     with pytest.raises(AcceleratorError, match="cannot hold one pixel"):
         tile_pixels(shape, AcceleratorConfig(rows=4, cols=2, m=4, n=1, output_buffer_kib=(2 * 4 - 1) / 1024))
+    with pytest.raises(AcceleratorError, match="cannot double-buffer one fold"):
+        AcceleratorConfig(rows=4, cols=2, m=4, n=1, weight_buffer_kib=(2 * fold_bytes - 1) / 1024)
     roomy = AcceleratorConfig(rows=4, cols=2, m=4, n=1, input_buffer_kib=4 * rows_bytes / 1024)
     assert tile_pixels(shape, roomy) == 4 * size  # half holds 6 input rows: 4 output rows of a 3x3 kernel
 
