@@ -159,3 +159,11 @@ def test_the_sweep_refuses_a_pattern_it_cannot_build_before_any_work():
 
     with pytest.raises(PatternError, match="'unstructured'"):
         sweep("vgg16_small", [(4, 4)], ["1:16", "unstructured"], AcceleratorConfig(4, 4), load_energy_table())
+
+
+def test_modelled_power_never_sits_in_a_column_of_measured_board_power():
+    graph = shape_graph("vgg16_small", "1:16", in_chans=1, num_classes=10, width=0.25)
+    figures = hardware_figures("vgg16_small", simulate(graph, AcceleratorConfig(8, 8), "analytic"), load_energy_table())
+    ours = [row for row in comparison_rows([figures], "simulated") if row["ours"]]
+    assert ours and all(leading_number(row[c]) is None for row in ours for c in ("power_w", "gops_per_w"))
+    assert all("45 nm ASIC model" in row["gops_per_w"] for row in ours)
