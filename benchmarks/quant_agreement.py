@@ -21,7 +21,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _common import publish  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+from edgesparse.progress import progress_bar  # noqa: E402
 
 from edgesparse.accel import AcceleratorConfig, simulate  # noqa: E402
 from edgesparse.config import load_config  # noqa: E402
@@ -56,8 +56,8 @@ def main() -> None:
     test = load_dataset(trained.config.dataset, "test")
     float_right = int_right = agree = 0
     started = time.perf_counter()
-    for images, labels in tqdm(iterate_batches(test, 500, shuffle=False, drop_last=False),
-                               total=len(test) // 500, desc="float vs integer", unit="batch"):
+    for images, labels in progress_bar(iterate_batches(test, 500, shuffle=False, drop_last=False),
+                                       total=len(test) // 500, desc="float vs integer", unit="batch"):
         with torch.no_grad():
             float_pred = trained.model(images).argmax(1).numpy()
         int_pred = dequantize_output(graph, run_graph(graph, quantize_input(graph, images))).argmax(1)

@@ -5,31 +5,36 @@ first use in ``--venv``. It has no padding, so each layer is given its padded in
 array's (M = N = 1) schedule with buffers and bandwidth large enough for one tile and no stalls; SCALE-Sim
 reports the index of the last cycle, i.e. our count minus one. SCALE-Sim simulates about 3,300 cycles per
 second with full traces (less with ``-s N``, as here), so the default layers are VGG16's at a 32x32 input plus
-the 224-input conv5_1 (14x14); the 224x224 conv1_2 figure measured earlier (``TOOLCHAIN.md``) is printed beside
-our prediction for it.
+the 224-input conv5_1 (14x14), and the 224x224 conv1_2 (about 10 minutes alone).
 
-    python benchmarks/scalesim_compare.py --array 32x32
+SCALE-Sim's own output is kept: ``benchmarks/scalesim/<array>/<layer>/`` holds the config and topology it was given,
+the ``COMPUTE_REPORT.csv`` it wrote, and ``provenance.json`` (SCALE-Sim and numpy versions, command, date, machine).
+``tests/test_scalesim_reference.py`` checks the schedule against those files.
+
+    python benchmarks/scalesim_compare.py --array 32x32 [--layers NAME ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import publish
+from _common import command, machine, publish
 
 from edgesparse.accel import AcceleratorConfig, parse_array
 from edgesparse.accel.schedule import LayerShape, schedule_layer
 
 # name, output size, input channels, filters (3x3, stride 1, padding 1)
 LAYERS = [("conv1_2@32", 32, 64, 64), ("conv2_2@16", 16, 128, 128), ("conv3_2@8", 8, 256, 256),
-          ("conv5_1@14", 14, 512, 512)]
-QUOTED = [("conv1_2@224 (TOOLCHAIN.md, 32x32)", 224, 64, 64, 1_809_719)]
+          ("conv5_1@14", 14, 512, 512), ("conv1_2@224", 224, 64, 64)]
+KEPT = Path(__file__).resolve().parent / "scalesim"
 
 CONFIG = """[general]
 run_name = edgesparse_dense_ws
@@ -89,7 +94,15 @@ def ours(rows: int, cols: int, size: int, cin: int, cout: int) -> int:
     return plan.compute_cycles
 
 
-def scalesim(python: Path, rows: int, cols: int, name: str, size: int, cin: int, cout: int) -> int:
+def _versions(python: Path) -> dict[str, str]:
+    code = "import importlib.metadata as m; print(m.version('scalesim'), m.version('numpy'))"
+    scalesim_version, numpy_version = subprocess.run([str(python), "-c", code], capture_output=True, text=True,
+                                                     check=True).stdout.split()
+    return {"scalesim": scalesim_version, "numpy": numpy_version}
+
+
+def scalesim(python: Path, rows: int, cols: int, name: str, size: int, cin: int, cout: int, keep: Path) -> int:
+    """Run SCALE-Sim on one layer; keep its inputs, its COMPUTE_REPORT.csv and their provenance under ``keep``."""
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         (work / "scale.cfg").write_text(CONFIG.format(rows=rows, cols=cols))
@@ -103,6 +116,17 @@ def scalesim(python: Path, rows: int, cols: int, name: str, size: int, cin: int,
         if run.returncode != 0:
             raise SystemExit(f"SCALE-Sim failed on {name}:\n{run.stderr[-2000:]}")
         report = next((work / "out").rglob("COMPUTE_REPORT.csv"))
+        keep.mkdir(parents=True, exist_ok=True)
+        for file in (work / "scale.cfg", work / "topology.csv", report):
+            shutil.copyfile(file, keep / file.name)
+        provenance = {"tool": "SCALE-Sim v3 (PyPI scalesim)", **_versions(python),
+                      "invocation": "python -m scalesim.scale -c scale.cfg -t topology.csv -l layout.csv -p out -s N",
+                      "files": {"scale.cfg": "the config given to SCALE-Sim", "topology.csv": "its topology (padded "
+                                "input: SCALE-Sim has no padding)", "COMPUTE_REPORT.csv": "SCALE-Sim's own output, "
+                                "copied unchanged"},
+                      "command": command(), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                      "machine": machine()}
+        (keep / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
         with open(report) as handle:
             record = next(csv.DictReader(handle, skipinitialspace=True))
         return int(float(record["Total Cycles"]))
@@ -112,24 +136,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--array", default="32x32")
     parser.add_argument("--venv", type=Path, default=Path(".venv-scalesim"))
+    parser.add_argument("--layers", nargs="+", default=[name for name, *_ in LAYERS],
+                        choices=[name for name, *_ in LAYERS])
     args = parser.parse_args()
     rows, cols = parse_array(args.array)
     python = ensure_venv(args.venv)
     table = []
-    for name, size, cin, cout in LAYERS:
+    for name, size, cin, cout in (layer for layer in LAYERS if layer[0] in args.layers):
         started = time.perf_counter()
-        theirs = scalesim(python, rows, cols, name, size, cin, cout)
+        theirs = scalesim(python, rows, cols, name, size, cin, cout, KEPT / args.array / name)
         mine = ours(rows, cols, size, cin, cout)
         table.append({"layer": name, "array": args.array, "scalesim_cycles": theirs, "edgesparse_cycles": mine,
-                      "edgesparse_minus_1": mine - 1, "equal": theirs == mine - 1, "source": "run here",
+                      "edgesparse_minus_1": mine - 1, "equal": theirs == mine - 1, "source": f"benchmarks/scalesim/{args.array}/{name}",
                       "scalesim_seconds": f"{time.perf_counter() - started:.0f}"})
         print(table[-1], flush=True)
-    if (rows, cols) == (32, 32):
-        for name, size, cin, cout, quoted in QUOTED:
-            mine = ours(rows, cols, size, cin, cout)
-            table.append({"layer": name, "array": args.array, "scalesim_cycles": quoted, "edgesparse_cycles": mine,
-                          "edgesparse_minus_1": mine - 1, "equal": quoted == mine - 1, "source": "quoted",
-                          "scalesim_seconds": ""})
     publish("scalesim_compare", table)
 
 

@@ -124,3 +124,41 @@ def test_simulate_reports_the_json_fields(tmp_path, capsys):
     assert "at least 1x1" in capsys.readouterr().err
     assert main(["simulate", str(packed), "--pattern", "1:8"]) == 2
     assert "cannot select from" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size, words", [
+    (0, "input size must be a positive number of pixels, got 0"),
+    (7, "the input does not fit layer 'features.23'"),  # five 2x2 pools: 7 -> 3 -> 1 -> 0
+    (100000, "adaptive pool 3125x3125 -> 7x7 is not a whole window"),
+])
+def test_simulate_refuses_an_input_size_the_model_cannot_take_in_one_line(capsys, size, words):
+    assert main(["simulate", "--model", "vgg16", "--input-size", str(size), "--mode", "analytic"]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1, err
+
+
+def test_analytic_mode_builds_no_weights_or_activations(monkeypatch, capsys):
+    import numpy as np
+
+    import edgesparse.export_flow as flow
+    from edgesparse.accel import AcceleratorConfig, simulate
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("analytic mode built a model with weights")
+
+    monkeypatch.setattr(flow, "export_random", refuse)
+    assert main(["simulate", "--model", "vgg16", "--mode", "analytic", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "vgg16-224"
+    graph = flow.shape_graph("vgg16", "1:16")
+    weights = [op.arrays["weight"] for op in graph.ops if op.kind in ("conv", "linear")]
+    assert len(weights) == 16 and all(not any(w.strides) for w in weights)  # zero-stride views of one value
+    assert sum(w.size for w in weights) > 10**8  # the views stand for VGG16's 138 M weights
+    monkeypatch.undo()
+    small = dict(in_chans=1, num_classes=10, width=0.125)
+    for name in ("vgg16_small", "resnet18_small"):  # shapes alone give the cycles real weights give
+        real, shaped = flow.export_random(name, "1:16", calibration_images=1, **small), flow.shape_graph(name, **small)
+        config = AcceleratorConfig(8, 8)
+        expected, got = simulate(real, config, "analytic"), simulate(shaped, config, "analytic")
+        assert [(a.name, a.cycles, a.dram_bytes) for a in expected.layers] == \
+            [(b.name, b.cycles, b.dram_bytes) for b in got.layers]
+    assert np.array_equal(real.input_shape, shaped.input_shape)

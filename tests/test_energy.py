@@ -11,7 +11,7 @@ from edgesparse.accel.metrics import hardware_figures, pareto_front
 from edgesparse.accel.resources import estimate_resources, estimated_pe
 from edgesparse.accel.schedule import LayerShape, schedule_layer
 from edgesparse.errors import ConfigError
-from edgesparse.export_flow import export_random
+from edgesparse.export_flow import export_random, shape_graph
 from edgesparse.report.published import comparison_rows, leading_number, load_published
 
 
@@ -79,7 +79,7 @@ def test_frame_energy_adds_up_and_power_is_energy_times_fps():
     energy = frame_energy(result, table)
     assert set(energy.by_action) == set(ACTIONS)
     per_layer = sum(sum(v for k, v in layer.items() if k != "name") for layer in energy.layers)
-    assert energy.joules == pytest.approx(per_layer + table.static_w / result.fps)
+    assert energy.joules == pytest.approx(per_layer + energy.by_action["clock"] + energy.by_action["static"])
     assert energy.power_w == pytest.approx(energy.joules * result.fps)
     assert energy.gops_per_w == pytest.approx(result.effective_gops / energy.power_w)
     figures = hardware_figures("vgg16_small", result, table)
@@ -95,6 +95,30 @@ def test_the_sparse_array_spends_less_energy_per_frame_than_the_dense_one():
     dense = frame_energy(simulate(graph, config.dense_twin(), "analytic"), table)
     assert sparse.joules < dense.joules and sparse.by_action["mac"] < dense.by_action["mac"] / 8
     assert sparse.by_action["select"] > 0 == dense.by_action["select"]
+
+
+def test_static_and_clock_energy_come_from_each_design_s_own_resources():
+    graph = shape_graph("vgg16", "1:16")
+    table = load_energy_table()
+    sparse_config = AcceleratorConfig(16, 16, pixels_per_cycle=2)
+    sparse_result = simulate(graph, sparse_config, "analytic")
+    dense_result = simulate(graph, sparse_config.dense_twin(), "analytic")
+    sparse, dense = (frame_energy(r, table) for r in (sparse_result, dense_result))
+    res = estimate_resources(sparse_config)
+    assert (res.luts, res.ffs, res.dsps, res.bram36) == (34_910, 79_694, 256, 208)  # synthesized; 16+128+64 RAMB36
+    static_w = 34_910 * 2e-8 + 79_694 * 5e-8 + 256 * 2e-6 + 208 * 2e-5  # the table's per-resource figures
+    clock_pj = 79_694 * 0.002 + 256 * 0.2
+    assert sparse.by_action["static"] * sparse_result.fps == pytest.approx(static_w)
+    assert sparse.by_action["clock"] == pytest.approx(sparse_result.total_cycles * clock_pj * 1e-12)
+    dense_res = estimate_resources(sparse_config.dense_twin())
+    assert dense_res.ffs * 3 < res.ffs and dense_res.luts * 2 < res.luts  # the sparse array's select and pass-through
+    sparse_static_w, dense_static_w = (e.by_action["static"] * r.fps for e, r in
+                                       ((sparse, sparse_result), (dense, dense_result)))
+    assert sparse_static_w > 1.5 * dense_static_w  # it pays for them: not one constant for both designs
+    doubled = frame_energy(sparse_result, table.scaled_resources(2.0))
+    for action in ("static", "clock"):
+        assert doubled.by_action[action] == pytest.approx(2 * sparse.by_action[action])
+    assert doubled.by_action["mac"] == sparse.by_action["mac"]
 
 
 def test_resources_scale_with_the_array_and_name_their_source():
@@ -135,3 +159,11 @@ def test_the_sweep_refuses_a_pattern_it_cannot_build_before_any_work():
 
     with pytest.raises(PatternError, match="'unstructured'"):
         sweep("vgg16_small", [(4, 4)], ["1:16", "unstructured"], AcceleratorConfig(4, 4), load_energy_table())
+
+
+def test_modelled_power_never_sits_in_a_column_of_measured_board_power():
+    graph = shape_graph("vgg16_small", "1:16", in_chans=1, num_classes=10, width=0.25)
+    figures = hardware_figures("vgg16_small", simulate(graph, AcceleratorConfig(8, 8), "analytic"), load_energy_table())
+    ours = [row for row in comparison_rows([figures], "simulated") if row["ours"]]
+    assert ours and all(leading_number(row[c]) is None for row in ours for c in ("power_w", "gops_per_w"))
+    assert all("45 nm ASIC model" in row["gops_per_w"] for row in ours)

@@ -69,3 +69,23 @@ def test_html_renders_in_headless_chromium_with_every_plot_loaded(report_folder)
     body = re.search(r"<body[^>]*>", dom)
     assert body, "chromium returned no DOM"
     assert f'data-plots-loaded="{images}"' in body.group(0) and 'data-plots-broken="0"' in body.group(0), body.group(0)
+
+
+def test_every_plot_of_the_report_is_readable(report_folder, monkeypatch):
+    """The report's own plots on its own data: every text inside its figure, tick labels on every axis."""
+    import matplotlib.pyplot as plt
+
+    from edgesparse.report import plots
+    from edgesparse.report.render import sections
+
+    problems, seen = [], []
+
+    def check(figure):
+        seen.append(figure)
+        problems.extend(plots.layout_problems(figure))
+        plt.close(figure)
+        return b""
+
+    monkeypatch.setattr(plots, "_png", check)
+    sections(json.loads((report_folder / "report.json").read_text()))
+    assert len(seen) == 6 and problems == []

@@ -81,13 +81,16 @@ def test_damaged_checkpoint_is_reported(tmp_path, tiny_config):
 
 
 @pytest.mark.slow
-def test_ddp_ranks_hold_identical_masks_and_weights(tmp_path):
+def test_ddp_ranks_compute_identical_masks_and_weights(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(sys.path))
     worker = Path(__file__).with_name("ddp_worker.py")
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                     str(worker), str(tmp_path)], check=True, env=env, timeout=300, capture_output=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert [r["world"] for r in ranks] == [2, 2]
+    # Each rank's own masks, before rank 0's are broadcast, already agree: the broadcast hides nothing.
+    assert ranks[1]["updates"] == ranks[0]["updates"] >= 8  # at start, every 2 steps to 50%, at the freeze
+    assert [r["disagreeing"] for r in ranks] == [0, 0]
     a, b = ranks[0]["state"], ranks[1]["state"]
     masks = [k for k in a if k.endswith(".mask")]
     assert len(masks) == 13  # 12 convs and the classifier; the first conv stays dense

@@ -143,11 +143,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from edgesparse.accel import AcceleratorConfig, parse_array, simulate
-    from edgesparse.accel.energy import load_energy_table
+    from edgesparse.accel.energy import ENERGY_MODEL, load_energy_table
     from edgesparse.accel.memory_image import write_memory_image
     from edgesparse.accel.metrics import hardware_figures
     from edgesparse.errors import ConfigError
-    from edgesparse.export_flow import export_random
+    from edgesparse.export_flow import export_random, shape_graph
     from edgesparse.pack.packed import load_packed
 
     if (args.packed is None) == (args.model is None):
@@ -155,8 +155,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     if args.packed is not None:
         graph, label = load_packed(args.packed), str(args.packed)
     else:
-        graph = export_random(args.model, args.pattern or "1:16", args.first_conv, args.input_size,
-                              calibration_images=1)
+        if args.mode == "analytic":  # cycles follow from shapes and the pattern: build no weights or activations
+            graph = shape_graph(args.model, args.pattern or "1:16", args.first_conv, args.input_size)
+        else:
+            graph = export_random(args.model, args.pattern or "1:16", args.first_conv, args.input_size,
+                                  calibration_images=1)
         label = f"{args.model}-{graph.input_shape[1]}"
     n, m = _array_pattern(args, graph)
     rows, cols = parse_array(args.array)
@@ -177,7 +180,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
                "fps": result.fps, "pe_utilization": result.pe_utilization, "effective_gops": result.effective_gops,
                "actual_gops": result.actual_gops, "dram_bytes": result.dram_bytes, "buffer_bytes": result.buffer_bytes(),
                "dense_macs": result.dense_macs,
-               "real_macs": result.real_macs, "energy_mj": figures.energy_mj, "power_w": figures.power_w,
+               "real_macs": result.real_macs, "energy_model": ENERGY_MODEL, "energy_mj": figures.energy_mj, "power_w": figures.power_w,
                "gops_per_w": figures.gops_per_w, "dsps": figures.dsps, "gops_per_dsp": figures.gops_per_dsp,
                "resource_source": figures.resource_source, "layers": rows_out}
     if args.json:
@@ -192,8 +195,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     print(f"{label} on {config.describe()} ({args.mode}): {result.total_cycles:,} cycles, {result.fps:.2f} FPS, "
           f"PE utilization {result.pe_utilization:.3f}, effective {result.effective_gops:.1f} GOPS, actual "
           f"{result.actual_gops:.1f} GOPS, DRAM {result.dram_bytes / 1e6:.1f} MB per frame")
-    print(f"energy {figures.energy_mj:.3f} mJ per frame, {figures.power_w:.3f} W, {figures.gops_per_w:,.0f} effective "
-          f"GOPS/W; {figures.dsps} DSPs ({figures.resource_source.split(' (')[0]}), {figures.gops_per_dsp:.2f} "
+    print(f"{ENERGY_MODEL} (not a measurement): {figures.energy_mj:.3f} mJ per frame, {figures.power_w:.3f} W, "
+          f"{figures.gops_per_w:,.0f} effective GOPS/W; {figures.dsps} DSPs ({figures.resource_source.split(' (')[0]}), {figures.gops_per_dsp:.2f} "
           f"effective GOPS/DSP")
     return 0
 

@@ -19,13 +19,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.utils import parametrize
-from tqdm import tqdm
 
 from edgesparse.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
 from edgesparse.config import TrainConfig
 from edgesparse.data import ImageArrays, iterate_batches, load_dataset, steps_per_epoch
 from edgesparse.errors import CheckpointError, ConfigError
 from edgesparse.models import INPUT_SIZE, create_model
+from edgesparse.progress import progress_bar
 from edgesparse.sparsity import (
     DynamicPruner,
     LayerFigures,
@@ -182,8 +182,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, pro
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "pruner": pruner.state_dict(), "rng": torch.get_rng_state()})
 
-    bar = tqdm(total=total_steps, initial=step, desc=f"train {config.model} {config.pattern}", unit="step",
-               disable=not (progress and world.main), dynamic_ncols=True)
+    bar = progress_bar(total=total_steps, initial=step, desc=f"train {config.model} {config.pattern}",
+                       unit="step", disable=not (progress and world.main), dynamic_ncols=True)
     net.train()
     test_accuracy = None
     while step < total_steps:

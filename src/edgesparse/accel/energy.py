@@ -1,5 +1,8 @@
 """Energy and power of a frame: action counts from the schedule times the per-action energies of a sourced table.
 
+The table is a 45 nm ASIC model (Horowitz, ISSCC 2014; see ``data/energy.toml``), not a measurement of the FPGA the
+RTL is synthesized for: every figure derived from it is labelled :data:`ENERGY_MODEL`.
+
 Actions per weighted layer (see :func:`layer_actions`):
 
 - ``mac``: the multiply-accumulates the PEs perform on stored slots;
@@ -9,9 +12,11 @@ Actions per weighted layer (see :func:`layer_actions`):
 - ``weight_buffer`` / ``input_buffer`` / ``output_buffer``: bytes read and written (the schedule's buffer
   traffic), each at the per-byte energy of an SRAM of that buffer's size;
 - ``dram``: bytes moved to and from DRAM (a residual add's second operand included);
-- ``static``: static power times the frame's duration.
+- ``clock``: every cycle of the frame, the clock energy of the design's flip-flops, DSPs, LUTs and block RAMs
+  (their counts from :mod:`edgesparse.accel.resources`, a per-resource figure from the table);
+- ``static``: the same resources' static power times the frame's duration.
 
-Energy per frame includes static energy, so power = energy per frame x FPS.
+Energy per frame includes clock and static energy, so power = energy per frame x FPS.
 """
 
 from __future__ import annotations
@@ -26,12 +31,15 @@ from typing import Any
 import numpy as np
 
 from edgesparse.accel.config import AcceleratorConfig
+from edgesparse.accel.resources import Resources, estimate_resources
 from edgesparse.accel.schedule import LayerSchedule
 from edgesparse.accel.simulate import SimulationResult
 from edgesparse.errors import ConfigError
 
-ACTIONS = ("mac", "select", "registers", "weight_buffer", "input_buffer", "output_buffer", "dram", "static")
-_ENTRIES = ("mac", "select_level", "register_byte", "sram_64bit_read", "dram_byte", "static")
+ENERGY_MODEL = "45 nm ASIC model"  # the label every energy, power and GOPS/W figure carries
+ACTIONS = ("mac", "select", "registers", "weight_buffer", "input_buffer", "output_buffer", "dram", "clock", "static")
+_ENTRIES = ("mac", "select_level", "register_byte", "sram_64bit_read", "dram_byte")
+RESOURCES = ("lut", "ff", "dsp", "bram36")  # the [resource.*] entries: static_w and clock_pj per unit
 _STATUSES = ("quoted", "derived", "assumed")
 
 
@@ -46,9 +54,15 @@ class EnergyTable:
     def pj(self, name: str) -> float:
         return float(self.entries[name]["pj"])
 
-    @property
-    def static_w(self) -> float:
-        return float(self.entries["static"]["w"])
+    def per_resource(self, key: str) -> dict[str, float]:
+        """``key`` (``static_w`` or ``clock_pj``) of one LUT, FF, DSP and RAMB36."""
+        return {name: float(self.entries["resource"][name][key]) for name in RESOURCES}
+
+    def scaled_resources(self, factor: float) -> "EnergyTable":
+        """This table with every per-resource static and clock figure times ``factor`` (for sensitivity)."""
+        scaled = {name: {**entry, "static_w": entry["static_w"] * factor, "clock_pj": entry["clock_pj"] * factor}
+                  for name, entry in self.entries["resource"].items()}
+        return EnergyTable({**self.entries, "resource": scaled}, self.sources, f"{self.path} (resources x{factor:g})")
 
     def sram_pj_per_byte(self, kib: float) -> float:
         """Per-byte access energy of a ``kib`` SRAM: log-log interpolation of the quoted 64-bit read points."""
@@ -73,12 +87,16 @@ class EnergyTable:
                         "energy": f"{self.sram_pj_per_byte(kib):.3g} pJ", "status": "derived",
                         "source": f"{self.entries['sram_64bit_read']['source']}; log-log interpolation by size, "
                                   f"/ 8 bytes"})
-        out += [{"action": "DRAM, per byte", "energy": f"{self.pj('dram_byte'):g} pJ", **self._mark("dram_byte")},
-                {"action": "static power", "energy": f"{self.static_w:g} W", **self._mark("static")}]
+        out.append({"action": "DRAM, per byte", "energy": f"{self.pj('dram_byte'):g} pJ", **self._mark("dram_byte")})
+        for name in RESOURCES:
+            entry = self.entries["resource"][name]
+            out.append({"action": f"per {name.upper()}: static power; clock energy per cycle",
+                        "energy": f"{entry['static_w'] * 1e9:g} nW; {entry['clock_pj']:g} pJ",
+                        **self._mark(name, entry)})
         return out
 
-    def _mark(self, name: str) -> dict[str, str]:
-        entry = self.entries[name]
+    def _mark(self, name: str, entry: dict[str, Any] | None = None) -> dict[str, str]:
+        entry = self.entries[name] if entry is None else entry
         text = entry["source"]
         if entry.get("derivation"):
             text += f"; {entry['derivation']}"
@@ -102,17 +120,20 @@ def load_energy_table(path: str | Path | None = None) -> EnergyTable:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"energy table {label} is not valid TOML: {error}") from error
-    for name in _ENTRIES:
-        entry = data.get(name)
+    per_resource = data.get("resource") if isinstance(data.get("resource"), dict) else {}
+    checks = [(name, data.get(name), ("pj",)) for name in _ENTRIES]
+    checks += [(f"resource.{name}", per_resource.get(name), ("static_w", "clock_pj")) for name in RESOURCES]
+    for name, entry, keys in checks:
         if not isinstance(entry, dict):
             raise ConfigError(f"energy table {label} has no [{name}] entry")
         if entry.get("status") not in _STATUSES or not entry.get("source"):
             raise ConfigError(f"energy table {label}: [{name}] needs a source and a status of {', '.join(_STATUSES)}")
-        key = "w" if name == "static" else "pj"
-        values = entry.get(key)
-        values = values if isinstance(values, list) else [values]
-        if not values or not all(isinstance(v, (int, float)) and v >= 0 for v in values):
-            raise ConfigError(f"energy table {label}: [{name}] {key} must be non-negative numbers, got {entry.get(key)!r}")
+        for key in keys:
+            values = entry.get(key)
+            values = values if isinstance(values, list) else [values]
+            if not values or not all(isinstance(v, (int, float)) and v >= 0 for v in values):
+                raise ConfigError(f"energy table {label}: [{name}] {key} must be non-negative numbers, got "
+                                  f"{entry.get(key)!r}")
     sram = data["sram_64bit_read"]
     if not isinstance(sram.get("kib"), list) or len(sram["kib"]) != len(sram["pj"]) or len(sram["kib"]) < 2 \
             or sorted(sram["kib"]) != sram["kib"] or min(sram["kib"]) <= 0 or min(sram["pj"]) <= 0:
@@ -151,8 +172,8 @@ def _action_pj(table: EnergyTable, config: AcceleratorConfig) -> dict[str, float
 class FrameEnergy:
     """Energy of one frame: per layer and per action (joules), and what follows from it."""
 
-    layers: list[dict[str, Any]]  # name, then one joule figure per action (static excluded)
-    by_action: dict[str, float]  # joules per frame, static included
+    layers: list[dict[str, Any]]  # name, then one joule figure per action (clock and static excluded)
+    by_action: dict[str, float]  # joules per frame, clock and static included
     fps: float
     effective_gops: float
 
@@ -169,9 +190,16 @@ class FrameEnergy:
         return self.effective_gops / self.power_w
 
 
-def frame_energy(result: SimulationResult, table: EnergyTable) -> FrameEnergy:
-    """Energy per frame of a simulated network, per layer and per action, with static energy over the frame."""
+def resource_counts(resources: Resources) -> dict[str, int]:
+    """The design's LUT, FF, DSP and RAMB36 counts, keyed as the table's [resource.*] entries."""
+    return {"lut": resources.luts, "ff": resources.ffs, "dsp": resources.dsps, "bram36": resources.bram36}
+
+
+def frame_energy(result: SimulationResult, table: EnergyTable, resources: Resources | None = None) -> FrameEnergy:
+    """Energy per frame of a simulated network, per layer and per action, with the clock energy of every cycle and
+    the static energy over the frame, both from the design's resources (estimated for the config by default)."""
     config = result.config
+    counts_of = resource_counts(estimate_resources(config) if resources is None else resources)
     per_action = _action_pj(table, config)
     layers, totals = [], dict.fromkeys(ACTIONS, 0.0)
     for layer in result.layers:
@@ -185,5 +213,7 @@ def frame_energy(result: SimulationResult, table: EnergyTable) -> FrameEnergy:
         layers.append({"name": layer.name, **joules})
         for action, value in joules.items():
             totals[action] += value
-    totals["static"] = table.static_w / result.fps
+    clock_pj = sum(counts_of[name] * pj for name, pj in table.per_resource("clock_pj").items())
+    totals["clock"] = result.total_cycles * clock_pj * 1e-12
+    totals["static"] = sum(counts_of[name] * w for name, w in table.per_resource("static_w").items()) / result.fps
     return FrameEnergy(layers, totals, result.fps, result.effective_gops)

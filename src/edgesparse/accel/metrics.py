@@ -14,13 +14,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
-from tqdm import tqdm
 
 from edgesparse.accel.config import AcceleratorConfig, array_block
 from edgesparse.accel.energy import EnergyTable, frame_energy
 from edgesparse.accel.resources import estimate_resources
 from edgesparse.accel.simulate import SimulationResult, simulate
 from edgesparse.errors import PatternError
+from edgesparse.progress import progress_bar
 from edgesparse.quant.graph import IntGraph
 
 
@@ -62,8 +62,8 @@ class HardwareFigures:
 def hardware_figures(model: str, result: SimulationResult, table: EnergyTable) -> HardwareFigures:
     """Every reported figure of one simulated frame."""
     config = result.config
-    energy = frame_energy(result, table)
     resources = estimate_resources(config)
+    energy = frame_energy(result, table, resources)
     return HardwareFigures(
         model=model, array=f"{config.rows}x{config.cols}", pattern="dense" if config.m == 1 else f"{config.n}:{config.m}",
         clock_mhz=config.clock_mhz, cycles=result.total_cycles, fps=result.fps, pe_utilization=result.pe_utilization,
@@ -74,11 +74,12 @@ def hardware_figures(model: str, result: SimulationResult, table: EnergyTable) -
         energy_mj_by_action={k: v * 1e3 for k, v in energy.by_action.items()})
 
 
-def random_network(name: str, pattern: str) -> IntGraph:
-    """A registered network at its own input size, random weights that follow ``pattern`` (first conv dense)."""
-    from edgesparse.export_flow import export_random
+def network_shapes(name: str, pattern: str) -> IntGraph:
+    """A registered network at its own input size under ``pattern`` (first conv dense), shapes only: what the
+    analytic model needs (see :func:`edgesparse.export_flow.shape_graph`)."""
+    from edgesparse.export_flow import shape_graph
 
-    return export_random(name, pattern, calibration_images=1)
+    return shape_graph(name, pattern)
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,8 @@ def compare_networks(names: Iterable[str], config: AcceleratorConfig, table: Ene
     """Each network on ``config`` and on its dense twin; the sparse model follows the array's N:M."""
     pattern = f"{config.n}:{config.m}"
     comparisons = []
-    for name in tqdm(list(names), desc=f"networks on {config.describe()}", unit="net", disable=not progress):
-        graph = random_network(name, pattern)
+    for name in progress_bar(list(names), desc=f"networks on {config.describe()}", unit="net", disable=not progress):
+        graph = network_shapes(name, pattern)
         label = f"{name}-{graph.input_shape[1]}"
         sparse = simulate(graph, config, "analytic")
         comparisons.append(NetworkComparison(
@@ -104,6 +105,29 @@ def compare_networks(names: Iterable[str], config: AcceleratorConfig, table: Ene
             hardware_figures(label, simulate(graph, config.dense_twin(), "analytic"), table),
             [layer.as_row(config) for layer in sparse.layers if layer.kind in ("conv", "linear")]))
     return comparisons
+
+
+RESOURCE_FACTORS = (0.5, 1.0, 4.0)  # the per-resource static and clock figures: halved, as given, quadrupled
+
+
+def resource_sensitivity(name: str, config: AcceleratorConfig, table: EnergyTable,
+                         factors: Iterable[float] = RESOURCE_FACTORS) -> list[dict[str, Any]]:
+    """The sparse/dense effective GOPS/W ratio of ``name`` on ``config`` and its dense twin when the table's
+    per-resource static and clock figures are scaled by each factor (one simulation per array)."""
+    graph = network_shapes(name, f"{config.n}:{config.m}")
+    label = f"{name}-{graph.input_shape[1]}"
+    results = simulate(graph, config, "analytic"), simulate(graph, config.dense_twin(), "analytic")
+    rows = []
+    for factor in factors:
+        scaled = table.scaled_resources(factor)
+        sparse, dense = (hardware_figures(label, result, scaled) for result in results)
+        rows.append({"model": label, "array": sparse.array, "pattern": sparse.pattern,
+                     "pixels_per_cycle": config.pixels_per_cycle, "resource_factor": factor,
+                     "sparse_gops_per_w": round(sparse.gops_per_w, 1), "dense_gops_per_w": round(dense.gops_per_w, 1),
+                     "gops_per_w_vs_dense": round(sparse.gops_per_w / dense.gops_per_w, 3),
+                     "sparse_static_clock_share": round(sum(sparse.energy_mj_by_action[k] for k in ("static", "clock"))
+                                                        / sparse.energy_mj, 4)})
+    return rows
 
 
 def sweep(name: str, arrays: Iterable[tuple[int, int]], patterns: Iterable[str], base: AcceleratorConfig,
@@ -116,10 +140,10 @@ def sweep(name: str, arrays: Iterable[tuple[int, int]], patterns: Iterable[str],
     graphs: dict[str, IntGraph] = {}
     rows = []
     steps = [(a, p) for p in patterns for a in arrays]
-    for (rows_, cols), spec in tqdm(steps, desc=f"sweep {name}", unit="point", disable=not progress):
+    for (rows_, cols), spec in progress_bar(steps, desc=f"sweep {name}", unit="point", disable=not progress):
         key = "1:16" if spec == "dense" else spec
         if key not in graphs:
-            graphs[key] = random_network(name, key)
+            graphs[key] = network_shapes(name, key)
         graph = graphs[key]
         n, m = _block(spec)
         config = AcceleratorConfig(**{**asdict(base), "rows": rows_, "cols": cols, "m": m, "n": n})

@@ -201,13 +201,15 @@ def float_graph(model: nn.Module, input_shape: tuple[int, int, int]) -> tuple[li
     try:
         traced = fx.symbolic_trace(model)
         shapes: dict[str, torch.Size] = {}
+        device = next(model.parameters()).device  # torch's meta device for a shape-only model: nothing allocated
         with torch.no_grad():
-            _ShapeRecorder(traced, shapes).run(torch.zeros(1, *input_shape))
+            _ShapeRecorder(traced, shapes).run(torch.zeros(1, *input_shape, device=device))
         return _Builder(model, traced, shapes).build(), layer_patterns(model)
     except QuantError:
         raise
     except Exception as error:  # fx raises many kinds for untraceable code
-        raise QuantError(f"cannot trace the model for export: {type(error).__name__}: {error}") from None
+        raise QuantError(f"cannot trace the model for export: {type(error).__name__}: "
+                         f"{str(error).splitlines()[0]}") from None
     finally:
         model.train(was_training)
 
@@ -216,9 +218,14 @@ class _ShapeRecorder(fx.Interpreter):
     def __init__(self, module: fx.GraphModule, shapes: dict[str, torch.Size]) -> None:
         super().__init__(module)
         self.shapes = shapes
+        self.extra_traceback = False  # fx would append its trace to the one-line error of run_node
 
     def run_node(self, node: fx.Node) -> Any:
-        result = super().run_node(node)
+        try:
+            result = super().run_node(node)
+        except RuntimeError as error:  # one line naming the layer, not fx's trace
+            where = node.target if node.op == "call_module" else node.name
+            raise QuantError(f"the input does not fit layer {where!r}: {str(error).splitlines()[0]}") from None
         if isinstance(result, torch.Tensor):
             self.shapes[node.name] = result.shape
         return result

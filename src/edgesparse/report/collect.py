@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from edgesparse.accel.config import AcceleratorConfig
-from edgesparse.accel.energy import frame_energy, load_energy_table
+from edgesparse.accel.energy import ENERGY_MODEL, frame_energy, load_energy_table
 from edgesparse.accel.metrics import compare_networks, hardware_figures, pareto_front, sweep
 from edgesparse.accel.simulate import simulate
 from edgesparse.data import iterate_batches, load_dataset
@@ -30,6 +29,7 @@ from edgesparse.quant import dequantize_output, quantize_input, run_graph
 from edgesparse.quant.graph import IntGraph
 from edgesparse.report.published import comparison_rows
 from edgesparse.trained import load_trained
+from edgesparse.progress import progress_bar
 
 
 def _run_summary(run: Path) -> dict[str, Any]:
@@ -64,8 +64,9 @@ def _packed_section(graph: IntGraph, path: Path, dataset: str, test_images: int,
     pruned_total = total_stored(pruned) if pruned else total
     test = load_dataset(dataset, "test").subset(test_images)
     right = 0
-    for images, labels in tqdm(iterate_batches(test, 250, shuffle=False, drop_last=False), desc="int8 reference",
-                               unit="batch", total=-(-len(test) // 250), disable=not progress):
+    for images, labels in progress_bar(iterate_batches(test, 250, shuffle=False, drop_last=False),
+                                       desc="int8 reference", unit="batch", total=-(-len(test) // 250),
+                                       disable=not progress):
         logits = dequantize_output(graph, run_graph(graph, quantize_input(graph, images)))
         right += int((logits.argmax(1) == labels.numpy()).sum())
     return {"file": str(path), "file_bytes": path.stat().st_size,
@@ -117,7 +118,7 @@ def collect_report(sparse_run: Path, dense_run: Path | None, packed: Path, confi
                      "gops_per_dsp_ratio": p.sparse.gops_per_dsp / p.dense.gops_per_dsp, "layers": p.layers}
                     for p in pairs]
     synthesized = bool(pairs) and "synthesized" in pairs[0].sparse.resource_source
-    resource_note = ("simulated; power from the energy model (sources in the energy table); DSPs "
+    resource_note = ("simulated; power not measured (a 45 nm ASIC model, see Energy); DSPs "
                      + ("synthesized" if synthesized else "estimated"))
     ours = [figure for pair in pairs for figure in (pair.sparse, pair.dense)]
     comparison = comparison_rows(ours, resource_note)
@@ -170,10 +171,10 @@ def format_summary(summary: dict[str, Any]) -> str:
              f"(1/{1 / summary['index_overhead']:.0f})" if summary["index_overhead"] else
              f"compression: {summary['compression']:.2f}x",
              f"accelerator {summary['accelerator']}: bit-exact vs integer reference: {summary['bit_exact']}",
-             f"  {summary['demo_model']}: {summary['demo_fps']:,.0f} FPS, {summary['demo_gops_per_w']:,.0f} GOPS/W, "
-             f"{summary['demo_gops_per_dsp']:.2f} GOPS/DSP"]
+             f"  {summary['demo_model']}: {summary['demo_fps']:,.0f} FPS, {summary['demo_gops_per_w']:,.0f} GOPS/W "
+             f"({ENERGY_MODEL}), {summary['demo_gops_per_dsp']:.2f} GOPS/DSP"]
     for net in summary.get("networks", []):
         lines.append(f"  {net['model']}: {net['fps']:.2f} FPS ({net['speedup_vs_dense']:.2f}x dense), "
-                     f"{net['gops_per_w']:,.0f} GOPS/W ({net['gops_per_w_vs_dense']:.2f}x dense), "
+                     f"{net['gops_per_w']:,.0f} GOPS/W ({ENERGY_MODEL}; {net['gops_per_w_vs_dense']:.2f}x dense), "
                      f"{net['gops_per_dsp']:.2f} GOPS/DSP")
     return "\n".join(lines)

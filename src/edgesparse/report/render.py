@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+from edgesparse.accel.energy import ENERGY_MODEL
 from edgesparse.checkpoint import atomic_write_bytes
 from edgesparse.report import plots
 
@@ -33,7 +34,8 @@ def _table(columns: list[tuple[str, str]], rows: list[dict[str, Any]]) -> Block:
 
 FIGURE_COLUMNS = [("model", "model"), ("array", "array"), ("pattern", "pattern"), ("fps", "FPS"),
                   ("pe_utilization", "PE util."), ("effective_gops", "eff. GOPS"), ("actual_gops", "actual GOPS"),
-                  ("energy_mj", "mJ/frame"), ("power_w", "W"), ("gops_per_w", "GOPS/W"), ("dsps", "DSPs"),
+                  ("energy_mj", f"mJ/frame ({ENERGY_MODEL})"), ("power_w", f"W ({ENERGY_MODEL})"),
+                  ("gops_per_w", f"GOPS/W ({ENERGY_MODEL})"), ("dsps", "DSPs"),
                   ("gops_per_dsp", "GOPS/DSP"), ("dram_mb", "DRAM MB")]
 
 
@@ -56,8 +58,9 @@ def sections(data: dict[str, Any]) -> list[tuple[str, list[Block]]]:
                    ("compression", "x fewer weights"), ("index_ratio", "index / dense int8"), ("run", "run")]
     out.append(("Training and compression", [
         _table(run_columns, [{"name": k, **v} for k, v in runs.items()]),
-        ("plot", ("accuracy_vs_compression", plots.accuracy_vs_compression(data["accuracy_points"]),
-                  "Accuracy vs compression per pattern (stars: this run; circles: the committed accuracy benchmark)"))]))
+        ("plot", ("accuracy_by_pattern", plots.accuracy_by_pattern(data["accuracy_points"]),
+                  "Test accuracy per pattern and importance score, with each model's compression (stars: this run; "
+                  "circles: the committed accuracy benchmark)"))]))
     out.append(("Packed int8 model", [_table(
         [("file", "file"), ("file_bytes", "bytes"), ("compression", "x fewer weights"),
          ("pruned_layers_compression", "x fewer (pruned layers)"), ("index_overhead", "index / dense int8"),
@@ -80,28 +83,36 @@ def sections(data: dict[str, Any]) -> list[tuple[str, list[Block]]]:
         ("text", "Random weights that follow the pattern exactly (the first conv dense); the pattern fixes the work. "
                  "The dense array stores every weight, pruned ones included."),
         _table(FIGURE_COLUMNS, network_rows),
-        _table([("model", "model"), ("speedup", "speedup vs dense"), ("gops_per_w_ratio", "GOPS/W vs dense"),
+        _table([("model", "model"), ("speedup", "speedup vs dense"),
+                ("gops_per_w_ratio", f"GOPS/W vs dense ({ENERGY_MODEL})"),
                 ("gops_per_dsp_ratio", "GOPS/DSP vs dense")], ratios),
         *[("plot", (f"layer_cycles_{row['sparse']['model']}", plots.layer_cycles(
             row["layers"], f"{row['sparse']['model']} on {data['accelerator_label']}: cycles and PE utilization"),
             f"{row['sparse']['model']}: per-layer cycles (bars) and PE utilization (line)"))
           for row in data["networks"]],
         ("text", f"Resources: {data['resource_source']}.")]))
-    out.append(("Energy", [
-        ("text", f"Per-action energies from `{data['energy_table']['path']}`; power = energy per frame x FPS, static "
-                 f"energy included. Sources: " + "; ".join(f"[{k}] {v}" for k, v in
+    out.append((f"Energy: a {ENERGY_MODEL}", [
+        ("text", f"A {ENERGY_MODEL}, not a measurement: per-action energies of 45 nm standard cells and SRAM "
+                 f"(Horowitz, ISSCC 2014) from `{data['energy_table']['path']}`, with static power and clock energy "
+                 f"from each design's own LUT, FF, DSP and block-RAM counts. The RTL targets a Xilinx 7-series FPGA, "
+                 f"which spends several times more per action, so these GOPS/W are never compared with measured "
+                 f"board power. Power = energy per frame x FPS, clock and static energy included. Sources: "
+                 + "; ".join(f"[{k}] {v}" for k, v in
                                                            data["energy_table"]["sources"].items())),
         _table([("action", "action"), ("energy", "energy"), ("status", "status"), ("source", "source")],
                data["energy_table"]["rows"]),
-        ("plot", ("energy_breakdown", plots.energy_breakdown(energy_rows), "Energy per frame by action")),
-        ("text", f"Energy per layer of {demo['model']} (microjoules per frame, static energy excluded):"),
+        ("plot", ("energy_breakdown", plots.energy_breakdown(energy_rows),
+                  f"Energy per frame by action ({ENERGY_MODEL})")),
+        ("text", f"Energy per layer of {demo['model']} (microjoules per frame, {ENERGY_MODEL}; clock and static "
+                 f"energy excluded):"),
         _table([("name", "layer")] + [(a, a) for a in ("mac", "select", "registers", "weight_buffer", "input_buffer",
                                                        "output_buffer", "dram")], data["demo_energy_uj"])]))
     comparison = data["comparison"]
     out.append(("Against published accelerators", [
         ("text", "Published figures as `shared/reference/published_accelerators.csv` gives them, with its status "
                  "column: quoted, derived (effective GOPS = FPS x dense ops; GOPS/DSP over the whole device's DSPs "
-                 "where the design's own count is unknown, a lower bound) or relative."),
+                 "where the design's own count is unknown, a lower bound) or relative. Their power is measured on "
+                 f"boards; this work's is a {ENERGY_MODEL} (see Energy), so its GOPS/W is not in this table."),
         _table([(c, c) for c in ("design", "model", "platform", "clock_mhz", "dsps", "fps", "gops", "gops_kind",
                                  "gops_per_w", "gops_per_dsp", "status")], comparison),
         ("plot", ("density_comparison", plots.density_comparison(comparison),
@@ -110,9 +121,11 @@ def sections(data: dict[str, Any]) -> list[tuple[str, list[Block]]]:
         out.append(("Design space", [
             ("text", "Array size x pattern on the report's clock, memories and pixels per cycle; the Pareto front "
                      "maximizes FPS, GOPS/W and GOPS/DSP together."),
-            _table(FIGURE_COLUMNS[:4] + [("gops_per_w", "GOPS/W"), ("gops_per_dsp", "GOPS/DSP"), ("pareto", "Pareto")],
+            _table(FIGURE_COLUMNS[:4] + [("gops_per_w", f"GOPS/W ({ENERGY_MODEL})"), ("gops_per_dsp", "GOPS/DSP"),
+                                         ("pareto", "Pareto")],
                    data["sweep"]),
-            ("plot", ("sweep_pareto", plots.sweep_pareto(data["sweep"]), "FPS vs GOPS/W; ringed: the Pareto front"))]))
+            ("plot", ("sweep_pareto", plots.sweep_pareto(data["sweep"]),
+                      f"FPS vs GOPS/W ({ENERGY_MODEL}); ringed: the Pareto front"))]))
     return out
 
 

@@ -1,0 +1,77 @@
+"""The README's figures say what they are: each checked against the committed result file it quotes."""
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _rows(stem: str) -> list[dict]:
+    return json.loads((RESULTS / f"{stem}.json").read_text())["rows"]
+
+
+def _readme_row(label_start: str) -> tuple[str, str]:
+    lines = [line for line in README.splitlines() if line.startswith(f"| {label_start}")]
+    assert len(lines) == 1, f"expected one README row starting {label_start!r}"
+    _, label, figure, _ = lines[0].split("|")
+    return label.strip(), figure.strip()
+
+
+def test_compression_is_said_in_weights_and_bytes_as_bytes():
+    assert "16x smaller" not in README
+    row = next(r for r in _rows("packed_sizes") if r["model"] == "vgg16-224" and r["layers"] == "all")
+    _, figure = _readme_row("VGG16-224 packed file")
+    assert f"{row['file_bytes']:,} bytes" in figure and f"{100 * float(row['total_vs_int8']):.2f}% of dense int8" \
+        in figure and f"{1 / float(row['total_vs_int8']):.1f}x fewer bytes" in figure
+    assert f"{row['file_bytes']:,} bytes" in README.split("##")[0]  # the introduction gives the bytes too
+
+
+@pytest.mark.parametrize("importance", ["magnitude", "fisher"])
+def test_each_accuracy_row_uses_one_importance_score(importance):
+    rows = [r for r in _rows("accuracy_patterns") if r["seed"] == "0"]
+    prefix = ("Fashion-MNIST, vgg16_small w1/4, 5 epochs, seed 0, magnitude" if importance == "magnitude"
+              else "the same with fisher")
+    label, figure = _readme_row(prefix)
+    assert importance in label
+    patterns = ["dense", "1:16", "unstructured", "channel"]
+    figures = [float(v) for v in re.findall(r"[0-9]+\.[0-9]+", figure)]
+    expected = [float(next(r["test_acc"] for r in rows if r["pattern"] == p and
+                           (r["importance"] == importance or p == "dense"))) * 100 for p in patterns]
+    assert figures == pytest.approx(expected, abs=0.005)
+
+
+def test_missed_targets_are_reported_as_missed():
+    payload = json.loads((RESULTS / "accel_networks.json").read_text())
+    low = [r for r in payload["rows"] if float(r["conv_cin64_utilization"]) < 0.95]
+    assert low, "no row misses the utilization target: update the README's 'missed' row"
+    for row in payload["rows"]:
+        missed = float(row["conv_cin64_utilization"]) < 0.95
+        assert row["targets"].startswith("MISSED") == missed, row
+    assert len(payload["missed"]) == len(low)
+    _, figure = _readme_row("conv-layer PE utilization target")
+    assert figure.startswith("missed")
+
+
+def test_the_packed_multiply_claim_matches_the_simulator():
+    stepped = (ROOT / "src" / "edgesparse" / "accel" / "array.py").read_text()
+    models_packing = "pack_two" in stepped
+    assert ("multiplies each lane separately" in README) != models_packing, \
+        "the README's sentence on the stepped simulator and the packed multiply is out of date"
+
+
+def test_every_energy_figure_in_the_readme_says_it_is_a_model():
+    for line in README.splitlines():
+        if "GOPS/W" in line and line.startswith("|"):
+            assert "45 nm ASIC model" in line, line
+
+
+def test_the_mutation_table_is_committed_and_every_mutation_caught():
+    with open(RESULTS / "mutations.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) >= 8 and {r["result"] for r in rows} == {"caught"}, [r for r in rows if r["result"] != "caught"]
