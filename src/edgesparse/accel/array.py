@@ -160,6 +160,17 @@ def run_fast(layer: LoweredLayer, x: np.ndarray, plan: LayerSchedule,
     return acc, plan.output_cycles(config)
 
 
+def _next_cycle(cycle: int, quiet: bool, thresholds: tuple) -> int:
+    """The next cycle worth clocking. While the array is empty and no weights shift, nothing changes until the DMA
+    ends a transfer or a time the DMA, loader or controller waits for comes: skip straight to it."""
+    if not quiet:
+        return cycle + 1
+    times = [np.asarray(t).ravel() for t in thresholds if t is not None]
+    later = np.concatenate(times)
+    later = later[later > cycle]
+    return int(later.min()) if len(later) else cycle + 1
+
+
 @dataclass(frozen=True)
 class LayerClock:
     """What the stepped pipelined array measured of a layer, relative to the layer's start."""
@@ -240,6 +251,10 @@ def clock_layer(layer: LoweredLayer, x: np.ndarray, shape, config: AcceleratorCo
             return cycle >= 0 if index < 2 else 0 <= released[index - 2] <= cycle
         return 0 <= unit_done[index] < cycle
 
+    def shifting_soon(at: int) -> bool:
+        """A weight load still shifts a column at cycle ``at`` (or later: its last column latches at a + R + C - 2)."""
+        return bool(load_started.any()) and int(load_at[load_started].max()) + R + C - 2 >= at
+
     cycle = min(0, boundary.dma_free)
     while True:
         if cycle > cycle_limit:
@@ -275,8 +290,7 @@ def clock_layer(layer: LoweredLayer, x: np.ndarray, shape, config: AcceleratorCo
             words[next_load] = np.stack(geometry.fold_weights(layer.values, layer.index, next_load))
             next_load += 1
         # The array: row 0's entry, skewed down the rows.
-        entry_fold = np.roll(entry_fold, 1)
-        entry_group = np.roll(entry_group, 1)
+        entry_fold[1:], entry_group[1:] = entry_fold[:-1].copy(), entry_group[:-1].copy()
         if streaming >= 0:
             entry_fold[0], entry_group[0] = streaming, cycle - stream_at[streaming]
         else:
@@ -355,7 +369,10 @@ def clock_layer(layer: LoweredLayer, x: np.ndarray, shape, config: AcceleratorCo
                     del words[int(fold)]
         if next_stream == folds and (unit_done >= 0).all() and next_item == len(queue) and in_flight is None:
             break
-        cycle += 1
+        cycle = _next_cycle(cycle, quiet=streaming < 0 and not (entry_fold >= 0).any() and not (act_fold >= 0).any()
+                            and not shifting_soon(cycle + 1),
+                            thresholds=(flight_end if in_flight is not None else None, slot_freed, released,
+                                        unit_done + 1, 0, boundary.shadow_free))
     total = max(int(unit_done.max()) + 1, dma_last)
     timing = LayerClock(total, stream_at, load_at, Boundary(dma_last - total, int(stream_at[-1]) - total))
     return acc, cycles, timing
