@@ -26,11 +26,13 @@ def export_run(run: str | Path, calibration_batches: int = 8, batch_size: int = 
 
 
 def random_sparse_model(name: str, pattern: str = "1:16", first_conv: str = "dense", num_classes: int = 1000,
-                        in_chans: int = 3, width: float = 1.0, seed: int = 0) -> nn.Module:
-    """A registry model with random weights whose masks follow ``pattern`` exactly (for hardware figures)."""
+                        in_chans: int = 3, width: float = 1.0, seed: int = 0,
+                        overrides: dict[str, str] | None = None) -> nn.Module:
+    """A registry model with random weights whose masks follow ``pattern`` (and per-layer ``overrides``) exactly
+    (for hardware figures)."""
     torch.manual_seed(seed)
     model = create_model(name, num_classes=num_classes, in_chans=in_chans, width=width)
-    pruner = DynamicPruner(model, PatternPlan(pattern, first_conv), create_importance("magnitude"),
+    pruner = DynamicPruner(model, PatternPlan(pattern, first_conv, dict(overrides or {})), create_importance("magnitude"),
                            PruningSchedule(), total_steps=1)
     pruner.finalize()
     return model.eval()
@@ -38,10 +40,10 @@ def random_sparse_model(name: str, pattern: str = "1:16", first_conv: str = "den
 
 def export_random(name: str, pattern: str = "1:16", first_conv: str = "dense", input_size: int | None = None,
                   num_classes: int = 1000, in_chans: int = 3, width: float = 1.0, seed: int = 0,
-                  calibration_images: int = 2) -> IntGraph:
+                  calibration_images: int = 2, overrides: dict[str, str] | None = None) -> IntGraph:
     """Integer graph of :func:`random_sparse_model`, calibrated on random images."""
     size = input_size or INPUT_SIZE[name]
-    model = random_sparse_model(name, pattern, first_conv, num_classes, in_chans, width, seed)
+    model = random_sparse_model(name, pattern, first_conv, num_classes, in_chans, width, seed, overrides)
     generator = torch.Generator().manual_seed(seed)
     calibration = [torch.randn(calibration_images, in_chans, size, size, generator=generator)]
     return export_model(model, calibration, (in_chans, size, size))
