@@ -6,12 +6,25 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
-from edgesparse.data import iterate_batches, load_dataset
+from edgesparse.data import ImageArrays, iterate_batches, load_dataset
 from edgesparse.models import INPUT_SIZE, create_model
-from edgesparse.quant import IntGraph, export_model
+from edgesparse.quant import IntGraph, dequantize_output, export_model, quantize_input, run_graph
 from edgesparse.sparsity import DynamicPruner, PatternPlan, PruningSchedule, create_importance
 from edgesparse.trained import load_trained
+
+
+def int8_accuracy(graph: IntGraph, data: ImageArrays, batch_size: int = 250, device: str = "cpu",
+                  progress: bool = False) -> float:
+    """Top-1 accuracy of the integer reference executor on ``data`` (the deployed int8 model)."""
+    right = 0
+    for images, labels in tqdm(iterate_batches(data, batch_size, shuffle=False, drop_last=False),
+                               desc="int8 reference", unit="batch", total=-(-len(data) // batch_size),
+                               disable=not progress):
+        logits = dequantize_output(graph, run_graph(graph, quantize_input(graph, images.cpu()), device=device))
+        right += int((logits.argmax(1) == labels.cpu().numpy()).sum())
+    return right / max(1, len(data))
 
 
 def export_run(run: str | Path, calibration_batches: int = 8, batch_size: int = 128,

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from edgesparse.accel.config import AcceleratorConfig
 from edgesparse.accel.energy import frame_energy, load_energy_table
@@ -26,7 +25,8 @@ from edgesparse.data import iterate_batches, load_dataset
 from edgesparse.errors import ConfigError
 from edgesparse.pack.inspect import stored_layers, total_stored
 from edgesparse.pack.packed import load_packed
-from edgesparse.quant import dequantize_output, quantize_input, run_graph
+from edgesparse.export_flow import int8_accuracy
+from edgesparse.quant import quantize_input, run_graph
 from edgesparse.quant.graph import IntGraph
 from edgesparse.report.published import comparison_rows
 from edgesparse.trained import load_trained
@@ -63,18 +63,13 @@ def _packed_section(graph: IntGraph, path: Path, dataset: str, test_images: int,
     pruned = [r for r in rows if r.index_bytes]
     pruned_total = total_stored(pruned) if pruned else total
     test = load_dataset(dataset, "test").subset(test_images)
-    right = 0
-    for images, labels in tqdm(iterate_batches(test, 250, shuffle=False, drop_last=False), desc="int8 reference",
-                               unit="batch", total=-(-len(test) // 250), disable=not progress):
-        logits = dequantize_output(graph, run_graph(graph, quantize_input(graph, images)))
-        right += int((logits.argmax(1) == labels.numpy()).sum())
     return {"file": str(path), "file_bytes": path.stat().st_size,
             "weights_vs_dense": total.kept_weights / total.dense_weights,
             "compression": total.dense_weights / total.kept_weights,
             "pruned_layers_compression": pruned_total.dense_weights / pruned_total.kept_weights,
             "index_overhead": pruned_total.index_bytes / pruned_total.dense_weights,
             "bytes_vs_dense_int8": total.total_bytes / total.dense_weights,
-            "int8_accuracy": right / len(test), "int8_images": len(test)}
+            "int8_accuracy": int8_accuracy(graph, test, progress=progress), "int8_images": len(test)}
 
 
 def _bit_exact(graph: IntGraph, config: AcceleratorConfig, dataset: str, images: int) -> dict[str, Any]:
