@@ -59,6 +59,7 @@ def main() -> None:
                         help="with --recipes: seed 0 chooses (validation), the others test")
     parser.add_argument("--val-split", type=int, default=5000, help="with --recipes: held-out training images")
     parser.add_argument("--test-limit", type=int, default=None, help="with --recipes: first N test images")
+    parser.add_argument("--data-dir", default=None, help="with --recipes: folder of the dataset files")
     parser.add_argument("--deadline", type=float, default=None,
                         help="with --recipes: start no run after this many seconds (the CSV keeps what finished)")
     args = parser.parse_args()

@@ -93,13 +93,14 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     epochs = task["epochs"] * (2 if RECIPES[task["recipe"]].get("x2") else 1)
     config = load_config(model=task["model"], width=task["width"], epochs=epochs, seed=task["seed"],
                          val_split=task["val_split"], train_limit=task["train_limit"],
-                         test_limit=task["test_limit"], **settings)
+                         test_limit=task["test_limit"], data_dir=task["data_dir"], **settings)
     out = run_dir(Path(task["runs"]), task["model"], task["recipe"], task["seed"], task["epochs"])
     result = train(config, out, resume=True, progress=False)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     graph = export_run(out)
     choosing = task["seed"] == CHOOSE_SEED
-    data = training_split(config)[1] if choosing else load_dataset(config.dataset, "test").subset(config.test_limit)
+    data = training_split(config)[1] if choosing else load_dataset(config.dataset, "test", config.data_dir).subset(
+        config.test_limit)
     int8 = int8_accuracy(graph, data, batch_size=500, device=device)
     first = first_conv_name(result.model)
     prunable = total_figures([row for row in result.figures if row.name != first])  # the budget's weights
@@ -213,7 +214,7 @@ def run_matrix(args: Any) -> None:
     def task(model: str, recipe: str, seed: int) -> dict[str, Any]:
         return {"model": model, "recipe": recipe, "seed": seed, "epochs": args.epochs, "width": args.width,
                 "val_split": args.val_split, "train_limit": args.train_limit, "test_limit": args.test_limit,
-                "runs": str(runs)}
+                "runs": str(runs), "data_dir": args.data_dir}
 
     pending: dict[Any, tuple[str, str, int]] = {}
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=get_context("spawn")) as pool:
