@@ -60,6 +60,8 @@ def main() -> None:
     parser.add_argument("--val-split", type=int, default=5000, help="with --recipes: held-out training images")
     parser.add_argument("--test-limit", type=int, default=None, help="with --recipes: first N test images")
     parser.add_argument("--data-dir", default=None, help="with --recipes: folder of the dataset files")
+    parser.add_argument("--summarize", action="store_true",
+                        help="with --recipes: only rewrite the summary and front of the CSV's rows")
     parser.add_argument("--deadline", type=float, default=None,
                         help="with --recipes: start no run after this many seconds (the CSV keeps what finished)")
     args = parser.parse_args()

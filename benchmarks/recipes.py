@@ -124,11 +124,14 @@ def summarize(rows: list[dict[str, Any]], epochs: int) -> dict[str, Any]:
     per model the choices (best under the 16x budget, best also within uniform 1:16's cycles), their dense
     comparators at the same total epochs, and the allocation criteria compared."""
     table: dict[str, dict[str, dict[str, Any]]] = {}
-    for row in rows:
+    for row in rows:  # a plan may differ between seeds: keep the worst compression, index and cycles of any seed
         entry = table.setdefault(row["model"], {}).setdefault(row["recipe"], {
-            "epochs_total": int(row["epochs_total"]), "compression": float(row["compression"]),
-            "index_ratio": float(row["index_ratio"]), "array_m": int(row["array_m"]), "cycles": int(row["cycles"]),
-            "test_int8": [], "test_float": []})
+            "epochs_total": int(row["epochs_total"]), "compression": float("inf"), "index_ratio": 0.0,
+            "array_m": 0, "cycles": 0, "test_int8": [], "test_float": []})
+        entry["compression"] = min(entry["compression"], float(row["compression"]))
+        entry["index_ratio"] = max(entry["index_ratio"], float(row["index_ratio"]))
+        entry["array_m"] = max(entry["array_m"], int(row["array_m"]))
+        entry["cycles"] = max(entry["cycles"], int(row["cycles"]))
         if int(row["seed"]) == CHOOSE_SEED:
             entry["val_int8"], entry["val_float"] = float(row["val_int8"]), float(row["val_float"])
         else:
@@ -167,6 +170,10 @@ def summarize(rows: list[dict[str, Any]], epochs: int) -> dict[str, Any]:
         report["allocation_criteria_val_int8"] = criteria
         report["lever_gain_val_int8_vs_uniform"] = {r: round(e["val_int8"] - base, 4) for r, e in sparse.items()
                                                     if base is not None and r != "uniform"}
+        test_base = recipes.get("uniform", {}).get("test_int8", {}).get("mean_spread")
+        report["lever_gain_test_int8_vs_uniform"] = {
+            r: round(e["test_int8"]["mean_spread"][0] - test_base[0], 4) for r, e in recipes.items()
+            if test_base and e["test_int8"]["mean_spread"] and not r.startswith("dense") and r != "uniform"}
         choices[model] = report
     return {"epochs": epochs, "recipes": table, "choices": choices}
 
@@ -198,6 +205,8 @@ def run_matrix(args: Any) -> None:
             if recipe in MODEL_RECIPES.get(model, RECIPES) for seed in seeds
             if (model, recipe, seed, epochs_total(recipe, args.epochs)) not in done
             and (not args.only or recipe in args.only)]
+    if args.only:  # the order given is the priority
+        todo.sort(key=lambda key: args.only.index(key[1]))
     started = time.perf_counter()
 
     def publish() -> None:
@@ -206,7 +215,9 @@ def run_matrix(args: Any) -> None:
         front = _front(summary)
         if front:
             write_csv(out.with_name("accuracy_front.csv"), list(front[0]), front)
-        write_json(out.with_suffix(".json"), {"command": command(), "machine": machine(),
+        recorded = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
+        commands = [c for c in recorded.get("commands", []) if c != command()] + [command()]
+        write_json(out.with_suffix(".json"), {"commands": commands, "machine": machine(),
                                               "device": _device_name(), "width": args.width,
                                               "val_split": args.val_split, "train_limit": args.train_limit,
                                               "test_limit": args.test_limit, **summary})
@@ -216,6 +227,16 @@ def run_matrix(args: Any) -> None:
                 "val_split": args.val_split, "train_limit": args.train_limit, "test_limit": args.test_limit,
                 "runs": str(runs), "data_dir": args.data_dir}
 
+    if args.summarize:  # rewrite the summary of the rows as measured, keeping where and how they were measured
+        recorded = json.loads(out.with_suffix(".json").read_text())
+        write_csv(out, COLUMNS, rows)
+        summary = summarize(rows, args.epochs)
+        front = _front(summary)
+        write_csv(out.with_name("accuracy_front.csv"), list(front[0]), front)
+        keep = {k: v for k, v in recorded.items() if k not in summary}
+        write_json(out.with_suffix(".json"), {**keep, **summary})
+        print(json.dumps(summary["choices"], indent=2))
+        return
     pending: dict[Any, tuple[str, str, int]] = {}
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=get_context("spawn")) as pool:
         while todo or pending:
