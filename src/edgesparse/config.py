@@ -98,6 +98,9 @@ class TrainConfig:
         if self.val_split < 0 or self.allocate_steps < 1:
             raise ConfigError(f"val_split must be >= 0 and allocate_steps >= 1, got {self.val_split} and "
                               f"{self.allocate_steps}")
+        if self.allocate != "none" and self.pattern == "dense":
+            raise ConfigError(f"allocate={self.allocate!r} gives every layer an N:M; it contradicts pattern 'dense' "
+                              f"(use allocate='none' for a dense run)")
         if self.checkpoint_every < 0:
             raise ConfigError(f"checkpoint_every must be 0 or positive, got {self.checkpoint_every}")
 

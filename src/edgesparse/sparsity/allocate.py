@@ -79,8 +79,7 @@ def allocate(values: Mapping[str, Mapping[BlockPattern, float]], costs: Mapping[
     for i, (total, limit) in enumerate(zip(used, limits)):
         if total > limit * (1 + 1e-9):
             raise ConfigError(f"no allocation meets the budget: even the sparsest plan (every layer at its "
-                              f"cheapest N:M, e.g. {next(iter(plan.values()))}) uses {total:,.0f} {limit_names[i]} "
-                              f"against a limit of {limit:,.0f}; lower the budget or allow a larger M (--array-m)")
+                              f"cheapest N:M) uses {total:,.0f} {limit_names[i]} against a limit of {limit:,.0f}")
     while True:
         best, best_rate = None, 0.0
         for layer, options in values.items():
@@ -174,4 +173,8 @@ def allocate_layers(criterion: str, shapes: Mapping[str, torch.Size], budget: Bu
     costs = option_costs(shapes, options, cycles[0] if cycles else None)
     limits = budget.limits(shapes.values()) + ((cycles[1],) if cycles else ())
     names = ("kept weights", "index bits") + (("cycles",) if cycles else ())
-    return allocate(values, costs, limits, names)
+    try:
+        return allocate(values, costs, limits, names)
+    except ConfigError as error:
+        raise ConfigError(f"budget {budget.compression:g}x with M up to {budget.array_m}: {error}; lower the "
+                          f"budget or allow a larger M (--array-m)") from None
