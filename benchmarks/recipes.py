@@ -7,8 +7,8 @@ is compared with the dense model trained for the same total epochs (the ``-2x`` 
 are skipped; runs resume from their checkpoints; ``--workers`` trainings share one GPU.
 
 Compression and index ratio count the prunable layers (all but the first conv), as the budget does.
-Cycles: the accelerator's analytic model (``simulate(..., mode="analytic")``) on a 16x16 array built for the
-largest M the recipe's plan uses (the dense model on the dense 16x16 array).
+Cycles: the accelerator's analytic model (``simulate(..., mode="analytic")``) on a 16x16 array (one pixel per
+cycle) built for the largest M the recipe's plan uses (the dense model on the dense 16x16 array).
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def _plan_blocks(data: dict[str, Any]) -> list[Block]:
         blocks += [
             ("text", "From `benchmarks/results/accuracy_front.csv` (`accuracy_patterns.py --recipes`): int8 test "
                      "accuracy, mean and half-range of two fresh seeds, against cycles per frame on a 16x16 array "
-                     "built for the plan's largest M (the dense model on the dense array)."),
+                     "(one pixel per cycle) built for the plan's largest M (the dense model on the dense array)."),
             _table([(c, c) for c in ("model", "point", "recipe", "compression", "array_m", "cycles",
                                      "test_int8_mean", "test_int8_spread")], front),
             ("plot", ("accuracy_vs_cycles", plots.accuracy_vs_cycles(front), "Accuracy vs cycles per frame"))]
