@@ -5,6 +5,11 @@ changes. Runs are resumable: a finished row in the CSV is kept, an interrupted r
 
     python benchmarks/accuracy_patterns.py --epochs 5          # the committed table
     python benchmarks/accuracy_patterns.py --epochs 1 --train-limit 4096 --out /tmp/quick.csv   # a smoke run
+
+``--recipes`` runs issue 13's matrix instead (:mod:`recipes`): every lever alone and together, on a validation
+split for choosing (seed 0) and on two fresh seeds for the test figures, int8 and float.
+
+    python benchmarks/accuracy_patterns.py --recipes --epochs 5 --workers 12      # on a GPU
 """
 
 from __future__ import annotations
@@ -47,7 +52,24 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="run only these PATTERN[,IMPORTANCE] entries")
     parser.add_argument("--out", type=Path, default=RESULTS / "accuracy_patterns.csv")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/accuracy_patterns"))
+    parser.add_argument("--recipes", action="store_true", help="issue 13's recipe matrix (see recipes.py)")
+    parser.add_argument("--models", nargs="*", default=["vgg16_small", "resnet18_small"], help="with --recipes")
+    parser.add_argument("--workers", type=int, default=1, help="with --recipes: concurrent training processes")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2],
+                        help="with --recipes: seed 0 chooses (validation), the others test")
+    parser.add_argument("--val-split", type=int, default=5000, help="with --recipes: held-out training images")
+    parser.add_argument("--test-limit", type=int, default=None, help="with --recipes: first N test images")
+    parser.add_argument("--data-dir", default=None, help="with --recipes: folder of the dataset files")
+    parser.add_argument("--summarize", action="store_true",
+                        help="with --recipes: only rewrite the summary and front of the CSV's rows")
+    parser.add_argument("--deadline", type=float, default=None,
+                        help="with --recipes: start no run after this many seconds (the CSV keeps what finished)")
     args = parser.parse_args()
+    if args.recipes:
+        from recipes import run_matrix
+
+        run_matrix(args)
+        return
 
     rows = read_csv(args.out)
     done = {(r["model"], r["pattern"], r["importance"], r["epochs"], r["seed"]) for r in rows}

@@ -49,7 +49,5 @@ def _tqdm_users() -> list[Path]:
     return sorted(p for p in root.rglob("*.py") if "tqdm" in p.read_text() and p.name != "progress.py")
 
 
-@pytest.mark.xfail(strict=True, reason="accel/simulate.py still calls tqdm directly: it is being rewritten for "
-                                       "issue 10; switch it to progress_bar there, then this test passes")
 def test_every_progress_bar_is_made_by_the_one_helper():
     assert _tqdm_users() == []

@@ -49,6 +49,26 @@ class TrainConfig:
     freeze: float = _opt(0.5, "fraction of training after which masks are frozen (final fine-tune)")
     update_every: int = _opt(50, "steps between mask recomputations")
     pruned_decay: float = _opt(0.0, "decay pulling pruned weights towards zero (SR-STE); 0 disables")
+    label_smoothing: float = _opt(0.0, "label smoothing of the cross-entropy loss (0 disables)")
+    val_split: int = _opt(0, "hold out the last N training images as a validation split (for choosing recipes)")
+    allocate: str = _opt("none", "layer-wise N:M under the model-wide budget: none (every layer at --pattern), "
+                                 "sensitivity (Fisher saliency after a short warm-up) or erk (Erdos-Renyi-kernel)")
+    budget: float = _opt(16.0, "allocation budget: kept weights <= 1/budget of the prunable weights and index "
+                               "bytes <= 1/(2*budget) of their dense int8 bytes")
+    array_m: int = _opt(0, "M the accelerator's select serves (a power of two); every N:M must have M dividing "
+                           "it; allocation uses M up to it (0: no check; allocation then uses M up to 16)")
+    allocate_cycles: bool = _opt(False, "allocation also keeps the analytic cycles on the 16x16 array at or "
+                                        "below uniform 1:16's")
+    allocate_steps: int = _opt(100, "warm-up steps that measure the sensitivity criterion's Fisher saliency")
+    permute: str = _opt("", "reorder input channels so N:M blocks keep more importance: '' (off), 'auto' (every "
+                            "layer whose producer can be permuted) or comma-separated layer globs")
+    permute_at: float = _opt(0.1, "fraction of training at which the channel permutation is chosen and applied")
+    teacher: str | None = _opt(None, "trained run of the same model and data whose soft targets are distilled")
+    distill_temperature: float = _opt(4.0, "distillation temperature")
+    distill_weight: float = _opt(0.5, "weight of the soft-target loss (the label loss gets 1 - weight)")
+    init: str | None = _opt(None, "trained dense run of the same model and data to start from (instead of "
+                                  "random weights)")
+    device: str = _opt("auto", "cpu, cuda, cuda:N or auto (cuda when available)")
     channels_last: bool = _opt(True, "channels-last memory format (faster convolutions on CPU)")
     checkpoint_every: int = _opt(0, "also checkpoint every N steps (0: only at the end of each epoch)")
 
@@ -66,6 +86,21 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be at least 1 when given, got {value}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise ConfigError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
+        if self.distill_temperature <= 0:
+            raise ConfigError(f"distill_temperature must be positive, got {self.distill_temperature}")
+        if not 0.0 <= self.permute_at <= self.freeze:
+            raise ConfigError(f"permute_at must lie in [0, freeze={self.freeze}] (masks are frozen after), "
+                              f"got {self.permute_at}")
+        if self.val_split < 0 or self.allocate_steps < 1:
+            raise ConfigError(f"val_split must be >= 0 and allocate_steps >= 1, got {self.val_split} and "
+                              f"{self.allocate_steps}")
+        if self.allocate != "none" and self.pattern == "dense":
+            raise ConfigError(f"allocate={self.allocate!r} gives every layer an N:M; it contradicts pattern 'dense' "
+                              f"(use allocate='none' for a dense run)")
         if self.checkpoint_every < 0:
             raise ConfigError(f"checkpoint_every must be 0 or positive, got {self.checkpoint_every}")
 

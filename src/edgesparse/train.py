@@ -23,7 +23,9 @@ from torch.nn.utils import parametrize
 from edgesparse.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
 from edgesparse.config import TrainConfig
 from edgesparse.data import ImageArrays, iterate_batches, load_dataset, steps_per_epoch
+from edgesparse.allocation_flow import allocation_plan
 from edgesparse.errors import CheckpointError, ConfigError
+from edgesparse.levers import distillation_loss, load_reference_run, permute_training_state
 from edgesparse.models import INPUT_SIZE, create_model
 from edgesparse.progress import progress_bar
 from edgesparse.sparsity import (
@@ -36,9 +38,11 @@ from edgesparse.sparsity import (
     total_figures,
     verify_pattern,
 )
+from edgesparse.sparsity.allocate import check_runs_on
+from edgesparse.sparsity.permute import find_chains
 
 # Config keys that may differ between a checkpoint and the run resuming it without changing the result.
-_RESUMABLE_CHANGES = {"data_dir", "checkpoint_every"}
+_RESUMABLE_CHANGES = {"data_dir", "checkpoint_every", "device"}
 
 
 @dataclass
@@ -53,6 +57,7 @@ class TrainResult:
     out_dir: Path
     steps: int
     seconds: float
+    val_accuracy: float | None = None
 
 
 @dataclass
@@ -84,9 +89,35 @@ def build_model(config: TrainConfig, data: ImageArrays) -> nn.Module:
     return create_model(config.model, num_classes=data.classes, in_chans=data.channels, width=config.width)
 
 
-def build_pruner(config: TrainConfig, model: nn.Module, total_steps: int) -> DynamicPruner:
-    """Attach masks for the configured pattern plan to ``model``."""
-    plan = PatternPlan(config.pattern, config.first_conv, dict(config.overrides))
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; anything else as torch spells it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}: use cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but this machine has no CUDA GPU")
+    return device
+
+
+def training_split(config: TrainConfig) -> tuple[ImageArrays, ImageArrays | None]:
+    """(training images, validation images or None): the validation split is the training set's last
+    ``val_split`` images, held out before ``train_limit`` applies."""
+    data = load_dataset(config.dataset, "train", config.data_dir)
+    if not config.val_split:
+        return data.subset(config.train_limit), None
+    train_part, val_part = data.split(config.val_split)
+    return train_part.subset(config.train_limit), val_part
+
+
+def build_pruner(config: TrainConfig, model: nn.Module, total_steps: int,
+                 allocated: dict[str, str] | None = None) -> DynamicPruner:
+    """Attach masks for the configured pattern plan (an allocated plan under the explicit overrides) to ``model``."""
+    plan = PatternPlan(config.pattern, config.first_conv, {**(allocated or {}), **config.overrides})
+    if config.array_m:
+        check_runs_on(plan.assign(model), config.array_m)
     schedule = PruningSchedule(config.prune_start, config.prune_end, config.freeze, config.update_every)
     return DynamicPruner(model, plan, create_importance(config.importance), schedule, total_steps,
                          config.pruned_decay)
@@ -97,14 +128,14 @@ def evaluate(model: nn.Module, data: ImageArrays, channels_last: bool = False, b
     """Top-1 accuracy of ``model`` on ``data``."""
     was_training = model.training
     model.eval()
-    correct = 0
+    correct = torch.zeros((), dtype=torch.int64, device=data.images.device)
     with parametrize.cached():
         for images, labels in iterate_batches(data, batch_size, shuffle=False, drop_last=False):
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            correct += int((model(images).argmax(1) == labels).sum())
+            correct += (model(images).argmax(1) == labels).sum()
     model.train(was_training)
-    return correct / max(1, len(data))
+    return int(correct) / max(1, len(data))
 
 
 def _check_resumable(saved: dict[str, Any], config: TrainConfig) -> None:
@@ -113,6 +144,24 @@ def _check_resumable(saved: dict[str, Any], config: TrainConfig) -> None:
     if differ:
         detail = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {mine.get(k)!r}" for k in differ)
         raise CheckpointError(f"cannot resume: the config changed ({detail}); use a new output folder")
+
+
+def _write_json(path: Path, payload: Any, main: bool) -> None:
+    if main:
+        atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
+
+
+def _allocated_plan(config: TrainConfig, model: nn.Module, data: ImageArrays, out_dir: Path, resume: bool,
+                    main: bool) -> dict[str, str] | None:
+    """The layer-wise plan of ``config.allocate`` (None when off), measured once and kept in ``plan.json``."""
+    if config.allocate == "none":
+        return None
+    path = out_dir / "plan.json"
+    if resume and path.exists():
+        return json.loads(path.read_text())
+    plan = allocation_plan(config, model, data)
+    _write_json(path, plan, main)
+    return plan
 
 
 def _append_metrics(path: Path, record: dict[str, Any]) -> None:
@@ -133,9 +182,14 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, pro
     out_dir = Path(out_dir)
     world = _init_distributed()
     started = time.perf_counter()
+    device = resolve_device(config.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     torch.manual_seed(config.seed)
-    train_data = load_dataset(config.dataset, "train", config.data_dir).subset(config.train_limit)
+    train_data, val_data = training_split(config)
     test_data = load_dataset(config.dataset, "test", config.data_dir).subset(config.test_limit)
+    train_data, test_data = train_data.to(device), test_data.to(device)
+    val_data = val_data.to(device) if val_data is not None else None
     per_epoch = steps_per_epoch(len(train_data), config.batch_size, world.world_size)
     if per_epoch < 1:
         raise ConfigError(f"{len(train_data)} training images make no full batch of {config.batch_size} "
@@ -145,7 +199,17 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, pro
     model = build_model(config, train_data)
     model_args = {"name": config.model, "num_classes": train_data.classes, "in_chans": train_data.channels,
                   "width": config.width}
-    pruner = build_pruner(config, model, total_steps)
+    if config.init is not None:
+        model.load_state_dict(load_reference_run(config.init, config, "init", dense=True).state_dict())
+    model = model.to(device)
+    teacher = None
+    if config.teacher is not None:
+        teacher = load_reference_run(config.teacher, config, "teacher").to(device).eval()
+        if config.channels_last:
+            teacher = teacher.to(memory_format=torch.channels_last)
+    chains = find_chains(model, config.permute) if config.permute else []
+    allocated = _allocated_plan(config, model, train_data, out_dir, resume, world.main)
+    pruner = build_pruner(config, model, total_steps, allocated)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -173,7 +237,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, pro
         metrics_path.unlink(missing_ok=True)
 
     net = nn.parallel.DistributedDataParallel(model) if world.world_size > 1 else model
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    permute_step = round(config.permute_at * total_steps) if chains else -1
 
     def checkpoint() -> None:
         if world.main:
@@ -188,32 +253,43 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, pro
     test_accuracy = None
     while step < total_steps:
         epoch, skip = divmod(step, per_epoch)
-        running_loss, running_correct, seen = 0.0, 0, 0
+        # running figures stay on the device: no host round trip per step
+        running_loss = torch.zeros((), device=device)
+        running_correct = torch.zeros((), dtype=torch.int64, device=device)
+        seen = 0
         for images, labels in iterate_batches(train_data, config.batch_size, shuffle=True, seed=config.seed,
                                               epoch=epoch, rank=world.rank, world_size=world.world_size,
                                               skip=skip, flip=config.flip):
+            if step == permute_step:
+                _write_json(out_dir / "permutation.json", permute_training_state(model, chains, pruner, optimizer),
+                            world.main)
             if config.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             logits = net(images)
-            loss = loss_fn(logits, labels)
+            if teacher is None:
+                loss = loss_fn(logits, labels)
+            else:
+                with torch.no_grad():
+                    teacher_logits = teacher(images)
+                loss = distillation_loss(logits, teacher_logits, labels, config.distill_temperature,
+                                         config.distill_weight, config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             pruner.step()
             step += 1
-            running_loss += loss.item() * len(labels)
-            running_correct += int((logits.argmax(1) == labels).sum())
+            running_loss += loss.detach() * len(labels)
+            running_correct += (logits.argmax(1) == labels).sum()
             seen += len(labels)
             bar.update(1)
-            bar.set_postfix(loss=f"{running_loss / seen:.3f}", density=f"{pruner.density():.3f}", refresh=False)
             if config.checkpoint_every and step % config.checkpoint_every == 0 and step % per_epoch:
                 checkpoint()
         test_accuracy = evaluate(model, test_data, config.channels_last)
         if world.main:
             _append_metrics(metrics_path, {
                 "epoch": epoch + 1, "step": step, "lr": scheduler.get_last_lr()[0],
-                "train_loss": running_loss / max(1, seen), "train_acc": running_correct / max(1, seen),
+                "train_loss": float(running_loss) / max(1, seen), "train_acc": int(running_correct) / max(1, seen),
                 "test_acc": test_accuracy, "density": pruner.density(), "frozen": pruner.frozen,
                 "seconds": round(time.perf_counter() - started, 2)})
             bar.write(f"epoch {epoch + 1}/{config.epochs}: test accuracy {test_accuracy:.4f}, "
@@ -227,15 +303,16 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, pro
     total = total_figures(figures)
     if test_accuracy is None:  # resumed a run that had already finished
         test_accuracy = evaluate(model, test_data, config.channels_last)
+    val_accuracy = evaluate(model, val_data, config.channels_last) if val_data is not None else None
     result = TrainResult(model, test_accuracy, total.compression, float(total.index_ratio), figures, out_dir, step,
-                         time.perf_counter() - started)
+                         time.perf_counter() - started, val_accuracy)
     rows = [row.as_row() for row in figures]
     if world.main:
         save_checkpoint(out_dir / "final.pt", {"config": config.to_dict(), "step": step, "model_args": model_args,
                                                 "patterns": pruner.state_dict()["patterns"],
                                                 "model": model.state_dict(), "figures": rows,
-                                                "test_acc": test_accuracy})
-        summary = {"test_acc": test_accuracy, "compression": total.compression, "index_ratio": float(total.index_ratio),
+                                                "test_acc": test_accuracy, "val_acc": val_accuracy})
+        summary = {"test_acc": test_accuracy, "val_acc": val_accuracy, "allocated": allocated, "compression": total.compression, "index_ratio": float(total.index_ratio),
                    "steps": step, "seconds": round(result.seconds, 2), "config": config.to_dict(),
                    "figures": rows}
         atomic_write_bytes(out_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())

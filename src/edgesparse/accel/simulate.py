@@ -16,7 +16,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm import tqdm
 
 from edgesparse.accel.array import clock_layer, run_fast, run_stepped
 from edgesparse.accel.config import AcceleratorConfig
@@ -25,6 +24,7 @@ from edgesparse.accel.mapping import lower, slots_for
 from edgesparse.accel.residency import plan_maps
 from edgesparse.accel.schedule import Boundary, LayerSchedule, prologue_bytes, schedule_layer
 from edgesparse.errors import AcceleratorError
+from edgesparse.progress import progress_bar
 from edgesparse.quant.fixedpoint import requantize
 from edgesparse.quant.graph import INPUT, IntGraph, IntOp
 from edgesparse.quant.reference import run_op
@@ -178,8 +178,8 @@ def simulate(graph: IntGraph, config: AcceleratorConfig, mode: str = "fast", ima
     execute = run_stepped if mode == "stepped" else run_fast
     previous: LayerSchedule | None = None
     boundary = stepped_boundary = Boundary()
-    for op, shape in tqdm(plan_network(graph, config), desc=f"{mode} {config.describe()}", unit="op",
-                          disable=not progress):
+    for op, shape in progress_bar(plan_network(graph, config), desc=f"{mode} {config.describe()}", unit="op",
+                                  disable=not progress):
         if shape is None:
             extra = int(math.prod(shapes[op.inputs[1]])) if op.kind == "add" and config.classic else 0
             layers.append(LayerResult(op.name, op.kind, clock, 0, extra))

@@ -19,24 +19,28 @@ from edgesparse.quant.graph import INPUT, IntGraph, IntOp
 _EXACT_LIMIT = 2**53
 
 
-def _accumulate_conv(x: np.ndarray, op: IntOp) -> np.ndarray:
+def _exact(array: np.ndarray, device: str) -> torch.Tensor:
+    return torch.from_numpy(array.astype(np.float64)).to(device)
+
+
+def _accumulate_conv(x: np.ndarray, op: IntOp, device: str = "cpu") -> np.ndarray:
     weight = op.arrays["weight"]
     bound = weight.shape[1] * weight.shape[2] * weight.shape[3] * 128 * 128
     if bound >= _EXACT_LIMIT:
         raise QuantError(f"op {op.name!r}: {bound} exceeds the exact accumulation range")
-    acc = F.conv2d(torch.from_numpy(x.astype(np.float64)), torch.from_numpy(weight.astype(np.float64)),
-                   stride=tuple(op.attrs["stride"]), padding=tuple(op.attrs["padding"]))
-    return acc.numpy().astype(np.int64) + op.arrays["bias"].astype(np.int64).reshape(1, -1, 1, 1)
+    with torch.backends.cudnn.flags(enabled=False):  # cuDNN may pick FFT/Winograd; im2col + GEMM sums exactly
+        acc = F.conv2d(_exact(x, device), _exact(weight, device), stride=tuple(op.attrs["stride"]),
+                       padding=tuple(op.attrs["padding"]))
+    return acc.cpu().numpy().astype(np.int64) + op.arrays["bias"].astype(np.int64).reshape(1, -1, 1, 1)
 
 
-def _accumulate_linear(x: np.ndarray, op: IntOp) -> np.ndarray:
-    weight = op.arrays["weight"]
-    acc = torch.from_numpy(x.astype(np.float64)) @ torch.from_numpy(weight.astype(np.float64)).T
-    return acc.numpy().astype(np.int64) + op.arrays["bias"].astype(np.int64).reshape(1, -1)
+def _accumulate_linear(x: np.ndarray, op: IntOp, device: str = "cpu") -> np.ndarray:
+    acc = _exact(x, device) @ _exact(op.arrays["weight"], device).T
+    return acc.cpu().numpy().astype(np.int64) + op.arrays["bias"].astype(np.int64).reshape(1, -1)
 
 
-def _weighted(op: IntOp, x: np.ndarray) -> np.ndarray:
-    acc = _accumulate_conv(x, op) if op.kind == "conv" else _accumulate_linear(x, op)
+def _weighted(op: IntOp, x: np.ndarray, device: str = "cpu") -> np.ndarray:
+    acc = _accumulate_conv(x, op, device) if op.kind == "conv" else _accumulate_linear(x, op, device)
     if not op.requant:
         return acc
     return requantize(acc, op.arrays["m"], op.arrays["shift"], relu=bool(op.attrs.get("relu")))
@@ -67,10 +71,10 @@ def _add(op: IntOp, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum(out, 0).astype(np.int8) if op.attrs.get("relu") else out
 
 
-def run_op(op: IntOp, inputs: list[np.ndarray]) -> np.ndarray:
-    """Execute one op on its int8 inputs."""
+def run_op(op: IntOp, inputs: list[np.ndarray], device: str = "cpu") -> np.ndarray:
+    """Execute one op on its int8 inputs (``device`` runs the exact float64 accumulations, e.g. on a GPU)."""
     if op.kind in ("conv", "linear"):
-        return _weighted(op, inputs[0])
+        return _weighted(op, inputs[0], device)
     if op.kind == "maxpool":
         return _maxpool(op, inputs[0])
     if op.kind == "avgpool":
@@ -93,8 +97,12 @@ def quantize_input(graph: IntGraph, images: np.ndarray | torch.Tensor) -> np.nda
     return quantize_tensor(images, graph.input_scale)
 
 
-def run_graph(graph: IntGraph, x: np.ndarray, keep: bool = False) -> np.ndarray | dict[str, np.ndarray]:
-    """Run the graph on int8 input ``x``; return the output (int32 logits or int8), or every tensor."""
+def run_graph(graph: IntGraph, x: np.ndarray, keep: bool = False,
+              device: str = "cpu") -> np.ndarray | dict[str, np.ndarray]:
+    """Run the graph on int8 input ``x``; return the output (int32 logits or int8), or every tensor.
+
+    ``device`` runs the float64 accumulations there (exact on any device: every partial sum is an integer
+    below 2^53); everything else stays int64 numpy."""
     if x.dtype != np.int8:
         raise QuantError(f"the integer graph takes int8 input, got {x.dtype}")
     tensors: dict[str, np.ndarray] = {INPUT: x}
@@ -103,7 +111,7 @@ def run_graph(graph: IntGraph, x: np.ndarray, keep: bool = False) -> np.ndarray 
         for name in op.inputs:
             users[name] = users.get(name, 0) + 1
     for op in graph.ops:
-        tensors[op.name] = run_op(op, [tensors[name] for name in op.inputs])
+        tensors[op.name] = run_op(op, [tensors[name] for name in op.inputs], device)
         if not keep:
             for name in op.inputs:
                 users[name] -= 1

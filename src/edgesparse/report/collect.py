@@ -23,11 +23,13 @@ from edgesparse.accel.metrics import compare_networks, hardware_figures, pareto_
 from edgesparse.accel.simulate import simulate
 from edgesparse.data import iterate_batches, load_dataset
 from edgesparse.errors import ConfigError
+from edgesparse.export_flow import int8_accuracy
 from edgesparse.pack.inspect import stored_layers, total_stored
 from edgesparse.pack.packed import load_packed
-from edgesparse.quant import dequantize_output, quantize_input, run_graph
+from edgesparse.quant import quantize_input, run_graph
 from edgesparse.quant.graph import IntGraph
 from edgesparse.report.published import comparison_rows
+from edgesparse.sparsity import layer_figures
 from edgesparse.trained import load_trained
 from edgesparse.progress import progress_bar
 
@@ -56,6 +58,22 @@ def _accuracy_points(runs: dict[str, dict[str, Any]], benchmark_csv: Path | None
     return points
 
 
+def _plan_rows(trained_model: Any, demo_layers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per layer of the trained model: its N:M, dense and kept weights, and cycles on the report's array."""
+    cycles = {layer["name"]: layer["cycles"] for layer in demo_layers}
+    return [{"name": row.name, "pattern": row.pattern, "dense_weights": row.dense_weights,
+             "kept_weights": row.kept_weights, "cycles": cycles.get(row.name)} for row in layer_figures(trained_model)]
+
+
+def _front_rows(benchmark_csv: Path | None) -> list[dict[str, str]]:
+    """The accuracy-vs-cycles front that ``accuracy_patterns.py --recipes`` writes beside the accuracy CSV."""
+    path = benchmark_csv.with_name("accuracy_front.csv") if benchmark_csv is not None else None
+    if path is None or not path.exists():
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 def _packed_section(graph: IntGraph, path: Path, dataset: str, test_images: int,
                     progress: bool) -> dict[str, Any]:
     rows = stored_layers(graph)
@@ -63,19 +81,13 @@ def _packed_section(graph: IntGraph, path: Path, dataset: str, test_images: int,
     pruned = [r for r in rows if r.index_bytes]
     pruned_total = total_stored(pruned) if pruned else total
     test = load_dataset(dataset, "test").subset(test_images)
-    right = 0
-    for images, labels in progress_bar(iterate_batches(test, 250, shuffle=False, drop_last=False),
-                                       desc="int8 reference", unit="batch", total=-(-len(test) // 250),
-                                       disable=not progress):
-        logits = dequantize_output(graph, run_graph(graph, quantize_input(graph, images)))
-        right += int((logits.argmax(1) == labels.numpy()).sum())
     return {"file": str(path), "file_bytes": path.stat().st_size,
             "weights_vs_dense": total.kept_weights / total.dense_weights,
             "compression": total.dense_weights / total.kept_weights,
             "pruned_layers_compression": pruned_total.dense_weights / pruned_total.kept_weights,
             "index_overhead": pruned_total.index_bytes / pruned_total.dense_weights,
             "bytes_vs_dense_int8": total.total_bytes / total.dense_weights,
-            "int8_accuracy": right / len(test), "int8_images": len(test)}
+            "int8_accuracy": int8_accuracy(graph, test, progress=progress), "int8_images": len(test)}
 
 
 def _bit_exact(graph: IntGraph, config: AcceleratorConfig, dataset: str, images: int) -> dict[str, Any]:
@@ -133,6 +145,7 @@ def collect_report(sparse_run: Path, dense_run: Path | None, packed: Path, confi
         "accuracy_points": _accuracy_points(runs, benchmark_csv), "packed": packed_section,
         "bit_exact": exact, "demo_figures": demo.as_row(), "demo_layers": demo_layers, "demo_energy_uj": demo_energy,
         "networks": network_rows, "comparison": comparison, "sweep": sweep_rows,
+        "plan": _plan_rows(trained.model, demo_layers), "accuracy_front": _front_rows(benchmark_csv),
         "energy_table": {"path": table.path, "sources": table.sources, "rows": table.rows(config)},
         "resource_source": demo.resource_source,
     }
@@ -162,8 +175,9 @@ def summarize(data: dict[str, Any]) -> dict[str, Any]:
 def format_summary(summary: dict[str, Any]) -> str:
     """The demo's closing lines."""
     dense = summary["accuracy_dense"]
-    lines = [f"accuracy: dense {100 * dense:.2f}% vs sparse {100 * summary['accuracy_sparse']:.2f}% (float), "
-             f"int8 {100 * summary['int8_accuracy']:.2f}%" if dense is not None else
+    lines = [f"accuracy: dense {100 * dense:.2f}% vs sparse {100 * summary['accuracy_sparse']:.2f}% (float, gap "
+             f"{100 * (summary['accuracy_sparse'] - dense):+.2f} pt), sparse int8 {100 * summary['int8_accuracy']:.2f}%"
+             if dense is not None else
              f"accuracy: sparse {100 * summary['accuracy_sparse']:.2f}% (float), int8 "
              f"{100 * summary['int8_accuracy']:.2f}%",
              f"compression: {summary['compression']:.2f}x fewer weights ({summary['pruned_layers_compression']:.2f}x "

@@ -191,3 +191,24 @@ def layout_problems(figure: Any) -> list[str]:
         if box.x0 < bounds.x0 - 1 or box.y0 < bounds.y0 - 1 or box.x1 > bounds.x1 + 1 or box.y1 > bounds.y1 + 1:
             problems.append(f"text {text.get_text()[:40]!r} reaches outside the figure")
     return problems
+
+
+def accuracy_vs_cycles(points: Sequence[dict[str, Any]]) -> bytes:
+    """int8 test accuracy (mean, with the seeds' half-range) against cycles per frame on the array, per model."""
+    figure, axes = plt.subplots(figsize=(8.4, 4.2))
+    for model in sorted({p["model"] for p in points}):
+        chosen = sorted((p for p in points if p["model"] == model), key=lambda p: float(p["cycles"]))
+        axes.errorbar([float(p["cycles"]) for p in chosen], [100 * float(p["test_int8_mean"]) for p in chosen],
+                      yerr=[100 * float(p["test_int8_spread"]) for p in chosen], marker="o", capsize=3, label=model)
+        for point in chosen:
+            axes.annotate(f"{point['point']} ({float(point['compression']):.1f}x, M={point['array_m']})",
+                          (float(point["cycles"]), 100 * float(point["test_int8_mean"])), fontsize=7,
+                          xytext=(4, 4), textcoords="offset points")
+    axes.set_xscale("log")
+    axes.set_xlabel("cycles per frame on the 16x16 array (analytic model, log)")
+    axes.set_ylabel("int8 test accuracy (%)")
+    _plain_log_ticks(axes.xaxis)
+    _title(axes, "Accuracy vs cycles: dense, uniform 1:16, allocated at 16x, a 32x budget", 8.4)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    return _png(figure)

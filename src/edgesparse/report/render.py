@@ -39,6 +39,25 @@ FIGURE_COLUMNS = [("model", "model"), ("array", "array"), ("pattern", "pattern")
                   ("gops_per_dsp", "GOPS/DSP"), ("dram_mb", "DRAM MB")]
 
 
+def _plan_blocks(data: dict[str, Any]) -> list[Block]:
+    """The sparse run's N:M per layer (weights, cycles) and the committed accuracy-vs-cycles front."""
+    blocks: list[Block] = [
+        ("text", "Every layer's N:M (a layer-wise plan, or the uniform pattern), its weights and its cycles on the "
+                 "report's array."),
+        _table([("name", "layer"), ("pattern", "N:M"), ("dense_weights", "dense weights"),
+                ("kept_weights", "kept weights"), ("cycles", "cycles")], data.get("plan", []))]
+    front = data.get("accuracy_front", [])
+    if front:
+        blocks += [
+            ("text", "From `benchmarks/results/accuracy_front.csv` (`accuracy_patterns.py --recipes`): int8 test "
+                     "accuracy, mean and half-range of two fresh seeds, against cycles per frame on a 16x16 array "
+                     "(one pixel per cycle) built for the plan's largest M (the dense model on the dense array)."),
+            _table([(c, c) for c in ("model", "point", "recipe", "compression", "array_m", "cycles",
+                                     "test_int8_mean", "test_int8_spread")], front),
+            ("plot", ("accuracy_vs_cycles", plots.accuracy_vs_cycles(front), "Accuracy vs cycles per frame"))]
+    return blocks
+
+
 def sections(data: dict[str, Any]) -> list[tuple[str, list[Block]]]:
     """The report's content, independent of the output format."""
     from edgesparse.report.collect import format_summary
@@ -107,6 +126,7 @@ def sections(data: dict[str, Any]) -> list[tuple[str, list[Block]]]:
                  f"energy excluded):"),
         _table([("name", "layer")] + [(a, a) for a in ("mac", "select", "registers", "weight_buffer", "input_buffer",
                                                        "output_buffer", "dram")], data["demo_energy_uj"])]))
+    out.append(("Layer-wise plan and the accuracy-vs-cycles front", _plan_blocks(data)))
     comparison = data["comparison"]
     out.append(("Against published accelerators", [
         ("text", "Published figures as `shared/reference/published_accelerators.csv` gives them, with its status "

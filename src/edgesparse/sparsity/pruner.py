@@ -61,6 +61,11 @@ class PruningSchedule:
         return min(1.0, max(0.0, (step - begin) / (finish - begin)))
 
 
+def first_conv_name(model: nn.Module) -> str | None:
+    """The first Conv2d of ``model`` (its few input channels rarely fill a block: kept dense by default)."""
+    return next((name for name, module in prunable_layers(model) if isinstance(module, nn.Conv2d)), None)
+
+
 @dataclass
 class PatternPlan:
     """Which pattern each layer follows: a default, the first conv's own, and name overrides (fnmatch globs)."""
@@ -78,7 +83,7 @@ class PatternPlan:
         for glob in self.overrides:
             if not any(fnmatch.fnmatchcase(name, glob) for name in names):
                 raise ConfigError(f"pattern override {glob!r} matches no layer; layers are: {', '.join(names)}")
-        first_conv = next((name for name, module in layers if isinstance(module, nn.Conv2d)), None)
+        first_conv = first_conv_name(model)
         plan: dict[str, Pattern] = {}
         for name, _ in layers:
             spec = self.default
@@ -201,4 +206,5 @@ class DynamicPruner:
         self.steps = int(state["steps"])
         self.frozen = bool(state["frozen"])
         self.total_steps = int(state["total_steps"])
-        self.importance.load_state_dict(state["importance_state"])
+        self.importance.load_state_dict({name: average.to(self.weights[name].device)
+                                         for name, average in state["importance_state"].items()})
