@@ -8,7 +8,8 @@ import torch
 from edgesparse.accel import AcceleratorConfig, lower
 from edgesparse.accel.array import run_fast, run_stepped
 from edgesparse.accel.packing import pack_two
-from edgesparse.accel.schedule import LayerShape, schedule_layer, tile_pixels
+from edgesparse.accel.geometry import tile_pixels
+from edgesparse.accel.schedule import LayerShape, schedule_layer
 from edgesparse.accel.simulate import _post_process
 from edgesparse.errors import AcceleratorError
 from edgesparse.quant.fixedpoint import quantize_multipliers
@@ -149,9 +150,9 @@ def test_buffers_that_barely_fit_give_the_smallest_tiles():
 
 
 def test_a_dram_bound_schedule_matches_the_hand_count():
-    """Dense 2x2 array, 1 byte per cycle, a 1x1 conv of 4 -> 2 channels on one pixel: two row folds of 4 weight
+    """The classic array (the pipelined one has its own hand count in tests/test_accel.py). Dense 2x2 array, 1 byte per cycle, a 1x1 conv of 4 -> 2 channels on one pixel: two row folds of 4 weight
     bytes; the second also writes the 2 int8 outputs, so its load (6 cycles) outlasts the first fold (5 cycles)."""
-    config = AcceleratorConfig(rows=2, cols=2, m=1, n=1, dram_bytes_per_cycle=1)
+    config = AcceleratorConfig(rows=2, cols=2, m=1, n=1, dram_bytes_per_cycle=1, classic=True)
     shape = LayerShape("hand", 4, 2, (1, 1), (4, 1, 1), (1, 1), (1, 1), 8)
     plan = schedule_layer(shape, config)
     prologue = 4 + 4  # the first fold's weights and the pixel's 4 input bytes

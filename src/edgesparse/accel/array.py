@@ -26,8 +26,18 @@ import torch
 from edgesparse.accel.config import AcceleratorConfig
 from edgesparse.accel.geometry import INPUT, OUTPUT, WEIGHTS, fold_geometry, transfer_cycles
 from edgesparse.accel.mapping import LoweredLayer, activation_blocks
+from edgesparse.accel.packing import pack_two
 from edgesparse.accel.schedule import Boundary, LayerSchedule
 from edgesparse.errors import AcceleratorError
+
+
+def lane_products(weights: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """Every PE's products ``[R, C, P]`` of its weight ``[R, C]`` and its selected activations ``[R, C, P]``: one
+    product per lane, or with two lanes both from one packed multiply, as the PE computes them."""
+    if chosen.shape[-1] == 1:
+        return weights[..., None] * chosen
+    low, high = pack_two(weights, chosen[..., 0], chosen[..., 1])
+    return np.stack([low, high], axis=-1)
 
 
 @dataclass(frozen=True)
@@ -136,7 +146,7 @@ def clock_fold(fold_w: np.ndarray, fold_i: np.ndarray, acts: np.ndarray, config:
         act_reg[live, 0] = lanes[group[live], row_index[live]]
         chosen = np.take_along_axis(act_reg, index_reg[:, :, None, None], axis=3)[..., 0]  # [R, C, P]
         above = np.concatenate([np.zeros((1, C, P), dtype=np.int64), psum_reg[:-1]])
-        psum_reg = above + weight_reg[..., None] * chosen  # partial sums move one PE down
+        psum_reg = above + lane_products(weight_reg, chosen)  # partial sums move one PE down
         leaving = stream - (R - 1) - columns  # the group whose sums leave column j now
         valid = (leaving >= 0) & (leaving < groups)
         out[leaving[valid], :, columns[valid]] = psum_reg[R - 1, valid]
@@ -324,7 +334,7 @@ def clock_layer(layer: LoweredLayer, x: np.ndarray, shape, config: AcceleratorCo
             pe_seg = seg_rows[np.maximum(act_fold, 0)]
             above = np.concatenate([np.zeros((1, C, P), dtype=np.int64), psum_reg[:-1]])
             above[(rows.reshape(-1, 1) % pe_seg) == 0] = 0  # a segment's top row starts a new chain
-            psum_reg = above + active_w[..., None] * chosen
+            psum_reg = above + lane_products(active_w, chosen)
             bottom = ((rows.reshape(-1, 1) % pe_seg) == pe_seg - 1) & (act_fold >= 0)
             bottom &= columns < geometry.cols_in[col_fold_of[np.maximum(act_fold, 0)]]
             leaving = bottom[..., None] & (act_pixel >= 0)
