@@ -54,11 +54,13 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["vgg16", "resnet50"])
     args = parser.parse_args()
     rows, cols = parse_array(args.array)
-    sparse_config = AcceleratorConfig(rows, cols, 16, 1, args.clock_mhz)
-    dense_config = sparse_config.dense_twin()
+    designs = {"classic 1 px/cycle": AcceleratorConfig(rows, cols, 16, 1, args.clock_mhz, classic=True),
+               "pipelined 2 px/cycle, 4 segments": AcceleratorConfig(rows, cols, 16, 1, args.clock_mhz,
+                                                                     pixels_per_cycle=2, segments=4)}
 
     summary, per_layer = [], []
-    for name in args.models:
+    for (name, (design, sparse_config)) in ((n, d) for n in args.models for d in designs.items()):
+        dense_config = sparse_config.dense_twin()
         graph = shape_graph(name, "1:16")
         results = {label: simulate(graph, config, "analytic")
                    for label, config in (("dense", dense_config), ("1:16", sparse_config))}
@@ -68,7 +70,8 @@ def main() -> None:
             speedup = results["dense"].total_cycles / result.total_cycles
             missed = missed_targets(name, label, speedup, weighted)
             summary.append({
-                "model": f"{name}-224", "array": f"{args.array} {label}", "clock_mhz": args.clock_mhz,
+                "model": f"{name}-224", "design": design, "array": f"{args.array} {label}",
+                "clock_mhz": args.clock_mhz,
                 "cycles": result.total_cycles, "fps": f"{result.fps:.2f}",
                 "pe_utilization": f"{result.pe_utilization:.3f}", "conv_cin64_utilization": f"{weighted:.3f}",
                 "conv_cin64_lowest": f"{lowest:.3f}",
@@ -82,16 +85,17 @@ def main() -> None:
                 continue
             shape = layer.schedule.shape
             per_layer.append({
-                "model": f"{name}-224", "layer": layer.name, "kind": layer.kind, "cin": shape.in_chw[0],
+                "model": f"{name}-224", "design": design, "layer": layer.name, "kind": layer.kind, "cin": shape.in_chw[0],
                 "cout": shape.cout, "pixels": shape.pixels, "rows_needed": shape.rows_needed,
                 "folds": layer.schedule.folds, "tiles": layer.schedule.tiles, "cycles_1of16": layer.cycles,
                 "stall_cycles": layer.schedule.stall_cycles, "cycles_dense": dense_layers[layer.name].cycles,
                 "speedup": f"{dense_layers[layer.name].cycles / layer.cycles:.2f}",
                 "pe_utilization": f"{layer.pe_utilization(sparse_config):.3f}"})
     write_csv(RESULTS / "accel_layers.csv", list(per_layer[0]), per_layer)
-    missed = [f"{row['model']} {row['array']}: {row['targets'][len('MISSED: '):]}" for row in summary
+    missed = [f"{row['model']} {row['design']} {row['array']}: {row['targets'][len('MISSED: '):]}" for row in summary
               if row["targets"] != "met"]
-    publish("accel_networks", summary, config=asdict(sparse_config), targets=TARGETS, missed=missed)
+    publish("accel_networks", summary, configs={d: asdict(c) for d, c in designs.items()}, targets=TARGETS,
+            missed=missed)
     for line in missed:
         print(f"MISSED {line}")
 

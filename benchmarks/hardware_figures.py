@@ -52,11 +52,14 @@ def main() -> None:
     print(f"energy table {table.path}:")
     print_table(["action", "energy", "status", "source"], table.rows(base))
     rows = []
-    for lanes in (1, 2):
-        config = replace(base, pixels_per_cycle=lanes)
+    designs = [("classic", replace(base, pixels_per_cycle=1, classic=True)),
+               ("classic", replace(base, pixels_per_cycle=2, classic=True)),
+               ("pipelined, 4 segments", replace(base, pixels_per_cycle=2, segments=4))]
+    for name, config in designs:
         for pair in compare_networks(args.models, config, table, progress=True):
-            rows += [_row(pair.sparse, pair.dense, lanes), _row(pair.dense, pair.dense, lanes)]
-    design = replace(base, pixels_per_cycle=2)
+            rows += [{"design": name, **_row(figures, pair.dense, config.pixels_per_cycle)}
+                     for figures in (pair.sparse, pair.dense)]
+    design = designs[-1][1]
     points = sweep(args.models[0], [parse_array(a) for a in args.sweep_arrays], args.sweep_patterns, design, table,
                    progress=True)
     sweep_rows = [{"model": p.model, "array": p.array, "pattern": p.pattern, "fps": round(p.fps, 3),
@@ -67,7 +70,8 @@ def main() -> None:
     sensitivity = [row for name in args.models for row in resource_sensitivity(name, design, table)]
     publish("hardware_sensitivity", sensitivity, energy_model=ENERGY_MODEL,
             note="per-resource static power and clock energy (energy.toml [resource.*]) scaled by resource_factor")
-    rows = [{f"{k}_45nm_asic_model" if k in MODELLED else k: row[k] for k in COLUMNS} for row in rows]
+    rows = [{"design": row["design"], **{f"{k}_45nm_asic_model" if k in MODELLED else k: row[k] for k in COLUMNS}}
+            for row in rows]
     publish("hardware_figures", rows, energy_model=ENERGY_MODEL, energy_table=table.rows(base),
             energy_sources=table.sources, sweep=sweep_rows,
             targets="VGG16-224 1:16 on 16x16 @ 200 MHz: effective GOPS/DSP >= 5")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from edgesparse.accel import AcceleratorConfig, fold_cycles, lower, parse_array, plan_network, simulate
@@ -64,8 +64,7 @@ def test_pipelined_stepped_fast_analytic_and_reference_agree(cin, cout, size, ke
     """The pipelined array (shadow weights, segments, residency, tiny buffers and slow DRAM): the stepped array
     clocks its own DMA, loader and controller; its values, every output's cycle, every fold's start and the
     layer's cycles equal the schedule's, and fast + the post-processing unit equals the integer reference."""
-    if rows % segments or padding * 2 + size < kernel:
-        return
+    assume(rows % segments == 0 and padding * 2 + size >= kernel)  # a buildable array and a layer with outputs
     fold_bytes = -(-rows * cols * (8 + m.bit_length() - 1) // 8)
     op, layer, x, shape, config, out_shape = _layer_case(
         cin, cout, size, kernel, stride, padding, m, n_frac, seed,
@@ -317,3 +316,40 @@ def test_buffer_traffic_counts_each_access_once():
     assert traffic["weight_buffer_reads"] == 10 * 6 + 10 * 6 // 2  # an int8 value and a 4-bit index per slot
     assert traffic["input_buffer_reads"] == 10 * 2 * 25 * 16  # every row, every column fold, every pixel, M bytes
     assert traffic["output_buffer_writes"] == traffic["output_buffer_reads"] == 6 * 3 * 25 * 4
+
+
+def test_a_batch_reuses_every_fold_of_weights_and_stays_bit_exact():
+    graph = _network()
+    images = np.stack([quantize_input(graph, torch.randn(1, 1, 32, 32))[0] for _ in range(2)])
+    single = AcceleratorConfig(rows=8, cols=4, pixels_per_cycle=2, segments=2)
+    double = replace(single, batch=2)
+    fast = simulate(graph, double, "fast", images)
+    for b in range(2):
+        assert np.array_equal(fast.output[b], run_graph(graph, images[b][None])[0])
+    stepped = simulate(graph, double, "stepped", images)
+    assert np.array_equal(stepped.output, fast.output)
+    assert [layer.cycles for layer in stepped.layers] == [layer.cycles for layer in fast.layers]
+    one = {layer.name: layer.schedule for layer in simulate(graph, single, "analytic").layers if layer.schedule}
+    two = {layer.name: layer.schedule for layer in fast.layers if layer.schedule}
+    classifier = [name for name in two if name.startswith("classifier")]
+    for name in classifier:  # one pass of weights serves both images: the weight bytes do not double
+        assert two[name].geometry.weight_bytes.sum() == one[name].geometry.weight_bytes.sum()
+        assert two[name].tiles == one[name].tiles == 1
+    assert fast.fps > simulate(graph, single, "analytic").fps  # images per second
+    with pytest.raises(AcceleratorError, match=r"the input must be int8 \(2, 1, 32, 32\)"):
+        simulate(graph, double, "fast", images[0])
+
+
+def test_residency_counts_every_map_live_at_once():
+    from edgesparse.accel.residency import plan_maps
+
+    graph = export_random("resnet18_small", "1:16", in_chans=1, num_classes=10, width=0.25, seed=0)
+    roomy = plan_maps(graph, AcceleratorConfig(input_buffer_kib=512))
+    assert all(plan.input_resident for name, plan in roomy.items() if name != graph.ops[0].name)
+    assert all(plan.residual_bytes == 0 for plan in roomy.values())
+    # A buffer that holds one 16x32x32 map but not a block's input and its shortcut together.
+    block_map = 16 * 32 * 32
+    tight = plan_maps(graph, AcceleratorConfig(input_buffer_kib=(block_map + block_map // 2) / 1024))
+    assert any(plan.residual_bytes for plan in tight.values())  # a shortcut goes through DRAM
+    written = sum(plan.output_bytes for plan in tight.values())
+    assert written > sum(plan.output_bytes for plan in roomy.values())

@@ -170,6 +170,9 @@ def run_fast(layer: LoweredLayer, x: np.ndarray, plan: LayerSchedule,
     return acc, plan.output_cycles(config)
 
 
+NOT_YET = np.iinfo(np.int64).max  # an event that has not happened (cycles may be negative: before the layer starts)
+
+
 def _next_cycle(cycle: int, quiet: bool, thresholds: tuple) -> int:
     """The next cycle worth clocking. While the array is empty and no weights shift, nothing changes until the DMA
     ends a transfer or a time the DMA, loader or controller waits for comes: skip straight to it."""
@@ -191,8 +194,8 @@ class LayerClock:
     next_boundary: Boundary
 
 
-def clock_layer(layer: LoweredLayer, x: np.ndarray, shape, config: AcceleratorConfig, boundary: Boundary = Boundary(),
-                cycle_limit: int = 50_000_000) -> tuple[np.ndarray, np.ndarray, LayerClock]:
+def clock_layer(layer: LoweredLayer, x: np.ndarray, shape, config: AcceleratorConfig,
+                boundary: Boundary = Boundary()) -> tuple[np.ndarray, np.ndarray, LayerClock]:
     """Clock the pipelined array through a whole layer: its DMA, buffers, weight loader, controller and PEs.
 
     Per cycle, in this order: the DMA completes a transfer whose last cycle has passed and starts the next one of
@@ -229,7 +232,7 @@ def clock_layer(layer: LoweredLayer, x: np.ndarray, shape, config: AcceleratorCo
     queue, next_item, in_flight, flight_end, dma_last = geometry.transfers(), 0, None, 0, boundary.dma_free
     weights_in = np.zeros(folds, dtype=bool)
     input_in = geometry.input_bytes == 0  # nothing to move: on chip from the start
-    slot_freed = np.full(folds, -1, dtype=np.int64)
+    slot_freed = np.full(folds, NOT_YET, dtype=np.int64)  # the cycle a fold's weight-buffer slot became free
     # Loader and controller.
     load_at = np.zeros(folds, dtype=np.int64)
     load_started = np.zeros(folds, dtype=bool)
@@ -256,7 +259,7 @@ def clock_layer(layer: LoweredLayer, x: np.ndarray, shape, config: AcceleratorCo
 
     def space_free(kind: str, index: int, cycle: int) -> bool:
         if kind == WEIGHTS:
-            return index < config.weight_buffer_folds or 0 <= slot_freed[index - config.weight_buffer_folds] <= cycle
+            return index < config.weight_buffer_folds or slot_freed[index - config.weight_buffer_folds] <= cycle
         if kind == INPUT:
             return cycle >= 0 if index < 2 else 0 <= released[index - 2] <= cycle
         return 0 <= unit_done[index] < cycle
@@ -265,6 +268,9 @@ def clock_layer(layer: LoweredLayer, x: np.ndarray, shape, config: AcceleratorCo
         """A weight load still shifts a column at cycle ``at`` (or later: its last column latches at a + R + C - 2)."""
         return bool(load_started.any()) and int(load_at[load_started].max()) + R + C - 2 >= at
 
+    # Nothing can take longer than every transfer and every fold (load, stream, fill, drain) one after another.
+    cycle_limit = 2 * (sum(transfer_cycles(size, config.dram_bytes_per_cycle) for *_, size in queue)
+                       + int((2 * R + C + lengths).sum())) + 64
     cycle = min(0, boundary.dma_free)
     while True:
         if cycle > cycle_limit:
@@ -381,7 +387,8 @@ def clock_layer(layer: LoweredLayer, x: np.ndarray, shape, config: AcceleratorCo
             break
         cycle = _next_cycle(cycle, quiet=streaming < 0 and not (entry_fold >= 0).any() and not (act_fold >= 0).any()
                             and not shifting_soon(cycle + 1),
-                            thresholds=(flight_end if in_flight is not None else None, slot_freed, released,
+                            thresholds=(flight_end if in_flight is not None else None,
+                                        slot_freed[slot_freed < NOT_YET], released,
                                         unit_done + 1, 0, boundary.shadow_free))
     total = max(int(unit_done.max()) + 1, dma_last)
     timing = LayerClock(total, stream_at, load_at, Boundary(dma_last - total, int(stream_at[-1]) - total))
