@@ -52,7 +52,8 @@ def test_the_printed_summary_matches_the_report(report_folder, capsys):
 def test_markdown_links_every_plot(report_folder):
     text = (report_folder / "report.md").read_text()
     links = re.findall(r"!\[[^\]]*\]\((plots/[^)]+\.png)\)", text)
-    assert len(links) == 7  # accuracy, demo and one network's layers, energy, accuracy vs cycles, comparison, sweep
+    assert len(links) == 8  # accuracy, demo and one network's layers, its cycles vs bound, energy, accuracy vs cycles,
+    # comparison, sweep
     for link in links:
         assert (report_folder / link).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -62,7 +63,7 @@ def test_html_renders_in_headless_chromium_with_every_plot_loaded(report_folder)
     assert browser, "chromium is missing: `make test` installs the Debian package"
     html = (report_folder / "report.html").read_text()
     images = html.count("<img ")
-    assert images == 7 and "src='http" not in html and "src=\"http" not in html  # self-contained
+    assert images == 8 and "src='http" not in html and "src=\"http" not in html  # self-contained
     dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
                           "--dump-dom", (report_folder / "report.html").as_uri()],
                          capture_output=True, text=True, timeout=120).stdout
@@ -88,4 +89,4 @@ def test_every_plot_of_the_report_is_readable(report_folder, monkeypatch):
 
     monkeypatch.setattr(plots, "_png", check)
     sections(json.loads((report_folder / "report.json").read_text()))
-    assert len(seen) == 6 and problems == []
+    assert len(seen) == 8 and problems == []

@@ -41,7 +41,7 @@ def test_dense_mode_cycles_equal_scalesim_s_own_report(run):
     kh, kw, cin, cout = (int(layer[k]) for k in ("Filter Height", "Filter Width", "Channels", "Num Filter"))
     stride = int(layer["Strides"])
     out_hw = ((height - kh) // stride + 1, (width - kw) // stride + 1)
-    config = AcceleratorConfig(int(arch["ArrayHeight"]), int(arch["ArrayWidth"]), m=1, n=1, input_buffer_kib=1e9,
+    config = AcceleratorConfig(int(arch["ArrayHeight"]), int(arch["ArrayWidth"]), m=1, n=1, classic=True, input_buffer_kib=1e9,
                                output_buffer_kib=1e9, weight_buffer_kib=1e9, dram_bytes_per_cycle=1e12)
     shape = LayerShape(layer["Layer name"], kh * kw * cin, cout, out_hw, (cin, height, width), (kh, kw),
                        (stride, stride), 0)

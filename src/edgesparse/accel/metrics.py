@@ -84,11 +84,12 @@ def network_shapes(name: str, pattern: str) -> IntGraph:
 
 @dataclass(frozen=True)
 class NetworkComparison:
-    """A network on the sparse array and on its same-size dense twin, with the sparse run's per-layer rows."""
+    """A network on the sparse array and on its same-size dense twin, with both runs' per-layer rows."""
 
     sparse: HardwareFigures
     dense: HardwareFigures
-    layers: list[dict[str, Any]]  # weighted layers on the sparse array: cycles, utilization, traffic
+    layers: list[dict[str, Any]]  # weighted layers on the sparse array: cycles, bound, utilization, traffic
+    dense_layers: list[dict[str, Any]]  # the same on the dense twin
 
 
 def compare_networks(names: Iterable[str], config: AcceleratorConfig, table: EnergyTable,
@@ -100,10 +101,11 @@ def compare_networks(names: Iterable[str], config: AcceleratorConfig, table: Ene
         graph = network_shapes(name, pattern)
         label = f"{name}-{graph.input_shape[1]}"
         sparse = simulate(graph, config, "analytic")
+        dense = simulate(graph, config.dense_twin(), "analytic")
         comparisons.append(NetworkComparison(
-            hardware_figures(label, sparse, table),
-            hardware_figures(label, simulate(graph, config.dense_twin(), "analytic"), table),
-            [layer.as_row(config) for layer in sparse.layers if layer.kind in ("conv", "linear")]))
+            hardware_figures(label, sparse, table), hardware_figures(label, dense, table),
+            *[[layer.as_row(run.config) for layer in run.layers if layer.kind in ("conv", "linear")]
+              for run in (sparse, dense)]))
     return comparisons
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgesparse.accel.array import clock_layer, run_fast, run_stepped
+from edgesparse.accel.bound import layer_bound
 from edgesparse.accel.config import AcceleratorConfig
 from edgesparse.accel.geometry import LayerShape
 from edgesparse.accel.mapping import lower, slots_for
@@ -57,6 +58,7 @@ class LayerResult:
                 "folds": self.schedule.folds if self.schedule else 0,
                 "stall_cycles": self.schedule.stall_cycles if self.schedule else 0,
                 "dense_macs": self.dense_macs, "real_macs": self.real_macs,
+                "bound_cycles": round(layer_bound(self.schedule.shape, config).cycles) if self.schedule else 0,
                 **(self.schedule.buffer_bytes if self.schedule and self.schedule.buffer_bytes else {})}
 
 

@@ -127,7 +127,8 @@ def collect_report(sparse_run: Path, dense_run: Path | None, packed: Path, confi
     pairs = compare_networks(networks, config, table, progress)
     network_rows = [{"sparse": p.sparse.as_row(), "dense": p.dense.as_row(), "speedup": p.dense.cycles / p.sparse.cycles,
                      "gops_per_w_ratio": p.sparse.gops_per_w / p.dense.gops_per_w,
-                     "gops_per_dsp_ratio": p.sparse.gops_per_dsp / p.dense.gops_per_dsp, "layers": p.layers}
+                     "gops_per_dsp_ratio": p.sparse.gops_per_dsp / p.dense.gops_per_dsp, "layers": p.layers,
+                     "dense_layers": p.dense_layers}
                     for p in pairs]
     synthesized = bool(pairs) and "synthesized" in pairs[0].sparse.resource_source
     resource_note = ("simulated; power not measured (a 45 nm ASIC model, see Energy); DSPs "

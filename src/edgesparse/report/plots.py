@@ -92,6 +92,29 @@ def layer_cycles(layers: Sequence[dict[str, Any]], title: str) -> bytes:
     return _png(figure)
 
 
+def cycles_vs_bound(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], title: str) -> bytes:
+    """Each weighted layer's achieved cycles (bars) against its bound (markers), one panel per array (sparse, dense),
+    with the fraction of the frame bound each array reaches."""
+    width = max(6.4, 0.3 * max(len(layers) for _, layers in runs))
+    figure, grid = plt.subplots(len(runs), 1, figsize=(width, 3.6 * len(runs)), layout="constrained", squeeze=False)
+    for axes, (label, layers) in zip(grid[:, 0], runs):
+        positions = list(range(len(layers)))
+        achieved = [layer["cycles"] for layer in layers]
+        bound = [layer["bound_cycles"] for layer in layers]
+        axes.bar(positions, achieved, color="#4c72b0", label="achieved (modelled cycles)")
+        axes.plot(positions, bound, linestyle="none", marker="_", markersize=14, markeredgewidth=2.5,
+                  color="#c44e52", label="bound: max(MACs at 100% of the PEs, minimum DRAM bytes / bandwidth)")
+        axes.set_yscale("log")
+        _plain_log_ticks(axes.yaxis)
+        axes.set_ylabel("cycles (log)")
+        axes.set_xticks(positions, [layer["name"] for layer in layers], rotation=70, ha="right", fontsize=6)
+        axes.set_xlim(-0.6, len(layers) - 0.4)
+        axes.set_title(f"{label}: {sum(bound) / max(1, sum(achieved)):.3f} of the frame bound", fontsize=9)
+    grid[0, 0].legend(fontsize=7, loc="upper right", framealpha=0.95)
+    _title(grid[0, 0], title, width)
+    return _png(figure)
+
+
 def energy_breakdown(rows: Sequence[dict[str, Any]]) -> bytes:
     """Share of each action in a frame's energy (stacked to 100%), one bar per (model, configuration); the
     frame's total in the label."""

@@ -109,6 +109,13 @@ def sections(data: dict[str, Any]) -> list[tuple[str, list[Block]]]:
             row["layers"], f"{row['sparse']['model']} on {data['accelerator_label']}: cycles and PE utilization"),
             f"{row['sparse']['model']}: per-layer cycles (bars) and PE utilization (line)"))
           for row in data["networks"]],
+        *[("plot", (f"cycles_vs_bound_{row['sparse']['model']}", plots.cycles_vs_bound(
+            [("1:16 array" if row["sparse"]["pattern"] != "dense" else "sparse array", row["layers"]),
+             ("same-size dense array", row["dense_layers"])],
+            f"{row['sparse']['model']} on {data['accelerator_label']}: achieved cycles against the bound"),
+            f"{row['sparse']['model']}: each layer's modelled cycles (bars) against its bound (markers), sparse and "
+            f"dense; the bound is computed from layer shapes alone (edgesparse.accel.bound)"))
+          for row in data["networks"] if row.get("dense_layers")],
         ("text", f"Resources: {data['resource_source']}.")]))
     out.append((f"Energy: a {ENERGY_MODEL}", [
         ("text", f"A {ENERGY_MODEL}, not a measurement: per-action energies of 45 nm standard cells and SRAM "
