@@ -232,6 +232,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     config = AcceleratorConfig(rows, cols, m, n, args.clock_mhz, pixels_per_cycle=args.pixels_per_cycle,
                                **_array_design(args, rows))
     data = collect_report(args.sparse_run, args.dense_run, args.packed, config, networks=args.networks,
+                          network_pattern=args.network_pattern,
                           sweep_model=None if args.no_sweep else args.sweep_model,
                           sweep_arrays=[parse_array(a) for a in args.sweep_arrays],
                           sweep_patterns=args.sweep_patterns, test_images=args.test_images,
@@ -387,6 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_array_design(report)
     report.add_argument("--networks", nargs="*", default=["vgg16", "resnet50"],
                         help="registered networks compared with the dense array and published designs [vgg16 resnet50]")
+    report.add_argument("--network-pattern", default="1:16",
+                        help="N:M of those networks (random weights that follow it; the first conv dense) [1:16]")
     report.add_argument("--sweep-model", default="vgg16", help="network of the design-space sweep [vgg16]")
     report.add_argument("--sweep-arrays", nargs="+", default=["8x8", "16x16", "32x32"], help="array sizes swept")
     report.add_argument("--sweep-patterns", nargs="+", default=["dense", "1:4", "1:8", "1:16"], help="patterns swept")

@@ -93,9 +93,10 @@ class NetworkComparison:
 
 
 def compare_networks(names: Iterable[str], config: AcceleratorConfig, table: EnergyTable,
-                     progress: bool = False) -> list[NetworkComparison]:
-    """Each network on ``config`` and on its dense twin; the sparse model follows the array's N:M."""
-    pattern = f"{config.n}:{config.m}"
+                     progress: bool = False, pattern: str | None = None) -> list[NetworkComparison]:
+    """Each network on ``config`` and on its dense twin; the sparse model follows ``pattern`` (default: the array's
+    N:M; a 1:16 network runs on an array built for M = 32 as two slots per block of 32)."""
+    pattern = pattern or f"{config.n}:{config.m}"
     comparisons = []
     for name in progress_bar(list(names), desc=f"networks on {config.describe()}", unit="net", disable=not progress):
         graph = network_shapes(name, pattern)

@@ -106,6 +106,7 @@ def collect_report(sparse_run: Path, dense_run: Path | None, packed: Path, confi
                    networks: Sequence[str] = ("vgg16", "resnet50"), sweep_model: str | None = "vgg16",
                    sweep_arrays: Sequence[tuple[int, int]] = ((8, 8), (16, 16), (32, 32)),
                    sweep_patterns: Sequence[str] = ("dense", "1:4", "1:8", "1:16"),
+                   network_pattern: str = "1:16",
                    test_images: int = 2000, exact_images: int = 4, benchmark_csv: Path | None = None,
                    energy_table: Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Measure and gather every section of the report (see the module docstring)."""
@@ -124,7 +125,7 @@ def collect_report(sparse_run: Path, dense_run: Path | None, packed: Path, confi
     demo_energy = [{"name": layer["name"], **{k: 1e6 * v for k, v in layer.items() if k != "name"}}
                    for layer in frame_energy(demo_result, table).layers]
     demo_layers = [layer.as_row(config) for layer in demo_result.layers if layer.kind in ("conv", "linear")]
-    pairs = compare_networks(networks, config, table, progress)
+    pairs = compare_networks(networks, config, table, progress, network_pattern)
     network_rows = [{"sparse": p.sparse.as_row(), "dense": p.dense.as_row(), "speedup": p.dense.cycles / p.sparse.cycles,
                      "gops_per_w_ratio": p.sparse.gops_per_w / p.dense.gops_per_w,
                      "gops_per_dsp_ratio": p.sparse.gops_per_dsp / p.dense.gops_per_dsp, "layers": p.layers,
