@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from edgesparse.accel.config import AcceleratorConfig
-from edgesparse.accel.geometry import INPUT, OUTPUT, WEIGHTS, fold_geometry, transfer_cycles
+from edgesparse.accel.geometry import INPUT, WEIGHTS, LayerShape, fold_geometry, transfer_cycles
 from edgesparse.accel.mapping import LoweredLayer, activation_blocks
 from edgesparse.accel.packing import pack_two
 from edgesparse.accel.schedule import Boundary, LayerSchedule
@@ -194,7 +194,7 @@ class LayerClock:
     next_boundary: Boundary
 
 
-def clock_layer(layer: LoweredLayer, x: np.ndarray, shape, config: AcceleratorConfig,
+def clock_layer(layer: LoweredLayer, x: np.ndarray, shape: LayerShape, config: AcceleratorConfig,
                 boundary: Boundary = Boundary()) -> tuple[np.ndarray, np.ndarray, LayerClock]:
     """Clock the pipelined array through a whole layer: its DMA, buffers, weight loader, controller and PEs.
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgesparse.accel.config import AcceleratorConfig
+from edgesparse.accel.geometry import FoldGeometry, fold_geometry
 from edgesparse.accel.mapping import LoweredLayer, lower
 from edgesparse.accel.simulate import plan_network
 from edgesparse.checkpoint import atomic_write_bytes
@@ -50,15 +51,15 @@ def build_memory_image(graph: IntGraph, config: AcceleratorConfig) -> tuple[byte
         if shape is None:
             continue
         layer = lower(op, graph.patterns.get(op.name), config)
-        row_folds = math.ceil(layer.rows_needed / config.rows)
-        col_folds = math.ceil(layer.cout / config.cols)
+        geometry = fold_geometry(shape, config)
+        row_folds, col_folds = geometry.row_folds, geometry.col_folds
         entry = {"name": op.name, "kind": op.kind, "weights_offset": offset, "row_folds": row_folds,
                  "col_folds": col_folds, "rows_needed": layer.rows_needed, "cout": layer.cout, "cin": layer.cin,
                  "kernel": list(layer.kernel), "stride": list(layer.stride), "padding": list(layer.padding),
                  "slots": layer.slots, "blocks": layer.blocks, "fold_bytes": value_bytes + index_bytes}
         for col_fold in range(col_folds):
             for row_fold in range(row_folds):
-                values, index = _fold_arrays(layer, config, col_fold, row_fold)
+                values, index = _fold_arrays(layer, geometry, col_fold, row_fold)
                 chunks += [values.tobytes(), pack_bits(index.ravel(), config.index_bits).tobytes()]
         offset += row_folds * col_folds * (value_bytes + index_bytes)
         entry["params_offset"] = offset
