@@ -165,8 +165,24 @@ def test_a_trained_fashion_mnist_layer_runs_on_the_pipelined_unit(tmp_path, trai
     assert _pipelined_cosim(tmp_path, layer, tensors[op.inputs[0]][0], plan.shape, config, folds=72) == 4 * 16
 
 
-def test_the_generated_testbench_passes_in_icarus_alone(tmp_path, capsys):
+def test_the_generated_pipelined_testbench_passes_in_icarus_alone(tmp_path, capsys):
+    """The default: the layer unit runs a whole padded 3x3 conv (5 row folds, the last one in 2 segments of the 4
+    possible, 2 column folds) back to back and checks every final sum and its cycle."""
     assert main(["rtl", "--array", "4x4", "--pattern", "1:4", "--max-pixels", "15", "-o", str(tmp_path)]) == 0
+    assert "layer_unit.v" in capsys.readouterr().out and (tmp_path / "sparse_pe_top.v").exists()
+    subprocess.run(["iverilog", "-g2012", "-o", "tb", "tb_layer_unit.v", "layer_unit.v"], cwd=tmp_path, check=True)
+    output = subprocess.run(["vvp", "tb"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert "PASS: 45 sums" in output, output  # 9 pixels x 5 channels
+    lines = (tmp_path / "expect_cycle.hex").read_text().splitlines()  # the testbench can fail: one cycle late
+    lines[7] = f"{int(lines[7], 16) + 1:08x}"
+    (tmp_path / "expect_cycle.hex").write_text("\n".join(lines) + "\n")
+    output = subprocess.run(["vvp", "tb"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert "FAIL: 1 mismatches" in output and "MISMATCH pixel 1 channel 2" in output, output
+
+
+def test_the_generated_testbench_passes_in_icarus_alone(tmp_path, capsys):
+    assert main(["rtl", "--array", "4x4", "--pattern", "1:4", "--max-pixels", "15", "--classic",
+                 "-o", str(tmp_path)]) == 0
     assert "fold_unit.v" in capsys.readouterr().out
     assert shutil.which("iverilog"), "iverilog is missing: `make test` installs the Debian package"
     subprocess.run(["iverilog", "-g2012", "-o", "tb", "tb_fold_unit.v", "fold_unit.v"], cwd=tmp_path, check=True)

@@ -47,6 +47,12 @@ def _bits(count: int) -> int:
     return max(1, (count - 1).bit_length())
 
 
+def port_widths(rows: int, max_folds: int, max_words: int) -> dict[str, int]:
+    """Widths of the layer unit's host ports that depend on its size (for testbenches)."""
+    return {"w_addr": _bits(max_folds * rows), "n_addr": _bits(max_folds), "a_addr": _bits(max_words),
+            "fold": max(1, max_folds.bit_length()), "length": max(1, max_words.bit_length())}
+
+
 class LayerUnit(wiring.Component):
     """The pipelined array running up to ``max_folds`` consecutive folds, ``max_words`` stream words in all.
 
@@ -75,14 +81,14 @@ class LayerUnit(wiring.Component):
         self.rows, self.cols, self.m, self.lanes, self.segments = rows, cols, m, lanes, segments
         self.max_folds, self.max_words = max_folds, max_words
         self.index_width = max(1, index_bits(m))
-        self.fold_bits = max(1, max_folds.bit_length())
-        self.length_bits = max(1, max_words.bit_length())
+        widths = port_widths(rows, max_folds, max_words)
+        self.fold_bits, self.length_bits = widths["fold"], widths["length"]
         self.word_bits = stream_word_bits(rows, m, lanes)
         super().__init__({
-            "w_we": In(1), "w_addr": In(unsigned(_bits(max_folds * rows))),
+            "w_we": In(1), "w_addr": In(unsigned(widths["w_addr"])),
             "w_data": In(unsigned((8 + self.index_width) * cols)),
-            "n_we": In(1), "n_addr": In(unsigned(_bits(max_folds))), "n_data": In(unsigned(self.length_bits)),
-            "a_we": In(1), "a_addr": In(unsigned(_bits(max_words))), "a_data": In(unsigned(self.word_bits)),
+            "n_we": In(1), "n_addr": In(unsigned(widths["n_addr"])), "n_data": In(unsigned(self.length_bits)),
+            "a_we": In(1), "a_addr": In(unsigned(widths["a_addr"])), "a_data": In(unsigned(self.word_bits)),
             "folds": In(unsigned(self.fold_bits)), "start": In(1),
             "busy": Out(1), "out_cycle": Out(unsigned(CYCLE_BITS)),
             "entry_live": Out(1), "entry_fold": Out(unsigned(self.fold_bits)),
