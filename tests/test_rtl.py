@@ -233,3 +233,20 @@ def test_the_resource_model_quotes_the_synthesized_counts():
     array = estimate_resources(AcceleratorConfig(16, 16, pixels_per_cycle=2))
     assert array.synthesized and "synthesized 16x16 array" in array.source
     assert array.dsps == 256 and array.luts <= 256 * quoted["lut"] and array.ffs <= 256 * quoted["ff"]
+
+
+def test_synthesis_counts_the_shadow_registers_and_the_segment_cut():
+    """The pipelined PE adds exactly its shadow and active weight and index, the first bit and the lanes' valid
+    bits to the classic PE's flip-flops (the staging register is the classic weight register); the segment-top PE
+    adds the partial-sum cut's LUTs and one FF (the top bit), and still one DSP."""
+    from edgesparse.rtl.pe import index_bits
+    from edgesparse.rtl.synth import synthesize
+    from edgesparse.rtl.verilog import pe_verilog
+
+    m, lanes = 16, 2
+    classic = synthesize(pe_verilog(m, lanes), "sparse_pe")
+    pipelined = synthesize(pe_verilog(m, lanes, pipelined=True), "sparse_pe")
+    top = synthesize(pe_verilog(m, lanes, pipelined=True, segment_top=True), "sparse_pe")
+    assert classic["dsp"] == pipelined["dsp"] == top["dsp"] == 1
+    assert pipelined["ff"] - classic["ff"] == 2 * (8 + index_bits(m)) + 1 + lanes
+    assert top["ff"] == pipelined["ff"] + 1 and top["lut"] > pipelined["lut"] >= classic["lut"]
