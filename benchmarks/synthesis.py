@@ -1,11 +1,15 @@
 """Synthesized resources of the generated RTL: the sparse PE at M = 4, 8, 16 against the dense PE (M = 1), and whole
 8x8 and 16x16 arrays, each with one and two pixels per cycle (L = 2 packs both products into one DSP48E1), with
-Debian's yosys (`synth_xilinx -family xc7 -flatten -noiopad`).
+Debian's yosys (`synth_xilinx -family xc7 -flatten -noiopad`). Beside the classic PE and array (``design`` =
+classic): the pipelined PE (staging, shadow and active weights; ``pipelined``), the pipelined PE of a row that may
+start a segment (the partial-sum cut; ``pipelined+top``), and pipelined arrays with 1 and 4 segments, so the cost
+of the shadow registers and of the segment logic shows.
 
     python benchmarks/synthesis.py --calibrate
 
 ``--calibrate`` also rewrites src/edgesparse/accel/data/resources.toml, which the resource model (and so the
-report's GOPS/DSP) reads.
+report's GOPS/DSP) reads: the classic units under ``pe`` / ``array``, the pipelined ones under ``pe_pipelined`` /
+``array_pipelined`` (keys ``M<m> L<l>`` with `` top`` for the segment-top PE; ``RxC M<m> L<l> S<s>``).
 """
 
 from __future__ import annotations
@@ -29,33 +33,34 @@ def main() -> None:
     parser.add_argument("--arrays", nargs="+", default=["8x8", "16x16"], help="array sizes")
     parser.add_argument("--array-m", type=int, nargs="+", default=[16, 1], help="M of the synthesized arrays")
     parser.add_argument("--lanes", type=int, nargs="+", default=[1, 2], help="pixels per cycle")
+    parser.add_argument("--pipelined-arrays", nargs="+", default=["16x16"], help="pipelined array sizes")
+    parser.add_argument("--pipelined-m", type=int, nargs="+", default=[16], help="M of the pipelined arrays")
+    parser.add_argument("--segments", type=int, nargs="+", default=[1, 4], help="segments of the pipelined arrays")
     parser.add_argument("--calibrate", action="store_true", help="rewrite the resource model's table")
     args = parser.parse_args()
     version = yosys_version()
     rows = []
     dense_pe = None
-    for lanes in args.lanes:
-        for m in args.pe_m:
-            started = time.perf_counter()
-            counts = synthesize(pe_verilog(m, lanes), "sparse_pe")
-            if m == 1 and lanes == 1:
-                dense_pe = counts
-            rows.append({"unit": "PE", "array": "1x1", "m": m, "lanes": lanes,
-                         "pattern": "dense" if m == 1 else f"1:{m}", **counts, "lut_per_pe": counts["lut"],
-                         "ff_per_pe": counts["ff"], "dsp_per_pe": counts["dsp"],
-                         "seconds": round(time.perf_counter() - started, 1)})
-    for size in args.arrays:
+    pe_designs = {"classic": {}, "pipelined": {"pipelined": True},
+                  "pipelined+top": {"pipelined": True, "segment_top": True}}
+    for design, options in pe_designs.items():
+        for lanes in args.lanes:
+            for m in args.pe_m:
+                started = time.perf_counter()
+                counts = synthesize(pe_verilog(m, lanes, **options), "sparse_pe")
+                if m == 1 and lanes == 1 and design == "classic":
+                    dense_pe = counts
+                rows.append(_row("PE", design, "1x1", m, lanes, 1, counts, 1, started))
+    arrays = [(size, "classic", m, 1) for size in args.arrays for m in args.array_m]
+    arrays += [(size, "pipelined", m, s) for size in args.pipelined_arrays for m in args.pipelined_m
+               for s in args.segments]
+    for size, design, m, segments in arrays:
         r, c = (int(x) for x in size.split("x"))
         for lanes in args.lanes:
-            for m in args.array_m:
-                started = time.perf_counter()
-                counts = synthesize(array_verilog(r, c, m, lanes), "sparse_array")
-                pes = r * c
-                rows.append({"unit": "array", "array": size, "m": m, "lanes": lanes,
-                             "pattern": "dense" if m == 1 else f"1:{m}", **counts,
-                             "lut_per_pe": round(counts["lut"] / pes, 2), "ff_per_pe": round(counts["ff"] / pes, 2),
-                             "dsp_per_pe": round(counts["dsp"] / pes, 3),
-                             "seconds": round(time.perf_counter() - started, 1)})
+            started = time.perf_counter()
+            text = array_verilog(r, c, m, lanes, pipelined=design == "pipelined", segments=segments)
+            rows.append(_row("array", design, size, m, lanes, segments, synthesize(text, "sparse_array"), r * c,
+                             started))
     for row in rows:
         row["ff_vs_dense_pe"] = round(row["ff_per_pe"] / dense_pe["ff"], 2) if dense_pe else ""
         row["yosys"] = version.split(" (")[0]
@@ -66,16 +71,32 @@ def main() -> None:
                  f"# {version}, script: {SYNTH_SCRIPT.format(source='<generated>.v', top='<top>')}",
                  "# pe.\"M<m> L<l>\": one PE (l pixels per cycle); array.\"RxC M<m> L<l>\": a whole array (synthesis",
                  "# prunes the last column's unused pass-through registers, so an array is a little under R x C PEs).",
+                 "# pe_pipelined / array_pipelined: the pipelined array's PE (\" top\": a row that may start a segment)",
+                 "# and whole arrays with S<s> segments.",
                  'status = "synthesized"',
                  f'source = "{version}, synth_xilinx -family xc7 -flatten -noiopad, benchmarks/results/synthesis.csv"',
                  ""]
         for row in rows:
-            unit = f"M{row['m']} L{row['lanes']}"
-            key = f'pe."{unit}"' if row["unit"] == "PE" else f'array."{row["array"]} {unit}"'
+            unit, table = f"M{row['m']} L{row['lanes']}", "" if row["design"] == "classic" else "_pipelined"
+            if row["unit"] == "PE":
+                key = f'pe{table}."{unit}{" top" if row["design"] == "pipelined+top" else ""}"'
+            else:
+                segments = "" if row["design"] == "classic" else f" S{row['segments']}"
+                key = f'array{table}."{row["array"]} {unit}{segments}"'
             lines += [f"[{key}]", f"dsp = {row['dsp']}", f"lut = {row['lut']}", f"ff = {row['ff']}",
                       f"carry4 = {row['carry4']}", f"muxf = {row['muxf']}", ""]
         atomic_write_bytes(RESOURCES, "\n".join(lines).encode())
         print(f"calibrated {RESOURCES}")
+
+
+def _row(unit: str, design: str, size: str, m: int, lanes: int, segments: int, counts: dict[str, int], pes: int,
+         started: float) -> dict:
+    """One CSV row: the counts, per PE, and the seconds since ``started``."""
+    return {"unit": unit, "design": design, "array": size, "m": m, "lanes": lanes, "segments": segments,
+            "pattern": "dense" if m == 1 else f"1:{m}", **counts,
+            **{f"{key}_per_pe": round(counts[key] / pes, digits) if pes > 1 else counts[key]
+               for key, digits in (("lut", 2), ("ff", 2), ("dsp", 3))},
+            "seconds": round(time.perf_counter() - started, 1)}
 
 
 if __name__ == "__main__":

@@ -30,16 +30,26 @@ def test_the_packed_multiply_is_exact_for_every_int8_triple():
         assert np.array_equal(high, np.broadcast_to(w * a1, high.shape)), "lane 1 wrong"
 
 
-async def _drive_pe(ctx, pe, cases, m, lanes):
-    """Load each weight, then present its activations (at index ``m - 1``, the others random) and a partial sum."""
+async def _drive_pe(ctx, pe, cases, m, lanes, top=False):
+    """Load each weight, then present its activations (at index ``m - 1``, the others random) and a partial sum.
+    The pipelined PE latches the weight into its shadow and switches to it with a ``first`` activation (``top``:
+    the PE starts a segment, the partial sum from above is dropped)."""
     rng = np.random.default_rng(0)
     got = []
     for w, acts, psum in cases:
-        ctx.set(pe.load, 1)
+        strobes = (pe.shift, pe.latch) if pe.pipelined else (pe.load,)
+        for strobe in strobes:
+            ctx.set(strobe, 1)
         ctx.set(pe.w_in, w)
         ctx.set(pe.idx_in, m - 1)
         await ctx.tick()
-        ctx.set(pe.load, 0)
+        for strobe in strobes:
+            ctx.set(strobe, 0)
+        if pe.pipelined:
+            ctx.set(pe.w_in, 1)  # the chain moves on: the shadow must hold w
+            ctx.set(pe.first_in, 1)
+            if pe.segment_top:
+                ctx.set(pe.top_in, int(top))
         vector = 0
         for lane, a in enumerate(acts):
             block = [int(v) for v in rng.integers(-128, 128, m)]
@@ -55,8 +65,9 @@ async def _drive_pe(ctx, pe, cases, m, lanes):
     return got
 
 
-@pytest.mark.parametrize("m, lanes", [(4, 2), (1, 2), (4, 1)])
-def test_the_rtl_pe_multiplies_the_edge_values(m, lanes):
+@pytest.mark.parametrize("m, lanes, pipelined, top", [(4, 2, False, False), (1, 2, False, False),
+                                                      (4, 1, False, False), (4, 2, True, False), (16, 1, True, True)])
+def test_the_rtl_pe_multiplies_the_edge_values(m, lanes, pipelined, top):
     from amaranth.sim import Simulator
 
     from edgesparse.rtl.pe import SparsePE
@@ -65,17 +76,17 @@ def test_the_rtl_pe_multiplies_the_edge_values(m, lanes):
     triples = np.array(np.meshgrid(*[EDGES] * (lanes + 1), indexing="ij")).reshape(lanes + 1, -1).T
     cases = [(int(w), [int(a) for a in acts], [psums[(i + lane) % 4] for lane in range(lanes)])
              for i, (w, *acts) in enumerate(triples)]
-    pe = SparsePE(m, lanes)
+    pe = SparsePE(m, lanes, pipelined, segment_top=top)
     simulator = Simulator(pe)
     simulator.add_clock(1e-8)
     got: list = []
 
     async def bench(ctx):
-        got.extend(await _drive_pe(ctx, pe, cases, m, lanes))
+        got.extend(await _drive_pe(ctx, pe, cases, m, lanes, top))
 
     simulator.add_testbench(bench)
     simulator.run()
-    expected = [[p + w * a for p, a in zip(psum, acts)] for w, acts, psum in cases]
+    expected = [[(0 if top else p) + w * a for p, a in zip(psum, acts)] for w, acts, psum in cases]
     assert len(cases) == 4 ** (lanes + 1) and got == expected
 
 
@@ -150,9 +161,9 @@ def test_buffers_that_barely_fit_give_the_smallest_tiles():
 
 
 def test_a_dram_bound_schedule_matches_the_hand_count():
-    """The classic array (the pipelined one has its own hand count in tests/test_accel.py). Dense 2x2 array, 1 byte per cycle, a 1x1 conv of 4 -> 2 channels on one pixel: two row folds of 4 weight
+    """Classic dense 2x2 array, 1 byte per cycle, a 1x1 conv of 4 -> 2 channels on one pixel: two row folds of 4 weight
     bytes; the second also writes the 2 int8 outputs, so its load (6 cycles) outlasts the first fold (5 cycles)."""
-    config = AcceleratorConfig(rows=2, cols=2, m=1, n=1, dram_bytes_per_cycle=1, classic=True)
+    config = AcceleratorConfig(rows=2, cols=2, m=1, n=1, dram_bytes_per_cycle=1, classic=True)  # the classic fold
     shape = LayerShape("hand", 4, 2, (1, 1), (4, 1, 1), (1, 1), (1, 1), 8)
     plan = schedule_layer(shape, config)
     prologue = 4 + 4  # the first fold's weights and the pixel's 4 input bytes

@@ -1,5 +1,8 @@
 """The generated RTL against the cycle-accurate simulator: value for value, cycle for cycle, in Amaranth's simulator
-and in Icarus Verilog (cocotb 2); the standalone testbench; synthesis counts."""
+and in Icarus Verilog (cocotb 2): the classic fold unit against clock_fold, the pipelined layer unit against
+clock_layer; the standalone testbench; synthesis counts."""
+
+import dataclasses
 
 import shutil
 import subprocess
@@ -8,11 +11,27 @@ import numpy as np
 import pytest
 
 from edgesparse.accel import AcceleratorConfig, lower, simulate
-from edgesparse.accel.array import accumulate_folds, run_stepped
+from edgesparse.accel.array import accumulate_folds, clock_layer, run_stepped
 from edgesparse.accel.memory_image import build_memory_image
 from edgesparse.cli import main
 from edgesparse.quant import quantize_input, run_graph
-from edgesparse.rtl.cosim import compare, layer_jobs, random_layer, run_amaranth, run_icarus
+from edgesparse.rtl.cosim import (compare, compare_layer, layer_jobs, layer_outputs, layer_program, random_layer,
+                                  run_amaranth, run_icarus, run_layer_amaranth, run_layer_icarus)
+
+FAST_DRAM = 1e9  # bytes per cycle: the DMA never holds the pipelined array up, as in the layer unit
+
+
+def _pipelined_cosim(tmp_path, layer, x, shape, config, folds=None, image=None, layout=None) -> int:
+    """Run the first ``folds`` folds on the layer unit in both simulators; every final sum and its cycle must equal
+    clock_layer's (aligned on the first weight load). Returns the sums compared."""
+    acc, cycles, clock = clock_layer(layer, x, shape, config)
+    program = layer_program(layer, x, shape, config, folds, image, layout)
+    offset = int(clock.load_starts[0])
+    checked = [compare_layer(program, layer_outputs(record, program, config, offset), (acc, cycles))
+               for record in (run_layer_amaranth(program, config),
+                              run_layer_icarus(program, config, tmp_path / "icarus"))]
+    assert checked[0] == checked[1] > 0
+    return checked[0]
 
 
 def _layer_from_results(jobs, results, plan):
@@ -31,6 +50,46 @@ def test_a_padded_strided_random_layer_matches_in_amaranth_and_icarus(tmp_path, 
         acc, cycles = _layer_from_results(jobs, results, plan)
         stepped_acc, stepped_cycles = run_stepped(layer, x, plan, config)
         assert np.array_equal(acc, stepped_acc) and np.array_equal(cycles, stepped_cycles)
+
+
+@pytest.mark.parametrize("n, m, lanes", [(1, 4, 1), (2, 16, 2)])
+def test_consecutive_pipelined_folds_match_clock_layer(tmp_path, n, m, lanes):
+    """Row folds, column folds and two tiles back to back: every switch-over between folds, both bounds of the
+    recurrence (a stream longer than R, and one shorter: the next fold waits for its shadows)."""
+    config = AcceleratorConfig(4, 4, m, n, pixels_per_cycle=lanes, dram_bytes_per_cycle=FAST_DRAM,
+                               output_buffer_kib=4 * 4 * 10 / 1024)  # tiles of 10 pixels
+    layer, x, plan = random_layer(config, n, m, cin=m + 3, cout=7, size=4, seed=m + lanes)
+    geometry = plan.geometry
+    assert geometry.tiles == 2 and geometry.row_folds >= 3 and geometry.col_folds == 2
+    lengths = {geometry.stream_length(t, 0) for t in range(geometry.tiles)}
+    assert min(lengths) < config.rows < max(lengths) or lanes == 1
+    assert _pipelined_cosim(tmp_path, layer, x, plan.shape, config) == 16 * 7
+
+
+@pytest.mark.parametrize("rows, n, cin, lanes, expected", [(4, 1, 8, 2, 4), (8, 2, 16, 1, 2)])
+def test_a_segmented_short_layer_matches_clock_layer(tmp_path, rows, n, cin, lanes, expected):
+    """A 1x1 conv whose rows fit R/4 (4 segments side by side) or R/2 (2 of the 4 possible segments), with ragged
+    last segments: the partial-sum cut, every output port, their valid bits."""
+    config = AcceleratorConfig(rows, 4, 8, n, pixels_per_cycle=lanes, segments=4, dram_bytes_per_cycle=FAST_DRAM)
+    layer, x, plan = random_layer(config, n, 8, cin=cin, cout=6, size=5, kernel=1, padding=0, seed=rows)
+    assert plan.geometry.segments.tolist() == [expected]
+    assert _pipelined_cosim(tmp_path, layer, x, plan.shape, config) == 25 * 6
+
+
+def test_a_pipelined_mismatch_names_the_pixel_and_channel():
+    config = AcceleratorConfig(4, 4, 4, 1, dram_bytes_per_cycle=FAST_DRAM)
+    layer, x, plan = random_layer(config, 1, 4, cin=8, cout=4, size=3, seed=3)
+    acc, cycles, clock = clock_layer(layer, x, plan.shape, config)
+    program = layer_program(layer, x, plan.shape, config)
+    record = run_layer_amaranth(program, config)
+    assert compare_layer(program, layer_outputs(record, program, config, int(clock.load_starts[0])),
+                         (acc, cycles)) == 9 * 4
+    late = layer_outputs(record, program, config, int(clock.load_starts[0]) + 1)  # everything one cycle late
+    with pytest.raises(AssertionError, match=r"unit 0: cycle of pixel 0, channel 0"):
+        compare_layer(program, late, (acc, cycles))
+    wrong = dataclasses.replace(record, sums=[(c, p, j, l, v + 1) for c, p, j, l, v in record.sums])
+    with pytest.raises(AssertionError, match=r"unit 0: value of pixel 0, channel 0"):
+        compare_layer(program, layer_outputs(wrong, program, config, int(clock.load_starts[0])), (acc, cycles))
 
 
 def test_a_mismatch_names_the_fold_pixel_and_column():
@@ -79,8 +138,51 @@ def test_a_trained_fashion_mnist_layer_matches_from_the_memory_image(tmp_path, t
         assert np.array_equal(acc, stepped_acc) and np.array_equal(cycles, stepped_cycles)
 
 
-def test_the_generated_testbench_passes_in_icarus_alone(tmp_path, capsys):
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_a_trained_fashion_mnist_layer_runs_on_the_pipelined_unit(tmp_path, trained_graph, lanes):
+    """features.34 of the trained model (1:16, 18 row folds of 4 rows, streams of 4 or 2 groups: the next fold
+    waits for its shadows) with one weight set to -128, its first four units (72 folds) back to back, weights
+    checked against the memory image."""
+    from edgesparse.data import iterate_batches, load_dataset
+
+    graph = trained_graph
+    config = AcceleratorConfig(4, 4, 16, 1, pixels_per_cycle=lanes, dram_bytes_per_cycle=FAST_DRAM)
+    images, _ = next(iterate_batches(load_dataset("fashion_mnist", "test"), 1, shuffle=False))
+    tensors = run_graph(graph, quantize_input(graph, images)[0][None], keep=True)
+    name = "features.34"
+    op = graph.op(name)
+    plan = next(layer.schedule for layer in simulate(graph, config, "analytic").layers if layer.name == name)
+    layer = lower(op, graph.patterns[name], config)
+    values = layer.values.copy()
+    values[np.argwhere(values != 0)[5][0], 1] = -128  # the edge weight, in the first column fold
+    layer = dataclasses.replace(layer, values=values)
+    memory, layout = build_memory_image(graph, config)
+    with pytest.raises(AssertionError, match="memory image fold"):  # the image holds the trained weight there
+        layer_program(layer, tensors[op.inputs[0]][0], plan.shape, config, 72, memory, layout)
+    original = lower(op, graph.patterns[name], config)
+    layer_program(original, tensors[op.inputs[0]][0], plan.shape, config, 72, memory, layout)  # matches the image
+    assert plan.geometry.row_folds == 18 and plan.geometry.col_folds == 32
+    assert _pipelined_cosim(tmp_path, layer, tensors[op.inputs[0]][0], plan.shape, config, folds=72) == 4 * 16
+
+
+def test_the_generated_pipelined_testbench_passes_in_icarus_alone(tmp_path, capsys):
+    """The default: the layer unit runs a whole padded 3x3 conv (5 row folds, the last one in 2 segments of the 4
+    possible, 2 column folds) back to back and checks every final sum and its cycle."""
     assert main(["rtl", "--array", "4x4", "--pattern", "1:4", "--max-pixels", "15", "-o", str(tmp_path)]) == 0
+    assert "layer_unit.v" in capsys.readouterr().out and (tmp_path / "sparse_pe_top.v").exists()
+    subprocess.run(["iverilog", "-g2012", "-o", "tb", "tb_layer_unit.v", "layer_unit.v"], cwd=tmp_path, check=True)
+    output = subprocess.run(["vvp", "tb"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert "PASS: 45 sums" in output, output  # 9 pixels x 5 channels
+    lines = (tmp_path / "expect_cycle.hex").read_text().splitlines()  # the testbench can fail: one cycle late
+    lines[7] = f"{int(lines[7], 16) + 1:08x}"
+    (tmp_path / "expect_cycle.hex").write_text("\n".join(lines) + "\n")
+    output = subprocess.run(["vvp", "tb"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert "FAIL: 1 mismatches" in output and "MISMATCH pixel 1 channel 2" in output, output
+
+
+def test_the_generated_testbench_passes_in_icarus_alone(tmp_path, capsys):
+    assert main(["rtl", "--array", "4x4", "--pattern", "1:4", "--max-pixels", "15", "--classic",
+                 "-o", str(tmp_path)]) == 0
     assert "fold_unit.v" in capsys.readouterr().out
     assert shutil.which("iverilog"), "iverilog is missing: `make test` installs the Debian package"
     subprocess.run(["iverilog", "-g2012", "-o", "tb", "tb_fold_unit.v", "fold_unit.v"], cwd=tmp_path, check=True)
@@ -131,3 +233,20 @@ def test_the_resource_model_quotes_the_synthesized_counts():
     array = estimate_resources(AcceleratorConfig(16, 16, pixels_per_cycle=2))
     assert array.synthesized and "synthesized 16x16 array" in array.source
     assert array.dsps == 256 and array.luts <= 256 * quoted["lut"] and array.ffs <= 256 * quoted["ff"]
+
+
+def test_synthesis_counts_the_shadow_registers_and_the_segment_cut():
+    """The pipelined PE adds exactly its shadow and active weight and index, the first bit and the lanes' valid
+    bits to the classic PE's flip-flops (the staging register is the classic weight register); the segment-top PE
+    adds the partial-sum cut's LUTs and one FF (the top bit), and still one DSP."""
+    from edgesparse.rtl.pe import index_bits
+    from edgesparse.rtl.synth import synthesize
+    from edgesparse.rtl.verilog import pe_verilog
+
+    m, lanes = 16, 2
+    classic = synthesize(pe_verilog(m, lanes), "sparse_pe")
+    pipelined = synthesize(pe_verilog(m, lanes, pipelined=True), "sparse_pe")
+    top = synthesize(pe_verilog(m, lanes, pipelined=True, segment_top=True), "sparse_pe")
+    assert classic["dsp"] == pipelined["dsp"] == top["dsp"] == 1
+    assert pipelined["ff"] - classic["ff"] == 2 * (8 + index_bits(m)) + 1 + lanes
+    assert top["ff"] == pipelined["ff"] + 1 and top["lut"] > pipelined["lut"] >= classic["lut"]

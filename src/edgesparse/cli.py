@@ -246,11 +246,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_rtl(args: argparse.Namespace) -> int:
     from edgesparse.accel import AcceleratorConfig, parse_array
-    from edgesparse.errors import ConfigError
-    from edgesparse.rtl.cosim import layer_jobs, random_layer
-    from edgesparse.rtl.testbench import write_testbench
     from edgesparse.accel.config import array_block
-    from edgesparse.rtl.verilog import array_verilog, fold_unit_verilog, pe_verilog, write_verilog
+    from edgesparse.errors import ConfigError
+    from edgesparse.rtl.cosim import random_layer
 
     rows, cols = parse_array(args.array)
     n, m = array_block(args.pattern) or (1, 1)
@@ -258,23 +256,54 @@ def _cmd_rtl(args: argparse.Namespace) -> int:
         raise ConfigError(f"the PE selects by a log2(M)-bit index: M must be a power of two, got {args.pattern}")
     if args.max_pixels < 1:
         raise ConfigError(f"--max-pixels must be at least 1, got {args.max_pixels}")
-    # The generated RTL implements the classic fold (weight load, stream, fill, drain); the shadow registers and
-    # segments of the pipelined array are modelled in Python only so far.
-    config = AcceleratorConfig(rows, cols, m, n, pixels_per_cycle=args.pixels_per_cycle, classic=True)
-    lanes = config.pixels_per_cycle
-    out = args.output
-    written = [write_verilog(fold_unit_verilog(rows, cols, m, args.max_pixels, lanes), out / "fold_unit.v"),
-               write_verilog(array_verilog(rows, cols, m, lanes), out / "sparse_array.v"),
-               write_verilog(pe_verilog(m, lanes), out / "sparse_pe.v")]
+    # The DMA is not part of the generated units: the pipelined one runs with every fold's weights present.
+    config = AcceleratorConfig(rows, cols, m, n, pixels_per_cycle=args.pixels_per_cycle,
+                               dram_bytes_per_cycle=1e9, **_array_design(args, rows))
     size = max(3, min(8, int(args.max_pixels ** 0.5)))  # a padded 3x3 conv whose output fits the fold unit
     layer, x, plan = random_layer(config, n, m, cin=2 * m, cout=cols + 1, size=size, seed=args.seed)
-    job = layer_jobs(layer, x, plan, config)[0]
-    written += write_testbench(job, config, out, args.max_pixels)
+    written = (_write_classic_rtl if config.classic else _write_pipelined_rtl)(args, config, layer, x, plan)
     for path in written:
         print(path)
-    print(f"{config.describe()} (index {config.index_bits} bits); the fold unit holds up to {args.max_pixels} "
-          f"pixels. Check: cd {out} && iverilog -g2012 -o tb tb_fold_unit.v fold_unit.v && vvp tb")
+    bench = "tb_fold_unit.v fold_unit.v" if config.classic else "tb_layer_unit.v layer_unit.v"
+    print(f"{config.describe()} (index {config.index_bits} bits). Check: cd {args.output} && "
+          f"iverilog -g2012 -o tb {bench} && vvp tb")
     return 0
+
+
+def _write_classic_rtl(args: argparse.Namespace, config, layer, x, plan) -> list[Path]:
+    """The classic fold unit (up to --max-pixels pixels per fold), its array and PE, and a one-fold testbench."""
+    from edgesparse.rtl.cosim import layer_jobs
+    from edgesparse.rtl.testbench import write_testbench
+    from edgesparse.rtl.verilog import array_verilog, fold_unit_verilog, pe_verilog, write_verilog
+
+    out, lanes = args.output, config.pixels_per_cycle
+    written = [write_verilog(fold_unit_verilog(config.rows, config.cols, config.m, args.max_pixels, lanes),
+                             out / "fold_unit.v"),
+               write_verilog(array_verilog(config.rows, config.cols, config.m, lanes), out / "sparse_array.v"),
+               write_verilog(pe_verilog(config.m, lanes), out / "sparse_pe.v")]
+    return written + write_testbench(layer_jobs(layer, x, plan, config)[0], config, out, args.max_pixels)
+
+
+def _write_pipelined_rtl(args: argparse.Namespace, config, layer, x, plan) -> list[Path]:
+    """The pipelined layer unit (sized for the testbench layer's folds), its array and PE (the segment-top PE
+    too when segments > 1), and a testbench running the whole layer back to back against clock_layer."""
+    from edgesparse.accel.array import clock_layer
+    from edgesparse.rtl.cosim import layer_program
+    from edgesparse.rtl.testbench import write_layer_testbench
+    from edgesparse.rtl.verilog import array_verilog, layer_unit_verilog, pe_verilog, write_verilog
+
+    out, lanes, S = args.output, config.pixels_per_cycle, config.segments
+    acc, cycles, clock = clock_layer(layer, x, plan.shape, config)
+    program = layer_program(layer, x, plan.shape, config)
+    written = [write_verilog(layer_unit_verilog(config.rows, config.cols, config.m, lanes, S, program.folds,
+                                                len(program.stream_words)), out / "layer_unit.v"),
+               write_verilog(array_verilog(config.rows, config.cols, config.m, lanes, pipelined=True, segments=S),
+                             out / "sparse_array.v"),
+               write_verilog(pe_verilog(config.m, lanes, pipelined=True), out / "sparse_pe.v")]
+    if S > 1:
+        written.append(write_verilog(pe_verilog(config.m, lanes, "sparse_pe_top", True, True),
+                                     out / "sparse_pe_top.v"))
+    return written + write_layer_testbench(program, config, (acc, cycles), int(clock.load_starts[0]), out)
 
 
 PIXELS_HELP = ("pixels each PE takes per cycle: 2 selects both with its one index and packs both int8 products into "
@@ -403,17 +432,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     rtl = commands.add_parser(
         "rtl", help="generate the sparse array as synthesizable Verilog, with a self-checking testbench",
-        description="Generate (Amaranth HDL) the sparse PE, the R x C array and the fold unit (array, weight and "
-                    "activation memories, and the control that runs one fold) as Verilog, plus a self-checking "
-                    "testbench: one fold of a random padded conv, its expected sums and cycles from the "
-                    "cycle-accurate simulator.")
+        description="Generate (Amaranth HDL) the sparse PE, the R x C array and a unit that runs it as Verilog, "
+                    "plus a self-checking testbench on a random padded conv with expected sums and cycles from the "
+                    "cycle-accurate simulator. Default: the pipelined array (shadow weights, segments) in the layer "
+                    "unit (weight, length and stream memories and the controller that runs a layer's folds back to "
+                    "back), checked on the whole layer; --classic: the classic fold unit, checked on one fold.")
     rtl.add_argument("--array", default="4x4", help="array size RxC [4x4]")
     rtl.add_argument("--pattern", default="1:16", help="N:M the PEs select for; 'dense' for the classic PE [1:16]")
-    rtl.add_argument("--max-pixels", type=int, default=64, help="activation memory depth: pixels per fold [64]")
+    rtl.add_argument("--max-pixels", type=int, default=64,
+                     help="pixels of the testbench layer (and, --classic, the fold unit's activation memory) [64]")
+    rtl.add_argument("--classic", action="store_true",
+                     help="the classic array and fold unit (weight load, stream, fill, drain per fold)")
+    rtl.add_argument("--segments", type=int, default=None,
+                     help="the pipelined array's partial-sum segments [4, or the largest power of two up to 4 "
+                          "dividing R; 1 with --classic]")
     rtl.add_argument("--pixels-per-cycle", type=int, choices=[1, 2], default=2, help=PIXELS_HELP)
     rtl.add_argument("--seed", type=int, default=0, help="seed of the testbench's random layer [0]")
     rtl.add_argument("-o", "--output", type=Path, required=True, help="folder for the Verilog and testbench")
-    rtl.set_defaults(handler=_cmd_rtl)
+    rtl.set_defaults(handler=_cmd_rtl, batch=1)
     return parser
 
 

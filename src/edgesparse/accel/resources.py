@@ -50,20 +50,37 @@ def load_calibration() -> dict[str, Any]:
     return tomllib.loads(resources.files("edgesparse.accel").joinpath("data", "resources.toml").read_text())
 
 
+def _pipelined_pe(table: dict[str, Any], unit: str, config: AcceleratorConfig) -> dict[str, float] | None:
+    """The average pipelined PE of ``config``: rows that may start a segment carry the cut ("top" entries)."""
+    plain, top = table.get(unit), table.get(f"{unit} top")
+    if plain is None or (config.segments > 1 and top is None):
+        return None
+    share = (config.segments - 1) / config.rows  # rows 0 needs no cut: its partial sum starts at 0 anyway
+    return {key: (1 - share) * float(plain[key]) + share * float(top[key] if top else plain[key])
+            for key in ("dsp", "lut", "ff")}
+
+
 def estimate_resources(config: AcceleratorConfig, calibration: dict[str, Any] | None = None) -> Resources:
     """DSP, LUT, FF and RAMB36 counts of ``config``: the synthesized array when this size and M was synthesized,
     else R x C synthesized PEs of this M, else the estimate formula; block RAM from the buffer sizes."""
     calibration = load_calibration() if calibration is None else calibration
     synthesized = calibration.get("status") == "synthesized"
     unit = f"M{config.m} L{config.pixels_per_cycle}"
-    array = calibration.get("array", {}).get(f"{config.rows}x{config.cols} {unit}") if synthesized else None
-    pe = calibration.get("pe", {}).get(unit) if synthesized else None
+    if config.classic:
+        array = calibration.get("array", {}).get(f"{config.rows}x{config.cols} {unit}") if synthesized else None
+        pe = calibration.get("pe", {}).get(unit) if synthesized else None
+    else:  # the pipelined array: shadow and staging registers, and the segment cut in every R/S-th row
+        array = calibration.get("array_pipelined", {}).get(f"{config.rows}x{config.cols} {unit} S{config.segments}") \
+            if synthesized else None
+        pe = _pipelined_pe(calibration.get("pe_pipelined", {}), unit, config) if synthesized else None
     if array is not None:
         counts = {key: int(array[key]) for key in ("dsp", "lut", "ff")}
-        source = f"synthesized {config.rows}x{config.cols} array ({calibration['source']})"
+        kind = "" if config.classic else f"pipelined S={config.segments} "
+        source = f"synthesized {config.rows}x{config.cols} {kind}array ({calibration['source']})"
     elif pe is not None:
-        counts = {key: config.pes * int(pe[key]) for key in ("dsp", "lut", "ff")}
-        source = f"{config.pes} x the synthesized {unit} PE ({calibration['source']})"
+        counts = {key: round(config.pes * float(pe[key])) for key in ("dsp", "lut", "ff")}
+        kind = "" if config.classic else "pipelined "
+        source = f"{config.pes} x the synthesized {kind}{unit} PE ({calibration['source']})"
     else:
         counts = {key: config.pes * value for key, value in estimated_pe(config.m, config.pixels_per_cycle).items()}
         source = f"estimate ({calibration.get('source', 'formula')})"

@@ -1,4 +1,5 @@
-"""The R x C weight-stationary array of sparse PEs, and the fold unit that runs one fold from on-chip memories.
+"""The R x C weight-stationary arrays of sparse PEs (classic and pipelined), and the fold unit that runs one classic
+fold from on-chip memories (the pipelined array's unit is :mod:`edgesparse.rtl.layer_unit`).
 
 Buses are flat bit vectors (simple to drive from any testbench): ``w_top`` holds C int8 values, ``idx_top`` C
 indices, ``act_left`` R rows of L lanes of M int8 activations, ``psum_bottom`` C columns of L int32 sums; element
@@ -13,13 +14,25 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from edgesparse.rtl.pe import PSUM_BITS, SparsePE, index_bits
+from edgesparse.errors import ConfigError
+from edgesparse.rtl.pe import PSUM_BITS, SparsePE, check_block, index_bits
+
+
+def check_array(rows: int, cols: int, m: int, lanes: int, segments: int = 1) -> None:
+    """Raise :class:`ConfigError` for an array that cannot be built."""
+    for name, value in (("rows", rows), ("cols", cols), ("segments", segments)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"array {name} must be a positive integer, got {value!r}")
+    if segments & (segments - 1) or rows % segments:
+        raise ConfigError(f"segments must be a power of two that divides the {rows} rows, got {segments}")
+    check_block(m, lanes)
 
 
 class SparseArray(wiring.Component):
     """``rows`` x ``cols`` PEs: weights shift down the columns, activations right along the rows, sums down."""
 
     def __init__(self, rows: int, cols: int, m: int, lanes: int = 1):
+        check_array(rows, cols, m, lanes)
         self.rows, self.cols, self.m, self.lanes = rows, cols, m, lanes
         self.index_width = max(1, index_bits(m))
         super().__init__({
@@ -50,6 +63,102 @@ class SparseArray(wiring.Component):
             if i == self.rows - 1:
                 for j, pe in enumerate(row):
                     m.d.comb += self.psum_bottom.word_select(j, PSUM_BITS * self.lanes).eq(pe.psum_out)
+        return m
+
+
+
+class PipelinedArray(wiring.Component):
+    """The pipelined array (:func:`edgesparse.accel.array.clock_layer`): ``rows`` x ``cols`` pipelined PEs with
+    staging, shadow and active weights, and ``segments`` S possible partial-sum chains per column.
+
+    The weight word enters the top once per cycle for column 0; column j sees it (and the strobes) j cycles later,
+    through a triangle of delay registers inside the array, so a fold's word k shifts into column j at
+    ``a + k + j`` and latches into its shadows at ``a + R - 1 + j``. Rows ``k R / S`` (k > 0) may start a segment;
+    rows ``(k + 1) R / S - 1`` are the output ports. B = max(1, log2 M) index bits, L = ``lanes``.
+
+    Ports:
+
+    - ``shift : Signal(1), in``: the weight chain of column 0 moves down one row this cycle;
+    - ``latch : Signal(1), in``: (with ``shift``) the word column 0's rows take now is also their shadow: a fold's
+      last word (its top row);
+    - ``w_top : Signal(8 C), in`` / ``idx_top : Signal(B C), in``: the word entering the top: column j's int8 value
+      at bits ``[8 j, 8 j + 8)``, its index at ``[B j, B j + B)`` (delayed j cycles inside);
+    - ``act_left : Signal(8 M L R), in``: row i's lane l M-wide vector at element ``i L + l`` (8 M bits each);
+    - ``first_left : Signal(R), in``: bit i: row i's vector is its fold's first group (the wavefront);
+    - ``top_left : Signal(R), in``: bit i: row i starts a segment (psum_in = 0); read on rows ``k R / S``, k > 0
+      (row 0 always starts a chain; other rows cannot);
+    - ``valid_left : Signal(L R), in``: bit ``i L + l``: the sum row i computes for lane l is a final output (the
+      feeder sets it on a segment's bottom row, for real pixels);
+    - ``psum_out : Signal(32 L C S), out``: port k (row ``(k + 1) R / S - 1``), column j, lane l at element
+      ``(k C + j) L + l``: that PE's partial-sum register;
+    - ``valid_out : Signal(L C S), out``: the valid bit that travelled with the same data, same element order.
+    """
+
+    def __init__(self, rows: int, cols: int, m: int, lanes: int = 1, segments: int = 1):
+        check_array(rows, cols, m, lanes, segments)
+        self.rows, self.cols, self.m, self.lanes, self.segments = rows, cols, m, lanes, segments
+        self.index_width = max(1, index_bits(m))
+        super().__init__({
+            "shift": In(1), "latch": In(1),
+            "w_top": In(unsigned(8 * cols)), "idx_top": In(unsigned(self.index_width * cols)),
+            "act_left": In(unsigned(8 * m * lanes * rows)), "first_left": In(unsigned(rows)),
+            "top_left": In(unsigned(rows)), "valid_left": In(unsigned(lanes * rows)),
+            "psum_out": Out(unsigned(PSUM_BITS * lanes * cols * segments)),
+            "valid_out": Out(unsigned(lanes * cols * segments)),
+        })
+
+    def segment_top(self, row: int) -> bool:
+        """Whether ``row`` can start a segment (its PEs carry the psum cut)."""
+        return row > 0 and row % (self.rows // self.segments) == 0
+
+    def port_rows(self) -> list[int]:
+        """The rows whose partial sums are output ports, port k first."""
+        return [(k + 1) * (self.rows // self.segments) - 1 for k in range(self.segments)]
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        R, C, L, B = self.rows, self.cols, self.lanes, self.index_width
+        pes = [[SparsePE(self.m, L, pipelined=True, segment_top=self.segment_top(i)) for _ in range(C)]
+               for i in range(R)]
+        # The skew triangle: column j's word and strobes, j cycles late.
+        shift, latch = self.shift, self.latch
+        for j in range(C):
+            word = (self.w_top.word_select(j, 8), self.idx_top.word_select(j, B))
+            for step in range(j):
+                delayed = (Signal(signed(8), name=f"w_skew_{j}_{step}"), Signal(B, name=f"idx_skew_{j}_{step}"))
+                m.d.sync += [delayed[0].eq(word[0]), delayed[1].eq(word[1])]
+                word = delayed
+            if j > 0:
+                next_shift, next_latch = Signal(name=f"shift_skew_{j}"), Signal(name=f"latch_skew_{j}")
+                m.d.sync += [next_shift.eq(shift), next_latch.eq(latch)]
+                shift, latch = next_shift, next_latch
+            for i in range(R):
+                pe = pes[i][j]
+                m.submodules[f"pe_{i}_{j}"] = pe
+                m.d.comb += [pe.shift.eq(shift), pe.latch.eq(latch)]
+                if i == 0:
+                    m.d.comb += [pe.w_in.eq(word[0]), pe.idx_in.eq(word[1]), pe.psum_in.eq(0)]
+                else:
+                    above = pes[i - 1][j]
+                    m.d.comb += [pe.w_in.eq(above.w_out), pe.idx_in.eq(above.idx_out), pe.psum_in.eq(above.psum_out)]
+        for i, row in enumerate(pes):
+            for j, pe in enumerate(row):
+                left = row[j - 1] if j else None
+                if left is None:
+                    m.d.comb += [pe.act_in.eq(self.act_left.word_select(i, 8 * self.m * L)),
+                                 pe.first_in.eq(self.first_left[i]),
+                                 pe.valid_in.eq(self.valid_left.word_select(i, L))]
+                    if pe.segment_top:
+                        m.d.comb += pe.top_in.eq(self.top_left[i])
+                else:
+                    m.d.comb += [pe.act_in.eq(left.act_out), pe.first_in.eq(left.first_out),
+                                 pe.valid_in.eq(left.valid_out)]
+                    if pe.segment_top:
+                        m.d.comb += pe.top_in.eq(left.top_out)
+        for k, i in enumerate(self.port_rows()):
+            for j, pe in enumerate(pes[i]):
+                m.d.comb += [self.psum_out.word_select(k * C + j, PSUM_BITS * L).eq(pe.psum_out),
+                             self.valid_out.word_select(k * C + j, L).eq(pe.valid_out)]
         return m
 
 

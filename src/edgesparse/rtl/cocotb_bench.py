@@ -1,5 +1,6 @@
-"""The cocotb testbench of the fold unit: runs the jobs pickled at $EDGESPARSE_JOBS through :func:`drive_folds`
-and pickles the results to $EDGESPARSE_RESULTS. Loaded by cocotb inside the simulator, not imported by users."""
+"""The cocotb testbench of the fold unit and the layer unit: runs the work pickled at $EDGESPARSE_JOBS (``(kind,
+work, config)``: ``"fold"`` jobs through :func:`drive_folds`, a ``"layer"`` program through :func:`drive_layer`) and
+pickles the result to $EDGESPARSE_RESULTS. Loaded by cocotb inside the simulator, not imported by users."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
-from edgesparse.rtl.cosim import drive_folds
+from edgesparse.rtl.cosim import drive_folds, drive_layer
 
 
 class CocotbBus:
@@ -31,17 +32,18 @@ class CocotbBus:
 
 
 @cocotb.test()
-async def fold_unit_matches_the_simulator(dut):
+async def unit_matches_the_simulator(dut):
     with open(os.environ["EDGESPARSE_JOBS"], "rb") as handle:
-        jobs, config = pickle.load(handle)
+        kind, work, config = pickle.load(handle)
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     bus = CocotbBus(dut)
-    for name in ("w_we", "a_we", "start"):
+    for name in ("w_we", "a_we", "start") + (("n_we",) if kind == "layer" else ()):
         bus.set(name, 0)
     bus.set("rst", 1)  # a reset first: it also wakes every always @* block of the generated Verilog
     await bus.tick()
     bus.set("rst", 0)
     await bus.tick()
-    results = await drive_folds(bus, jobs, config)
+    driver = drive_layer if kind == "layer" else drive_folds
+    results = await driver(bus, work, config)
     with open(os.environ["EDGESPARSE_RESULTS"], "wb") as handle:
         pickle.dump(results, handle)

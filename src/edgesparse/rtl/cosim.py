@@ -1,9 +1,14 @@
-"""Co-simulation of the generated fold unit against the cycle-accurate simulator, on real layer data.
+"""Co-simulation of the generated RTL against the cycle-accurate simulator, on real layer data.
 
-A layer's folds (weights read back from the accelerator's memory image, activations from the integer graph) are
-written into the fold unit's memories and run; every sum leaving the bottom row is recorded with its pixel, column
-and cycle. The same async driver runs under Amaranth's simulator and under cocotb (Icarus Verilog): each gives it
-a small ``Bus`` adapter (set, get, tick).
+- Classic array: a layer's folds (weights read back from the accelerator's memory image, activations from the
+  integer graph) are written into the fold unit's memories and run one by one; every sum leaving the bottom row is
+  recorded with its pixel, column and cycle, against :func:`~edgesparse.accel.array.clock_fold`.
+- Pipelined array: a layer's consecutive folds are written into the layer unit's memories and run back to back by
+  its own controller; every valid sum leaving an output port is recorded with its cycle, against
+  :func:`~edgesparse.accel.array.clock_layer` (cycles aligned on the first weight load).
+
+The same async drivers run under Amaranth's simulator and under cocotb (Icarus Verilog): each gives them a small
+``Bus`` adapter (set, get, tick).
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ import math
 
 import torch
 
-from edgesparse.accel.array import FoldInputs, clock_fold, iter_folds
+from edgesparse.accel.array import FoldInputs, clock_fold, iter_folds, row_activations
 from edgesparse.accel.config import AcceleratorConfig
+from edgesparse.accel.geometry import FoldGeometry, fold_geometry
 from edgesparse.accel.mapping import LoweredLayer, lower
 from edgesparse.accel.memory_image import read_fold
 from edgesparse.accel.schedule import LayerSchedule, LayerShape, fold_cycles, schedule_layer
+from edgesparse.errors import ConfigError
 from edgesparse.quant.graph import IntOp
 from edgesparse.rtl.pe import PSUM_BITS, index_bits
 from edgesparse.sparsity.pattern import BlockPattern
@@ -169,16 +176,13 @@ def compare(jobs: list[FoldJob], results: list[tuple[np.ndarray, np.ndarray]]) -
                                      f", simulator {sim[pixel, column]} ({len(bad)} mismatches)")
 
 
-def run_amaranth(jobs: list[FoldJob], config: AcceleratorConfig) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Run the jobs on the fold unit in Amaranth's simulator."""
+def _run_amaranth(unit, driver) -> Any:
+    """Run the async ``driver(bus)`` against ``unit`` in Amaranth's simulator; return what it returns."""
     from amaranth.sim import Simulator
 
-    from edgesparse.rtl.array import FoldUnit
-
-    unit = FoldUnit(config.rows, config.cols, config.m, max(job.pixels for job in jobs), config.pixels_per_cycle)
     simulator = Simulator(unit)
     simulator.add_clock(1e-8)
-    results: list[tuple[np.ndarray, np.ndarray]] = []
+    result: list = []
 
     class AmaranthBus:
         def __init__(self, ctx):
@@ -194,39 +198,243 @@ def run_amaranth(jobs: list[FoldJob], config: AcceleratorConfig) -> list[tuple[n
             await self.ctx.tick()
 
     async def bench(ctx):
-        results.extend(await drive_folds(AmaranthBus(ctx), jobs, config))
+        result.append(await driver(AmaranthBus(ctx)))
 
     simulator.add_testbench(bench)
     simulator.run()
-    return results
+    return result[0]
 
 
+def run_amaranth(jobs: list[FoldJob], config: AcceleratorConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Run the jobs on the fold unit in Amaranth's simulator."""
+    from edgesparse.rtl.array import FoldUnit
 
-def run_icarus(jobs: list[FoldJob], config: AcceleratorConfig, build_dir: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Run the jobs on the exported Verilog in Icarus Verilog through cocotb (timescale 1ns/1ps)."""
+    unit = FoldUnit(config.rows, config.cols, config.m, max(job.pixels for job in jobs), config.pixels_per_cycle)
+    return _run_amaranth(unit, lambda bus: drive_folds(bus, jobs, config))
+
+
+def _run_icarus(text: str, top: str, payload: tuple, build_dir: str | Path) -> Any:
+    """Build ``text`` (module ``top``) with Icarus and run :mod:`edgesparse.rtl.cocotb_bench` on ``payload``
+    (``(kind, work, config)``) through cocotb; return the driver's result."""
     import os
     import pickle
     import sys
 
     from cocotb_tools.runner import get_runner
 
-    from edgesparse.rtl.verilog import fold_unit_verilog, write_verilog
+    from edgesparse.rtl.verilog import write_verilog
 
     build_dir = Path(build_dir)
-    source = write_verilog(fold_unit_verilog(config.rows, config.cols, config.m, max(job.pixels for job in jobs),
-                                             config.pixels_per_cycle), build_dir / "fold_unit.v")
+    source = write_verilog(text, build_dir / f"{top}.v")
     jobs_path, results_path = build_dir / "jobs.pkl", build_dir / "results.pkl"
-    jobs_path.write_bytes(pickle.dumps((jobs, config)))
+    jobs_path.write_bytes(pickle.dumps(payload))
     venv_bin = str(Path(sys.executable).parent)  # cocotb's runner calls cocotb-config from PATH
     if venv_bin not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
     runner = get_runner("icarus")
-    runner.build(sources=[source], hdl_toplevel="fold_unit", build_dir=build_dir, timescale=("1ns", "1ps"),
+    runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir, timescale=("1ns", "1ps"),
                  always=True, log_file=build_dir / "build.log")
     results_path.unlink(missing_ok=True)
-    runner.test(test_module="edgesparse.rtl.cocotb_bench", hdl_toplevel="fold_unit", build_dir=build_dir,
+    runner.test(test_module="edgesparse.rtl.cocotb_bench", hdl_toplevel=top, build_dir=build_dir,
                 extra_env={"EDGESPARSE_JOBS": str(jobs_path), "EDGESPARSE_RESULTS": str(results_path)},
                 log_file=build_dir / "test.log")
     if not results_path.exists():
         raise AssertionError(f"the cocotb run wrote no results; see {build_dir / 'test.log'}")
     return pickle.loads(results_path.read_bytes())
+
+
+def run_icarus(jobs: list[FoldJob], config: AcceleratorConfig, build_dir: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Run the jobs on the exported Verilog in Icarus Verilog through cocotb (timescale 1ns/1ps)."""
+    from edgesparse.rtl.verilog import fold_unit_verilog
+
+    text = fold_unit_verilog(config.rows, config.cols, config.m, max(job.pixels for job in jobs),
+                             config.pixels_per_cycle)
+    return _run_icarus(text, "fold_unit", ("fold", jobs, config), build_dir)
+
+
+# --- The pipelined array: a layer's consecutive folds on the layer unit, against clock_layer. ---
+
+
+@dataclass(frozen=True)
+class LayerProgram:
+    """The first ``folds`` folds of a layer as the layer unit's memory contents, and where their outputs go."""
+
+    geometry: FoldGeometry
+    folds: int
+    weight_words: list[int]  # R words per fold, bottom row first
+    lengths: list[int]  # stream length L_f per fold
+    stream_words: list[int]  # L_f words per fold, folds in order
+
+    @property
+    def units(self) -> int:
+        """Units (tile, column fold) whose row folds all run: their outputs are final."""
+        return self.folds // self.geometry.row_folds
+
+
+def stream_words(geometry: FoldGeometry, row_acts: np.ndarray, fold: int, m: int) -> list[int]:
+    """The L_f stream words of one fold (the feeder's output, see :mod:`edgesparse.rtl.layer_unit`): row i of
+    segment k gets group ``k L + g`` of the fold's tile, valid bits on the segments' bottom rows, top bits on their
+    first rows."""
+    tile, _, row_fold = geometry.fold_position(fold)
+    R, P = geometry.rows, geometry.lanes
+    seg, length = geometry.segment_rows(row_fold), geometry.stream_length(tile, row_fold)
+    rows = np.arange(R)
+    slot = rows % seg
+    group = (rows // seg).reshape(1, -1) * length + np.arange(length).reshape(-1, 1)  # [L, R]
+    local = group[..., None] * P + np.arange(P)  # [L, R, P]
+    real = (group < geometry.groups(tile))[..., None] & (local < int(geometry.tile_sizes[tile]))
+    take = real & (slot < int(geometry.rows_in[row_fold])).reshape(1, -1, 1)
+    vectors = np.zeros((length, R, P, m), dtype=np.int64)
+    source = np.broadcast_to((row_fold * R + slot).reshape(1, -1, 1), take.shape)
+    vectors[take] = row_acts[tile * geometry.tile_pixels + local[take], source[take]]
+    valid = real & (slot == seg - 1).reshape(1, -1, 1)
+    flags = np.concatenate([valid.reshape(length, -1), np.broadcast_to(slot == 0, (length, R))], axis=1)
+    data = np.concatenate([(vectors.reshape(length, -1) & 0xFF).astype(np.uint8),
+                           np.packbits(flags.astype(np.uint8), axis=1, bitorder="little")], axis=1)
+    # Flags start right after the vectors, which fill whole bytes: the bytes concatenate.
+    return [int.from_bytes(bytes(row), "little") for row in data]
+
+
+def layer_program(layer: LoweredLayer, x: np.ndarray, shape: LayerShape, config: AcceleratorConfig,
+                  folds: int | None = None, image: bytes | None = None,
+                  layout: dict[str, Any] | None = None) -> LayerProgram:
+    """The layer unit's memories for the first ``folds`` folds (all by default; whole units) of ``layer`` on
+    ``x``; with a memory image, each fold's rows must equal the image's (read back through its layout)."""
+    geometry = fold_geometry(shape, config)
+    folds = geometry.folds if folds is None else folds
+    if not 0 < folds <= geometry.folds or folds % geometry.row_folds:
+        raise ConfigError(f"run whole units of {geometry.row_folds} row folds, at most {geometry.folds} folds; "
+                          f"got {folds}")
+    row_acts = row_activations(layer, x).astype(np.int64)
+    weights, lengths, words = [], [], []
+    for fold in range(folds):
+        values, index = geometry.fold_weights(layer.values, layer.index, fold)
+        if image is not None and layout is not None:
+            _, col_fold, row_fold = geometry.fold_position(fold)
+            stored, stored_index = read_fold(image, layout, layer.name, col_fold, row_fold)
+            height = int(geometry.rows_in[row_fold])
+            if not (np.array_equal(stored[:height], values[:height])
+                    and np.array_equal(stored_index[:height], index[:height])):
+                raise AssertionError(f"memory image fold ({col_fold}, {row_fold}) of {layer.name} differs")
+        weights += weight_words(values, index, config.m)
+        tile, _, row_fold = geometry.fold_position(fold)
+        lengths.append(geometry.stream_length(tile, row_fold))
+        words += stream_words(geometry, row_acts, fold, config.m)
+    return LayerProgram(geometry, folds, weights, lengths, words)
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """What the layer unit put out: every cycle's row-0 entry, and every valid sum with its port and column."""
+
+    entries: dict[int, tuple[int, int]]  # cycle -> (fold, group step) entering row 0
+    sums: list[tuple[int, int, int, int, int]]  # (cycle, port, column, lane, value)
+
+
+async def drive_layer(bus: Bus, program: LayerProgram, config: AcceleratorConfig) -> LayerRecord:
+    """Write the unit's memories, start it, and record every valid output until the array has drained."""
+    R, C, L, S = config.rows, config.cols, config.pixels_per_cycle, config.segments
+    writes = (("w", program.weight_words), ("n", program.lengths), ("a", program.stream_words))
+    for k in range(max(len(words) for _, words in writes)):
+        for prefix, words in writes:
+            bus.set(f"{prefix}_we", int(k < len(words)))
+            if k < len(words):
+                bus.set(f"{prefix}_addr", k)
+                bus.set(f"{prefix}_data", words[k])
+        await bus.tick()
+    for prefix, _ in writes:
+        bus.set(f"{prefix}_we", 0)
+    bus.set("folds", program.folds)
+    bus.set("start", 1)
+    await bus.tick()
+    bus.set("start", 0)
+    entries, sums, drain, limit = {}, [], R + C + 1, 8 * (len(program.stream_words) + program.folds * R) + 64
+    for _ in range(limit):
+        await bus.tick()
+        cycle = bus.get("out_cycle")
+        if bus.get("entry_live"):
+            entries[cycle] = (bus.get("entry_fold"), bus.get("entry_group"))
+        valid = bus.get("valid_out")
+        if valid:
+            word = bus.get("psum_out")
+            for bit in range(S * C * L):
+                if valid >> bit & 1:
+                    value = word >> (bit * PSUM_BITS) & ((1 << PSUM_BITS) - 1)
+                    port, rest = divmod(bit, C * L)
+                    sums.append((cycle, port, *divmod(rest, L),
+                                 value - (1 << PSUM_BITS) if value >> (PSUM_BITS - 1) else value))
+        if not bus.get("busy"):
+            drain -= 1
+            if drain == 0:
+                return LayerRecord(entries, sums)
+    raise AssertionError(f"the layer unit was still busy after {limit} cycles")
+
+
+def layer_outputs(record: LayerRecord, program: LayerProgram, config: AcceleratorConfig,
+                  offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The layer's accumulators ``[pixels, Cout]`` summed over row folds and the cycle (plus ``offset``) each
+    final sum left, from the unit's record: a sum leaving port k's row b at column j in cycle t entered row 0 at
+    ``t - b - j``, as the group step g of the fold the monitor saw there; it belongs to that fold's segment
+    ``b // (R / s)``, group ``that * L_f + g``."""
+    geometry, R, C, P = program.geometry, config.rows, config.cols, config.pixels_per_cycle
+    shape = geometry.shape
+    acc = np.zeros((shape.pixels, shape.cout), dtype=np.int64)
+    cycles = np.full(acc.shape, -1, dtype=np.int64)
+    port_rows = [(k + 1) * config.segment_rows - 1 for k in range(config.segments)]
+    for cycle, port, column, lane, value in sorted(record.sums):
+        row = port_rows[port]
+        entered = cycle - row - column
+        if entered not in record.entries:
+            raise AssertionError(f"a valid sum left port {port}, column {column} at cycle {cycle}, but nothing "
+                                 f"entered row 0 at cycle {entered}")
+        fold, step = record.entries[entered]
+        tile, col_fold, row_fold = geometry.fold_position(fold)
+        group = row // geometry.segment_rows(row_fold) * program.lengths[fold] + step
+        pixel, channel = tile * geometry.tile_pixels + group * P + lane, col_fold * C + column
+        if channel >= shape.cout:
+            continue  # a column the fold leaves empty
+        acc[pixel, channel] += value
+        cycles[pixel, channel] = cycle + offset
+    return acc, cycles
+
+
+def compare_layer(program: LayerProgram, rtl: tuple[np.ndarray, np.ndarray],
+                  model: tuple[np.ndarray, np.ndarray]) -> int:
+    """Raise, naming the first pixel and channel, where the unit's outputs of its whole units differ from the
+    model's (values and cycles); return how many sums were compared."""
+    geometry, checked = program.geometry, 0
+    for unit in range(program.units):
+        tile, col_fold = divmod(unit, geometry.col_folds)
+        span, columns = geometry.tile_range(tile), geometry.col_slice(col_fold)
+        for name, got, want in zip(("value", "cycle"), rtl, model):
+            got, want = got[span.start:span.stop, columns], want[span.start:span.stop, columns]
+            bad = np.argwhere(got != want)
+            if len(bad):
+                pixel, column = bad[0]
+                raise AssertionError(f"unit {unit}: {name} of pixel {span.start + pixel}, channel "
+                                     f"{columns.start + column}: RTL {got[pixel, column]}, model "
+                                     f"{want[pixel, column]} ({len(bad)} mismatches)")
+        checked += len(span) * (columns.stop - columns.start)
+    return checked
+
+
+def layer_unit_for(program: LayerProgram, config: AcceleratorConfig):
+    """The layer unit just big enough for ``program``."""
+    from edgesparse.rtl.layer_unit import LayerUnit
+
+    return LayerUnit(config.rows, config.cols, config.m, config.pixels_per_cycle, config.segments,
+                     max_folds=program.folds, max_words=len(program.stream_words))
+
+
+def run_layer_amaranth(program: LayerProgram, config: AcceleratorConfig) -> LayerRecord:
+    """Run ``program`` on the layer unit in Amaranth's simulator."""
+    unit = layer_unit_for(program, config)
+    return _run_amaranth(unit, lambda bus: drive_layer(bus, program, config))
+
+
+def run_layer_icarus(program: LayerProgram, config: AcceleratorConfig, build_dir: str | Path) -> LayerRecord:
+    """Run ``program`` on the layer unit's Verilog in Icarus Verilog through cocotb."""
+    from amaranth.back import verilog
+
+    text = verilog.convert(layer_unit_for(program, config), name="layer_unit")
+    return _run_icarus(text, "layer_unit", ("layer", program, config), build_dir)

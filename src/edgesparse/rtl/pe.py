@@ -1,12 +1,20 @@
 """The sparse processing element: int8 weight, log2(M)-bit index, M:1 activation select, MAC, pass-through.
 
-Per clock edge (the register-level model of :func:`edgesparse.accel.array.clock_fold`):
+Two PEs share the multiply (:func:`_products`):
 
-- ``load``: the weight and index registers take ``w_in``/``idx_in`` from above (they shift down a column);
-- always: the activation register takes the M-wide vector ``act_in`` from the left (it moves one PE right), and
-  the partial sum register takes ``psum_in + weight * act_in[index]``, which moves one PE down.
+- :class:`SparsePE` ``pipelined=False`` (the classic fold, :func:`edgesparse.accel.array.clock_fold`): ``load``
+  shifts the weight and index down the column; the PE computes with the weight it holds.
+- :class:`SparsePE` ``pipelined=True`` (the default array, :func:`edgesparse.accel.array.clock_layer`): a staging
+  register of the weight chain, a shadow and an active weight (each with its index). ``shift`` moves the chain one
+  row down, ``latch`` (with ``shift``) also copies the word arriving from above into the shadow; a ``first``
+  activation (a fold's first pixel group, the wavefront) switches the PE to its shadow in the cycle it arrives and
+  computes with it. ``top`` (only on a PE built ``segment_top``) cuts the partial-sum chain: the sum starts at 0.
 
-M = 1 is the classic dense PE (no index, no select).
+Per clock edge on both: the activation register takes the M-wide vector ``act_in`` from the left (it moves one PE
+right, with ``first``, ``top`` and ``valid`` on the pipelined PE), and the partial-sum register takes
+``psum_in + weight * act_in[index]``, which moves one PE down.
+
+M = 1 is the dense PE (no index, no select).
 
 With ``lanes`` = 2 (two pixels per cycle) the activation vector, the select and the partial sum are two lanes
 wide, and one multiplier computes both products: ``w * (a1 * 2^16 + a0)`` is 8 x 25 bits, one DSP48E1; the low 16
@@ -15,10 +23,11 @@ bits are ``w * a0`` (it fits, |w * a0| <= 2^14), the rest plus the low part's si
 
 from __future__ import annotations
 
-from amaranth import Module, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from edgesparse.errors import ConfigError
 from edgesparse.sparsity.pattern import BlockPattern
 
 PSUM_BITS = 32
@@ -29,45 +38,110 @@ def index_bits(m: int) -> int:
     return BlockPattern(1, m).index_width
 
 
-class SparsePE(wiring.Component):
-    """One PE of an array built for blocks of ``m`` input channels, streaming ``lanes`` pixels per cycle."""
+def check_block(m: int, lanes: int) -> None:
+    """Raise :class:`ConfigError` unless M is a power of two and ``lanes`` is 1 or 2."""
+    if not isinstance(m, int) or m < 1 or m & (m - 1):
+        raise ConfigError(f"the PE's block size M must be a power of two, got {m!r}")
+    if lanes not in (1, 2):
+        raise ConfigError(f"a PE packs one or two pixels per cycle into its multiplier, got {lanes!r}")
 
-    def __init__(self, m: int, lanes: int = 1):
-        if m < 1 or m & (m - 1):
-            raise ValueError(f"the PE's block size M must be a power of two, got {m}")
-        if lanes not in (1, 2):
-            raise ValueError(f"a PE packs one or two pixels per cycle into its multiplier, got {lanes}")
-        self.m, self.lanes = m, lanes
+
+def _products(m: Module, weight, vector, index, block: int, lanes: int) -> list:
+    """``lanes`` signed products ``weight * vector[lane][index]`` (two lanes packed into one multiplier)."""
+    def select(lane: int):
+        word = vector.word_select(lane, 8 * block)
+        return word.as_signed() if block == 1 else word.word_select(index[:index_bits(block)], 8).as_signed()
+
+    if lanes == 1:
+        return [weight * select(0)]
+    packed = Signal(signed(25))
+    product = Signal(signed(33))
+    m.d.comb += [packed.eq(select(1) * (1 << 16) + select(0)), product.eq(weight * packed)]
+    return [product[:16].as_signed(), product[16:].as_signed() + product[15]]
+
+
+class SparsePE(wiring.Component):
+    """One PE of an array built for blocks of ``m`` input channels, streaming ``lanes`` pixels per cycle.
+
+    Parameters: ``m`` (a power of two; 1 = dense), ``lanes`` (1 or 2), ``pipelined`` (shadow weights, the default
+    array; False: the classic PE), ``segment_top`` (pipelined only: the PE may start a segment's partial-sum chain).
+
+    Ports, both PEs (B = max(1, log2 M) index bits, L = ``lanes``):
+
+    - ``w_in : Signal(signed(8)), in`` / ``idx_in : Signal(B), in``: the weight chain's word from the PE above;
+    - ``w_out : Signal(signed(8)), out`` / ``idx_out : Signal(B), out``: this PE's link of the chain (classic: the
+      weight it computes with; pipelined: its staging register);
+    - ``act_in : Signal(8 * M * L), in``: lane l's M int8 activations at bits ``[8 M l, 8 M (l + 1))``;
+    - ``act_out : Signal(8 * M * L), out``: ``act_in`` one cycle later, to the PE on the right;
+    - ``psum_in : Signal(32 * L), in``: the lanes' int32 partial sums from above;
+    - ``psum_out : Signal(32 * L), out``: ``psum_in + w * act_in[idx]`` per lane, registered.
+
+    Classic only: ``load : Signal(1), in``: the weight and index registers take ``w_in``/``idx_in``.
+
+    Pipelined only:
+
+    - ``shift : Signal(1), in``: the staging register takes ``w_in``/``idx_in``;
+    - ``latch : Signal(1), in``: the shadow takes ``w_in``/``idx_in`` (the word the staging register takes now);
+    - ``first_in : Signal(1), in``: ``act_in`` is a fold's first group: switch to the shadow and compute with it;
+    - ``top_in : Signal(1), in`` (``segment_top`` only): ``act_in`` belongs to a segment starting at this row: the
+      partial sum starts at 0 instead of ``psum_in``;
+    - ``valid_in : Signal(L), in``: per lane, the sum computed with ``act_in`` is a final output (the array's
+      feeder sets it on a segment's bottom row for real pixels); it only travels;
+    - ``first_out``, ``top_out`` (``segment_top`` only), ``valid_out``: the inputs one cycle later, beside
+      ``act_out`` (``valid_out`` is also the valid bit of ``psum_out``).
+    """
+
+    def __init__(self, m: int, lanes: int = 1, pipelined: bool = False, segment_top: bool = False):
+        check_block(m, lanes)
+        if segment_top and not pipelined:
+            raise ConfigError("only the pipelined PE cuts the partial-sum chain (segment_top needs pipelined)")
+        self.m, self.lanes, self.pipelined, self.segment_top = m, lanes, pipelined, segment_top
         bits = max(1, index_bits(m))  # a 1-bit index port on the dense PE keeps the interface uniform (unused)
-        super().__init__({
-            "load": In(1),
+        ports = {
             "w_in": In(signed(8)), "idx_in": In(unsigned(bits)),
             "w_out": Out(signed(8)), "idx_out": Out(unsigned(bits)),
             "act_in": In(unsigned(8 * m * lanes)), "act_out": Out(unsigned(8 * m * lanes)),
             "psum_in": In(unsigned(PSUM_BITS * lanes)), "psum_out": Out(unsigned(PSUM_BITS * lanes)),
-        })
-
-    def _select(self, lane: int):
-        vector = self.act_in.word_select(lane, 8 * self.m)
-        if self.m == 1:
-            return vector.as_signed()
-        return vector.word_select(self.idx_out[:index_bits(self.m)], 8).as_signed()
+        }
+        if pipelined:
+            ports.update({"shift": In(1), "latch": In(1), "first_in": In(1), "first_out": Out(1),
+                          "valid_in": In(lanes), "valid_out": Out(lanes)})
+            if segment_top:
+                ports.update({"top_in": In(1), "top_out": Out(1)})
+        else:
+            ports["load"] = In(1)
+        super().__init__(ports)
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        with m.If(self.load):
-            m.d.sync += [self.w_out.eq(self.w_in), self.idx_out.eq(self.idx_in)]
         m.d.sync += self.act_out.eq(self.act_in)
-        if self.lanes == 1:
-            products = [self.w_out * self._select(0)]
+        if self.pipelined:
+            weight, index = self._pipelined_weights(m)
         else:
-            packed = Signal(signed(25))
-            product = Signal(signed(33))
-            m.d.comb += [packed.eq(self._select(1) * (1 << 16) + self._select(0)), product.eq(self.w_out * packed)]
-            low = product[:16].as_signed()
-            high = product[16:].as_signed() + product[15]
-            products = [low, high]
-        for lane, value in enumerate(products):
-            total = self.psum_in.word_select(lane, PSUM_BITS).as_signed() + value
-            m.d.sync += self.psum_out.word_select(lane, PSUM_BITS).eq(total)
+            with m.If(self.load):
+                m.d.sync += [self.w_out.eq(self.w_in), self.idx_out.eq(self.idx_in)]
+            weight, index = self.w_out, self.idx_out
+        for lane, value in enumerate(_products(m, weight, self.act_in, index, self.m, self.lanes)):
+            above = self.psum_in.word_select(lane, PSUM_BITS).as_signed()
+            if self.segment_top:
+                above = Mux(self.top_in, 0, above)
+            m.d.sync += self.psum_out.word_select(lane, PSUM_BITS).eq(above + value)
         return m
+
+    def _pipelined_weights(self, m: Module):
+        """Staging, shadow and active registers; returns the weight and index this cycle computes with."""
+        bits = len(self.idx_in)
+        shadow_w, active_w = Signal(signed(8)), Signal(signed(8))
+        shadow_i, active_i = Signal(unsigned(bits)), Signal(unsigned(bits))
+        with m.If(self.shift):
+            m.d.sync += [self.w_out.eq(self.w_in), self.idx_out.eq(self.idx_in)]
+        with m.If(self.latch):
+            m.d.sync += [shadow_w.eq(self.w_in), shadow_i.eq(self.idx_in)]
+        with m.If(self.first_in):
+            m.d.sync += [active_w.eq(shadow_w), active_i.eq(shadow_i)]
+        m.d.sync += [self.first_out.eq(self.first_in), self.valid_out.eq(self.valid_in)]
+        if self.segment_top:
+            m.d.sync += self.top_out.eq(self.top_in)
+        weight = Mux(self.first_in, shadow_w, active_w)
+        index = Mux(self.first_in, shadow_i, active_i)
+        return weight, index
