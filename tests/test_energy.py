@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from dataclasses import replace
 
 from edgesparse.accel import AcceleratorConfig, simulate
 from edgesparse.accel.energy import ACTIONS, frame_energy, layer_actions, load_energy_table
@@ -100,12 +101,14 @@ def test_the_sparse_array_spends_less_energy_per_frame_than_the_dense_one():
 def test_static_and_clock_energy_come_from_each_design_s_own_resources():
     graph = shape_graph("vgg16", "1:16")
     table = load_energy_table()
-    sparse_config = AcceleratorConfig(16, 16, pixels_per_cycle=2)
+    sparse_config = AcceleratorConfig(16, 16, pixels_per_cycle=2, classic=True)
     sparse_result = simulate(graph, sparse_config, "analytic")
     dense_result = simulate(graph, sparse_config.dense_twin(), "analytic")
     sparse, dense = (frame_energy(r, table) for r in (sparse_result, dense_result))
     res = estimate_resources(sparse_config)
-    assert (res.luts, res.ffs, res.dsps, res.bram36) == (34_910, 79_694, 256, 208)  # synthesized; 16+128+64 RAMB36
+    assert (res.luts, res.ffs, res.dsps, res.bram36) == (34_910, 79_694, 256, 208)
+    pipelined = estimate_resources(replace(sparse_config, classic=False, segments=4))
+    assert (pipelined.luts, pipelined.ffs, pipelined.dsps) == (38_096, 87_851, 256)  # its own synthesis, S = 4  # synthesized; 16+128+64 RAMB36
     static_w = 34_910 * 2e-8 + 79_694 * 5e-8 + 256 * 2e-6 + 208 * 2e-5  # the table's per-resource figures
     clock_pj = 79_694 * 0.002 + 256 * 0.2
     assert sparse.by_action["static"] * sparse_result.fps == pytest.approx(static_w)
