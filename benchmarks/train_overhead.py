@@ -24,8 +24,7 @@ from torch import nn  # noqa: E402
 
 from edgesparse.config import load_config  # noqa: E402
 from edgesparse.data import iterate_batches, load_dataset  # noqa: E402
-from edgesparse.levers import distillation_loss  # noqa: E402
-from edgesparse.train import build_model, build_pruner  # noqa: E402
+from edgesparse.train import batch_loss, build_model, build_pruner  # noqa: E402
 
 
 def make_trainer(pattern: str, data, total_steps: int, teacher: nn.Module | None = None):
@@ -38,13 +37,7 @@ def make_trainer(pattern: str, data, total_steps: int, teacher: nn.Module | None
     loss_fn = nn.CrossEntropyLoss()
 
     def step(images, labels):
-        logits = model(images)
-        if teacher is None:
-            loss = loss_fn(logits, labels)
-        else:
-            with torch.no_grad():
-                teacher_logits = teacher(images)
-            loss = distillation_loss(logits, teacher_logits, labels, config.distill_temperature, config.distill_weight)
+        loss, _ = batch_loss(model, teacher, images, labels, config, loss_fn)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -177,6 +177,18 @@ def _truncate_metrics(path: Path, step: int) -> None:
     atomic_write_bytes(path, "".join(line + "\n" for line in kept).encode())
 
 
+def batch_loss(net: nn.Module, teacher: nn.Module | None, images: torch.Tensor, labels: torch.Tensor,
+               config: TrainConfig, loss_fn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step's loss and logits: ``loss_fn`` on the labels, or with a teacher the soft-target distillation loss."""
+    logits = net(images)
+    if teacher is None:
+        return loss_fn(logits, labels), logits
+    with torch.no_grad():
+        teacher_logits = teacher(images)
+    return distillation_loss(logits, teacher_logits, labels, config.distill_temperature, config.distill_weight,
+                             config.label_smoothing), logits
+
+
 def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train ``config`` into ``out_dir``; return the final figures. Only rank 0 writes files."""
     out_dir = Path(out_dir)
@@ -265,14 +277,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, pro
                             world.main)
             if config.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            logits = net(images)
-            if teacher is None:
-                loss = loss_fn(logits, labels)
-            else:
-                with torch.no_grad():
-                    teacher_logits = teacher(images)
-                loss = distillation_loss(logits, teacher_logits, labels, config.distill_temperature,
-                                         config.distill_weight, config.label_smoothing)
+            loss, logits = batch_loss(net, teacher, images, labels, config, loss_fn)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -210,12 +210,9 @@ def clock_layer(layer: LoweredLayer, x: np.ndarray, shape: LayerShape, config: A
     row_acts = row_activations(layer, x).astype(np.int64)  # [pixels, rows_needed, M]
     folds = geometry.folds
     fold_ids = np.arange(folds)
-    tile_of = fold_ids // geometry.folds_per_tile
-    row_fold_of = fold_ids % geometry.row_folds
-    col_fold_of = (fold_ids // geometry.row_folds) % geometry.col_folds
+    tile_of, col_fold_of, row_fold_of = geometry.positions()
     seg_rows = R // geometry.segments[row_fold_of]
-    groups = np.array([geometry.groups(t) for t in range(geometry.tiles)])
-    lengths = -(-groups[tile_of] // geometry.segments[row_fold_of])
+    groups, lengths = geometry.tile_groups(), geometry.stream_lengths()
     last_row_fold = row_fold_of == geometry.row_folds - 1
     rows, lanes, columns = np.arange(R), np.arange(P), np.arange(C)
 

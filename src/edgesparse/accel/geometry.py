@@ -176,13 +176,27 @@ class FoldGeometry:
     def col_slice(self, col_fold: int) -> slice:
         return slice(col_fold * self.cols, col_fold * self.cols + int(self.cols_in[col_fold]))
 
+    def positions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(tile, column fold, row fold) of every fold, in fold order: three int64 arrays [folds]."""
+        folds = np.arange(self.folds)
+        return folds // self.folds_per_tile, (folds // self.row_folds) % self.col_folds, folds % self.row_folds
+
+    def tile_groups(self) -> np.ndarray:
+        """Pixel groups (P pixels a cycle) of every tile: int64 [tiles]."""
+        return -(-self.tile_sizes // self.lanes)
+
+    def stream_lengths(self) -> np.ndarray:
+        """Cycles every fold streams, its tile's groups shared among its segments: int64 [folds]."""
+        tile, _, row_fold = self.positions()
+        return -(-self.tile_groups()[tile] // self.segments[row_fold])
+
     def groups(self, tile: int) -> int:
-        """Pixel groups (P pixels a cycle) of a tile."""
-        return -(-int(self.tile_sizes[tile]) // self.lanes)
+        """Pixel groups of one tile."""
+        return int(self.tile_groups()[tile])
 
     def stream_length(self, tile: int, row_fold: int) -> int:
-        """Cycles a fold streams: its tile's groups shared among its segments."""
-        return -(-self.groups(tile) // int(self.segments[row_fold]))
+        """Cycles one fold of ``tile`` and ``row_fold`` streams."""
+        return int(self.stream_lengths()[self.fold_index(tile, 0, row_fold)])
 
     def segment_rows(self, row_fold: int) -> int:
         return self.rows // int(self.segments[row_fold])

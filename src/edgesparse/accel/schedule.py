@@ -199,16 +199,15 @@ def _schedule_classic(shape: LayerShape, config: AcceleratorConfig, prefetched_b
 def _schedule_pipelined(shape: LayerShape, config: AcceleratorConfig, boundary: Boundary) -> LayerSchedule:
     geometry = fold_geometry(shape, config)
     R, rate, slots = config.rows, config.dram_bytes_per_cycle, config.weight_buffer_folds
-    folds, per_tile, row_folds = geometry.folds, geometry.folds_per_tile, geometry.row_folds
-    tile_of = (np.arange(folds) // per_tile).tolist()
-    groups = -(-geometry.tile_sizes // geometry.lanes)
-    lengths = (-(-groups[np.arange(folds) // per_tile] // geometry.segments[np.arange(folds) % row_folds])).tolist()
+    folds, row_folds = geometry.folds, geometry.row_folds
+    tile_of = geometry.positions()[0].tolist()
+    lengths = geometry.stream_lengths().tolist()
     weights_end = [None] * folds  # None: not moved yet
     input_end = [None if size > 0 else 0 for size in geometry.input_bytes.tolist()]  # 0 bytes: on chip already
     load, stream = [0] * folds, [0] * folds
     exit_after: dict[tuple[int, int], int] = {}  # (stream length, tile) -> cycles to a unit's last sum, column 0
     segments, segment_rows = int(geometry.segments[-1]), geometry.segment_rows(row_folds - 1)
-    cols_in = geometry.cols_in.tolist()
+    cols_in, groups = geometry.cols_in.tolist(), geometry.tile_groups()
     timed = 0  # folds whose a_f and s_f are known
 
     def time_folds() -> None:
@@ -226,7 +225,7 @@ def _schedule_pipelined(shape: LayerShape, config: AcceleratorConfig, boundary: 
             raise AssertionError(f"layer {shape.name!r}: unit {unit}'s output queued before its folds could run")
         key = (lengths[f], tile_of[f])
         if key not in exit_after:
-            exit_after[key] = last_exit(lengths[f], geometry.groups(tile_of[f]), segments, segment_rows)
+            exit_after[key] = last_exit(lengths[f], int(groups[tile_of[f]]), segments, segment_rows)
         return stream[f] + exit_after[key] + cols_in[unit % geometry.col_folds] - 1
 
     def free_at(kind: str, index: int) -> int:

@@ -306,7 +306,7 @@ def layer_program(layer: LoweredLayer, x: np.ndarray, shape: LayerShape, config:
         raise ConfigError(f"run whole units of {geometry.row_folds} row folds, at most {geometry.folds} folds; "
                           f"got {folds}")
     row_acts = row_activations(layer, x).astype(np.int64)
-    weights, lengths, words = [], [], []
+    weights, words = [], []
     for fold in range(folds):
         values, index = geometry.fold_weights(layer.values, layer.index, fold)
         if image is not None and layout is not None:
@@ -317,10 +317,8 @@ def layer_program(layer: LoweredLayer, x: np.ndarray, shape: LayerShape, config:
                     and np.array_equal(stored_index[:height], index[:height])):
                 raise AssertionError(f"memory image fold ({col_fold}, {row_fold}) of {layer.name} differs")
         weights += weight_words(values, index, config.m)
-        tile, _, row_fold = geometry.fold_position(fold)
-        lengths.append(geometry.stream_length(tile, row_fold))
         words += stream_words(geometry, row_acts, fold, config.m)
-    return LayerProgram(geometry, folds, weights, lengths, words)
+    return LayerProgram(geometry, folds, weights, geometry.stream_lengths()[:folds].tolist(), words)
 
 
 @dataclass(frozen=True)
