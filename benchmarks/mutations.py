@@ -70,10 +70,10 @@ MUTATIONS = (
              'packed = np.packbits(bits.astype(np.uint8).ravel(), bitorder="little")\n'
              '    return ((packed << 4) | (packed >> 4)).astype(np.uint8) if width == 4 else packed',
              ("tests/test_packed.py",)),
-    Mutation("mask keeps N + 1 in one block", "src/edgesparse/sparsity/pattern.py",
-             "group_mask &= torch.isfinite(group_score)  # a padded channel is never kept",
-             "group_mask &= torch.isfinite(group_score)  # a padded channel is never kept\n"
-             "        group_mask[0, 0, 0, (~group_mask[0, 0, 0] & torch.isfinite(group_score[0, 0, 0]))"
+    Mutation("mask keeps N + 1 in one block", "src/edgesparse/pattern.py",
+             "group_mask &= group_score.isfinite()  # a padded channel is never kept",
+             "group_mask &= group_score.isfinite()  # a padded channel is never kept\n"
+             "        group_mask[0, 0, 0, (~group_mask[0, 0, 0] & group_score[0, 0, 0].isfinite())"
              ".nonzero()[:1, 0]] = True",
              ("tests/test_pattern.py", "tests/test_pruner.py")),
     Mutation("packed multiply without its sign fix (model)", "src/edgesparse/accel/packing.py",

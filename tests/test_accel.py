@@ -19,7 +19,7 @@ from edgesparse.quant import quantize_input, run_graph
 from edgesparse.quant.fixedpoint import quantize_multipliers
 from edgesparse.quant.graph import IntOp
 from edgesparse.quant.reference import run_op
-from edgesparse.sparsity.pattern import BlockPattern
+from edgesparse.pattern import BlockPattern
 
 
 def _random_conv(rng, cin, cout, kernel, stride, padding, n, m):

@@ -15,7 +15,7 @@ from edgesparse.errors import AcceleratorError
 from edgesparse.quant.fixedpoint import quantize_multipliers
 from edgesparse.quant.graph import IntOp
 from edgesparse.quant.reference import run_op
-from edgesparse.sparsity.pattern import BlockPattern
+from edgesparse.pattern import BlockPattern
 
 EDGES = (-128, 127, 0, -1)
 INT8 = np.arange(-128, 128, dtype=np.int64)

@@ -9,7 +9,8 @@ from edgesparse.errors import ConfigError, PatternError
 from edgesparse.levers import distillation_loss, load_reference_run
 from edgesparse.models import create_model
 from edgesparse.quant import export_model, quantize_input, run_graph
-from edgesparse.sparsity import BlockPattern, dense_weight, prunable_layers
+from edgesparse.pattern import BlockPattern
+from edgesparse.sparsity import dense_weight, prunable_layers
 from edgesparse.sparsity.allocate import Budget, allocate_layers, check_runs_on, option_costs
 from edgesparse.sparsity.permute import apply_permutation, choose_permutation, find_chains, kept_importance
 from edgesparse.train import build_pruner, train

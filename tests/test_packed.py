@@ -17,7 +17,7 @@ from edgesparse.pack.blocks import pack_block_weight, unpack_block_weight
 from edgesparse.pack.inspect import stored_layers, total_stored
 from edgesparse.pack.packed import _checksum, _read_metadata
 from edgesparse.quant import export_model, quantize_input, run_graph
-from edgesparse.sparsity.pattern import BlockPattern
+from edgesparse.pattern import BlockPattern
 
 
 @pytest.fixture(scope="module")

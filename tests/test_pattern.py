@@ -9,17 +9,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from edgesparse.errors import PatternError
-from edgesparse.sparsity import (
-    BlockPattern,
-    ChannelPattern,
-    DensePattern,
-    UnstructuredPattern,
-    attach_mask,
-    layer_figures,
-    parse_pattern,
-    total_figures,
-    verify_pattern,
-)
+from edgesparse.pattern import BlockPattern, ChannelPattern, DensePattern, UnstructuredPattern, parse_pattern
+from edgesparse.sparsity import attach_mask, layer_figures, total_figures, verify_pattern
 
 
 @pytest.mark.parametrize("spec, expected", [

@@ -130,7 +130,7 @@ def _array_pattern(args: argparse.Namespace, graph: Any) -> tuple[int, int]:
     from collections import Counter
 
     from edgesparse.accel.config import array_block
-    from edgesparse.sparsity.pattern import BlockPattern, parse_pattern
+    from edgesparse.pattern import BlockPattern, parse_pattern
 
     if args.pattern is None:
         blocks = [parse_pattern(p) for p in graph.patterns.values()]

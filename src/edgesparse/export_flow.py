@@ -16,7 +16,7 @@ from edgesparse.quant import IntGraph, dequantize_output, export_model, quantize
 from edgesparse.quant.export import float_graph
 from edgesparse.quant.graph import IntOp
 from edgesparse.sparsity import DynamicPruner, PatternPlan, PruningSchedule, create_importance
-from edgesparse.sparsity.pattern import BlockPattern, DensePattern
+from edgesparse.pattern import BlockPattern, DensePattern
 from edgesparse.trained import load_trained
 
 

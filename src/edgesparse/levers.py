@@ -15,7 +15,8 @@ from torch import nn
 
 from edgesparse.config import TrainConfig
 from edgesparse.errors import ConfigError
-from edgesparse.sparsity import BlockPattern, DynamicPruner, dense_weight, prunable_layers, sparse_mask_of
+from edgesparse.pattern import BlockPattern
+from edgesparse.sparsity import DynamicPruner, dense_weight, prunable_layers, sparse_mask_of
 from edgesparse.sparsity.permute import Chain, apply_permutation, choose_permutation, kept_importance
 from edgesparse.trained import load_trained
 

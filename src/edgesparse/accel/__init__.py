@@ -1,10 +1,22 @@
 """The sparse systolic-array accelerator: configuration, mapping, schedule, and its three simulators."""
 
-from edgesparse.accel.config import AcceleratorConfig, parse_array
-from edgesparse.accel.mapping import LoweredLayer, activation_blocks, lower
-from edgesparse.accel.schedule import LayerSchedule, LayerShape, fold_cycles, schedule_layer
-from edgesparse.accel.simulate import MODES, LayerResult, SimulationResult, plan_network, simulate
+from edgesparse._lazy import lazy_exports
 
-__all__ = ["AcceleratorConfig", "LayerResult", "LayerSchedule", "LayerShape", "LoweredLayer", "MODES",
-           "SimulationResult", "activation_blocks", "fold_cycles", "lower", "parse_array", "plan_network",
-           "schedule_layer", "simulate"]
+_HOMES = {
+    "AcceleratorConfig": "edgesparse.accel.config",
+    "parse_array": "edgesparse.accel.config",
+    "LoweredLayer": "edgesparse.accel.mapping",
+    "activation_blocks": "edgesparse.accel.mapping",
+    "lower": "edgesparse.accel.mapping",
+    "LayerSchedule": "edgesparse.accel.schedule",
+    "LayerShape": "edgesparse.accel.schedule",
+    "fold_cycles": "edgesparse.accel.schedule",
+    "schedule_layer": "edgesparse.accel.schedule",
+    "MODES": "edgesparse.accel.simulate",
+    "LayerResult": "edgesparse.accel.simulate",
+    "SimulationResult": "edgesparse.accel.simulate",
+    "plan_network": "edgesparse.accel.simulate",
+    "simulate": "edgesparse.accel.simulate",
+}
+__all__ = sorted(_HOMES)
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)

@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from edgesparse.errors import AcceleratorError
-from edgesparse.sparsity.pattern import BlockPattern, DensePattern, parse_pattern
+from edgesparse.pattern import BlockPattern, DensePattern, parse_pattern
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from edgesparse.accel.config import AcceleratorConfig
 from edgesparse.errors import AcceleratorError
 from edgesparse.pack.blocks import pack_block_weight, unpack_bits
 from edgesparse.quant.graph import IntOp
-from edgesparse.sparsity.pattern import BlockPattern, parse_pattern
+from edgesparse.pattern import BlockPattern, parse_pattern
 
 
 @dataclass(frozen=True)

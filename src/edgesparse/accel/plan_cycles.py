@@ -12,7 +12,7 @@ from edgesparse.accel.config import AcceleratorConfig
 from edgesparse.accel.simulate import simulate
 from edgesparse.export_flow import export_random
 from edgesparse.models import INPUT_SIZE
-from edgesparse.sparsity.pattern import BlockPattern, parse_pattern
+from edgesparse.pattern import BlockPattern, parse_pattern
 
 
 def array_for(patterns: Iterable[str], rows: int = 16, cols: int = 16) -> AcceleratorConfig:

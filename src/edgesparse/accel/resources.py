@@ -17,7 +17,7 @@ from importlib import resources
 from typing import Any
 
 from edgesparse.accel.config import AcceleratorConfig
-from edgesparse.sparsity.pattern import BlockPattern
+from edgesparse.pattern import BlockPattern
 
 BRAM36_KIB = 4.0  # a RAMB36 holds 32 Kib of data (36 Kib with parity) at 32-bit width
 

@@ -1,29 +1,15 @@
 """Datasets by name: ``fashion_mnist`` (the embedded default), ``cifar10`` (a folder you give) and ``synthetic``."""
 
-from __future__ import annotations
+from edgesparse._lazy import lazy_exports
 
-from pathlib import Path
-from typing import Callable
-
-from edgesparse.data.arrays import ImageArrays, iterate_batches, steps_per_epoch
-from edgesparse.data.cifar10 import load_cifar10
-from edgesparse.data.fashion_mnist import load_fashion_mnist, read_idx
-from edgesparse.data.synthetic import make_synthetic
-from edgesparse.errors import ConfigError
-
-DATASETS: dict[str, Callable[[str, str | Path | None], ImageArrays]] = {
-    "fashion_mnist": load_fashion_mnist,
-    "cifar10": load_cifar10,
-    "synthetic": lambda split, data_dir=None: make_synthetic(split),
+_HOMES = {
+    "ImageArrays": "edgesparse.data.arrays",
+    "iterate_batches": "edgesparse.data.arrays",
+    "steps_per_epoch": "edgesparse.data.arrays",
+    "read_idx": "edgesparse.data.fashion_mnist",
+    "make_synthetic": "edgesparse.data.synthetic",
+    "DATASETS": "edgesparse.data.registry",
+    "load_dataset": "edgesparse.data.registry",
 }
-
-
-def load_dataset(name: str, split: str, data_dir: str | Path | None = None) -> ImageArrays:
-    """Load one split of a dataset by name."""
-    if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
-    return DATASETS[name](split, data_dir)
-
-
-__all__ = ["DATASETS", "ImageArrays", "iterate_batches", "load_dataset", "make_synthetic", "read_idx",
-           "steps_per_epoch"]
+__all__ = sorted(_HOMES)
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)

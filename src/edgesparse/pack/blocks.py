@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from edgesparse.errors import PackError
-from edgesparse.sparsity.pattern import BlockPattern
+from edgesparse.pattern import BlockPattern
 
 
 def _blocked(weight: np.ndarray, pattern: BlockPattern) -> np.ndarray:

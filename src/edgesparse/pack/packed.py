@@ -24,7 +24,7 @@ from edgesparse.checkpoint import atomic_write_bytes
 from edgesparse.errors import EdgesparseError, PackError
 from edgesparse.pack.blocks import pack_block_weight, unpack_block_weight
 from edgesparse.quant.graph import IntGraph, IntOp
-from edgesparse.sparsity.pattern import BlockPattern, parse_pattern
+from edgesparse.pattern import BlockPattern, parse_pattern
 
 FORMAT = "edgesparse-packed"
 VERSION = "1"

@@ -1,10 +1,22 @@
 """int8 export: BN folding, calibration, fixed-point requantization, the integer graph and its reference executor."""
 
-from edgesparse.quant.export import layer_patterns, calibrate, export_model, float_graph, quantize, run_float
-from edgesparse.quant.fixedpoint import quantize_multiplier, requantize, rounding_shift
-from edgesparse.quant.graph import IntGraph, IntOp
-from edgesparse.quant.reference import dequantize_output, quantize_input, run_graph
+from edgesparse._lazy import lazy_exports
 
-__all__ = ["IntGraph", "IntOp", "calibrate", "dequantize_output", "export_model", "float_graph", "layer_patterns",
-           "quantize", "quantize_input", "quantize_multiplier", "requantize", "rounding_shift", "run_float",
-           "run_graph"]
+_HOMES = {
+    "layer_patterns": "edgesparse.quant.export",
+    "calibrate": "edgesparse.quant.export",
+    "export_model": "edgesparse.quant.export",
+    "float_graph": "edgesparse.quant.export",
+    "quantize": "edgesparse.quant.export",
+    "run_float": "edgesparse.quant.export",
+    "quantize_multiplier": "edgesparse.quant.fixedpoint",
+    "requantize": "edgesparse.quant.fixedpoint",
+    "rounding_shift": "edgesparse.quant.fixedpoint",
+    "IntGraph": "edgesparse.quant.graph",
+    "IntOp": "edgesparse.quant.graph",
+    "dequantize_output": "edgesparse.quant.reference",
+    "quantize_input": "edgesparse.quant.reference",
+    "run_graph": "edgesparse.quant.reference",
+}
+__all__ = sorted(_HOMES)
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)

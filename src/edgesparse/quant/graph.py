@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from edgesparse.errors import PatternError, QuantError
-from edgesparse.sparsity.pattern import DensePattern, parse_pattern
+from edgesparse.pattern import DensePattern, parse_pattern
 
 KINDS = ("conv", "linear", "maxpool", "avgpool", "add", "relu", "flatten")
 INPUT = "input"

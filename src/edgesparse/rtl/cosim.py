@@ -32,7 +32,7 @@ from edgesparse.accel.schedule import LayerSchedule, LayerShape, fold_cycles, sc
 from edgesparse.errors import ConfigError
 from edgesparse.quant.graph import IntOp
 from edgesparse.rtl.pe import PSUM_BITS, index_bits
-from edgesparse.sparsity.pattern import BlockPattern
+from edgesparse.pattern import BlockPattern
 
 
 @dataclass(frozen=True)

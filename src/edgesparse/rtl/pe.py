@@ -28,7 +28,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from edgesparse.errors import ConfigError
-from edgesparse.sparsity.pattern import BlockPattern
+from edgesparse.pattern import BlockPattern
 
 PSUM_BITS = 32
 

@@ -1,22 +1,23 @@
-"""Fine-grained sparsity: patterns, importance scores, masks and the dynamic pruner."""
+"""Fine-grained sparsity: importance scores, masks and the dynamic pruner (patterns: :mod:`edgesparse.pattern`)."""
 
-from edgesparse.sparsity.figures import LayerFigures, format_figures, layer_figures, total_figures, verify_pattern
-from edgesparse.sparsity.importance import IMPORTANCE, create_importance
-from edgesparse.sparsity.masking import SparseMask, attach_mask, dense_weight, prunable_layers, sparse_mask_of
-from edgesparse.sparsity.pattern import (
-    BlockPattern,
-    ChannelPattern,
-    DensePattern,
-    Pattern,
-    UnstructuredPattern,
-    parse_pattern,
-    scheduled_density,
-)
-from edgesparse.sparsity.pruner import DynamicPruner, PatternPlan, PruningSchedule
+from edgesparse._lazy import lazy_exports
 
-__all__ = [
-    "BlockPattern", "ChannelPattern", "DensePattern", "DynamicPruner", "IMPORTANCE", "LayerFigures", "Pattern",
-    "PatternPlan", "PruningSchedule", "SparseMask", "UnstructuredPattern", "attach_mask", "create_importance",
-    "dense_weight", "format_figures", "layer_figures", "parse_pattern", "prunable_layers", "scheduled_density",
-    "sparse_mask_of", "total_figures", "verify_pattern",
-]
+_HOMES = {
+    "LayerFigures": "edgesparse.sparsity.figures",
+    "format_figures": "edgesparse.sparsity.figures",
+    "layer_figures": "edgesparse.sparsity.figures",
+    "total_figures": "edgesparse.sparsity.figures",
+    "verify_pattern": "edgesparse.sparsity.figures",
+    "IMPORTANCE": "edgesparse.sparsity.importance",
+    "create_importance": "edgesparse.sparsity.importance",
+    "SparseMask": "edgesparse.sparsity.masking",
+    "attach_mask": "edgesparse.sparsity.masking",
+    "dense_weight": "edgesparse.sparsity.masking",
+    "prunable_layers": "edgesparse.sparsity.masking",
+    "sparse_mask_of": "edgesparse.sparsity.masking",
+    "DynamicPruner": "edgesparse.sparsity.pruner",
+    "PatternPlan": "edgesparse.sparsity.pruner",
+    "PruningSchedule": "edgesparse.sparsity.pruner",
+}
+__all__ = sorted(_HOMES)
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from edgesparse.errors import ConfigError, PatternError
-from edgesparse.sparsity.pattern import BlockPattern
+from edgesparse.pattern import BlockPattern
 
 CRITERIA = ("sensitivity", "erk")
 

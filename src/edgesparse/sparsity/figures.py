@@ -14,7 +14,7 @@ from torch import nn
 
 from edgesparse.errors import PatternError
 from edgesparse.sparsity.masking import dense_weight, prunable_layers, sparse_mask_of
-from edgesparse.sparsity.pattern import DensePattern
+from edgesparse.pattern import DensePattern
 
 
 @dataclass(frozen=True)

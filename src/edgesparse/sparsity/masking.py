@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from edgesparse.sparsity.pattern import Pattern, parse_pattern
+from edgesparse.pattern import Pattern, parse_pattern
 
 
 class _StraightThroughMask(torch.autograd.Function):

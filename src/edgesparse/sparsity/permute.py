@@ -20,7 +20,7 @@ import torch
 from torch import fx, nn
 
 from edgesparse.errors import PatternError
-from edgesparse.sparsity.pattern import BlockPattern
+from edgesparse.pattern import BlockPattern
 
 # Modules that act on each channel alone: a permutation passes through them (BatchNorm is permuted with it).
 _PER_CHANNEL = (nn.BatchNorm2d, nn.BatchNorm1d, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,

@@ -27,7 +27,7 @@ from torch import nn
 from edgesparse.errors import ConfigError, PatternError
 from edgesparse.sparsity.importance import Importance
 from edgesparse.sparsity.masking import SparseMask, attach_mask, dense_weight, prunable_layers
-from edgesparse.sparsity.pattern import (
+from edgesparse.pattern import (
     DensePattern,
     Pattern,
     UnstructuredPattern,

@@ -1,4 +1,4 @@
-"""Sparsity patterns: how a layer's weights may be pruned, and the masks that realise a pattern.
+"""Sparsity patterns: how a layer's weights may be pruned, and the masks that realise a pattern (torch-free).
 
 A weight is seen as ``W[Cout, Cin, *kernel]`` (a Linear layer is the 1x1 case). The project's pattern is
 :class:`BlockPattern`: for every output filter and kernel position, the vector over ``Cin`` is cut into blocks of
@@ -9,6 +9,8 @@ channels, the same for every filter), both at a given compression.
 
 Every pattern maps an importance score (same shape as the weight) and a *density* (fraction of weights kept,
 between the pattern's final density and 1, which the pruning schedule lowers over training) to a boolean mask.
+Any object with the :class:`Pattern` methods can be given to the pruner. This module never imports torch (masks
+are built with tensor methods only), so the accelerator, the RTL and the command line use it without loading torch.
 """
 
 from __future__ import annotations
@@ -16,21 +18,56 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Union
-
-import torch
+from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
 
 from edgesparse.errors import PatternError
 
+if TYPE_CHECKING:
+    from torch import Tensor
 
-def _as_filter_rows(t: torch.Tensor) -> torch.Tensor:
+
+@runtime_checkable
+class Pattern(Protocol):
+    """What the pruner, the figures and the exporter ask of a pattern (the four below, or your own)."""
+
+    @property
+    def final_density(self) -> float: ...
+
+    def mask(self, score: Tensor, density: float) -> Tensor:
+        """Boolean mask keeping the highest-scoring weights at ``density`` (final density <= density <= 1)."""
+
+    def kept_slots(self, shape: Sequence[int], mask: Tensor | None = None) -> int:
+        """Weight slots stored for a weight of ``shape`` at the final pattern."""
+
+    def index_bits(self, shape: Sequence[int]) -> int:
+        """Index bits stored for a weight of ``shape``."""
+
+    def check(self, mask: Tensor) -> str | None:
+        """Why ``mask`` breaks the final pattern, or None."""
+
+    def admits(self, nonzero: Tensor) -> str | None:
+        """Why a weight with these non-zeros cannot follow the pattern, or None."""
+
+
+def _pad(t: Tensor, dim: int, size: int, fill: float) -> Tensor:
+    """``t`` grown to ``size`` along ``dim``, the new entries ``fill``."""
+    if t.shape[dim] == size:
+        return t
+    shape = list(t.shape)
+    shape[dim] = size
+    out = t.new_full(shape, fill)
+    out.narrow(dim, 0, t.shape[dim]).copy_(t)
+    return out
+
+
+def _as_filter_rows(t: Tensor) -> Tensor:
     """View a weight-shaped tensor as ``[Cout, K, Cin]`` (K = kernel positions), the pattern's natural layout."""
     if t.dim() < 2:
         raise PatternError(f"a prunable weight needs at least 2 dimensions (Cout, Cin, ...), got shape {tuple(t.shape)}")
     return t.reshape(t.shape[0], t.shape[1], -1).permute(0, 2, 1)
 
 
-def _from_filter_rows(rows: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+def _from_filter_rows(rows: Tensor, shape: Sequence[int]) -> Tensor:
     """Inverse of :func:`_as_filter_rows`."""
     cout, cin = shape[0], shape[1]
     return rows.permute(0, 2, 1).reshape(cout, cin, *shape[2:])
@@ -45,19 +82,19 @@ class DensePattern:
     def __str__(self) -> str:
         return "dense"
 
-    def mask(self, score: torch.Tensor, density: float) -> torch.Tensor:
-        return torch.ones_like(score, dtype=torch.bool)
+    def mask(self, score: Tensor, density: float) -> Tensor:
+        return score.new_ones(score.shape).bool()
 
-    def kept_slots(self, shape: torch.Size, mask: torch.Tensor | None = None) -> int:
+    def kept_slots(self, shape: Sequence[int], mask: Tensor | None = None) -> int:
         return math.prod(shape)
 
-    def index_bits(self, shape: torch.Size) -> int:
+    def index_bits(self, shape: Sequence[int]) -> int:
         return 0
 
-    def check(self, mask: torch.Tensor) -> str | None:
+    def check(self, mask: Tensor) -> str | None:
         return None if bool(mask.all()) else "a dense layer has pruned weights"
 
-    def admits(self, nonzero: torch.Tensor) -> str | None:
+    def admits(self, nonzero: Tensor) -> str | None:
         return None
 
 
@@ -92,44 +129,43 @@ class BlockPattern:
         """Weights each block keeps at a schedule density (never below N, never above M)."""
         return min(self.m, max(self.n, round(density * self.m)))
 
-    def _blocks(self, rows: torch.Tensor, fill: float) -> torch.Tensor:
+    def _blocks(self, rows: Tensor, fill: float) -> Tensor:
         """``[Cout, K, Cin]`` -> ``[Cout/G, G, K, B, M]``, padding Cin with ``fill`` and Cout with zeros."""
         cout, k, cin = rows.shape
         blocks = math.ceil(cin / self.m)
         groups = math.ceil(cout / self.g)
-        padded = torch.nn.functional.pad(rows, (0, blocks * self.m - cin), value=fill)
-        padded = torch.nn.functional.pad(padded, (0, 0, 0, 0, 0, groups * self.g - cout), value=0.0)
+        padded = _pad(_pad(rows, 2, blocks * self.m, fill), 0, groups * self.g, 0.0)
         return padded.reshape(groups, self.g, k, blocks, self.m)
 
-    def mask(self, score: torch.Tensor, density: float) -> torch.Tensor:
+    def mask(self, score: Tensor, density: float) -> Tensor:
         keep = self.keep_per_block(density)
         rows = _as_filter_rows(score.detach().float())
         cout, _, cin = rows.shape
         group_score = self._blocks(rows, fill=float("-inf")).sum(dim=1)  # [Cout/G, K, B, M]
         chosen = group_score.topk(keep, dim=-1).indices
-        group_mask = torch.zeros_like(group_score, dtype=torch.bool).scatter_(-1, chosen, True)
-        group_mask &= torch.isfinite(group_score)  # a padded channel is never kept
+        group_mask = group_score.new_zeros(group_score.shape).bool().scatter_(-1, chosen, True)
+        group_mask &= group_score.isfinite()  # a padded channel is never kept
         groups, k, blocks, m = group_mask.shape
         full = group_mask.unsqueeze(1).expand(groups, self.g, k, blocks, m).reshape(groups * self.g, k, blocks * m)
         return _from_filter_rows(full[:cout, :, :cin], score.shape).contiguous()
 
-    def kept_slots(self, shape: torch.Size, mask: torch.Tensor | None = None) -> int:
+    def kept_slots(self, shape: Sequence[int], mask: Tensor | None = None) -> int:
         """Weight slots the accelerator stores: N per block, padded channels included."""
         cout, cin, k = shape[0], shape[1], math.prod(shape[2:])
         return cout * k * math.ceil(cin / self.m) * self.n
 
-    def index_bits(self, shape: torch.Size) -> int:
+    def index_bits(self, shape: Sequence[int]) -> int:
         """One log2(M)-bit index per kept slot, shared by the G filters of a group."""
         cout, cin, k = shape[0], shape[1], math.prod(shape[2:])
         return math.ceil(cout / self.g) * k * math.ceil(cin / self.m) * self.n * self.index_width
 
-    def check(self, mask: torch.Tensor) -> str | None:
+    def check(self, mask: Tensor) -> str | None:
         """Why ``mask`` breaks the final pattern, or None when it follows it exactly."""
         rows = _as_filter_rows(mask.float())
         cout, _, cin = rows.shape
         blocks = self._blocks(rows, fill=0.0)  # [Cout/G, G, K, B, M]
-        real = self._blocks(torch.ones_like(rows), fill=0.0)
-        expected = torch.minimum(real.sum(-1), torch.full_like(real[..., 0], self.n))
+        real = self._blocks(rows.new_ones(rows.shape), fill=0.0)
+        expected = real.sum(-1).clamp(max=self.n)
         counts = blocks.sum(-1)
         bad = counts != expected  # padded filters and channels expect (and hold) nothing
         if bool(bad.any()):
@@ -144,7 +180,7 @@ class BlockPattern:
                 return f"filters {group * self.g}..{group * self.g + self.g - 1} do not share kept positions (G={self.g})"
         return None
 
-    def admits(self, nonzero: torch.Tensor) -> str | None:
+    def admits(self, nonzero: Tensor) -> str | None:
         """Why a weight with these non-zeros cannot follow the pattern (kept weights may be zero), or None."""
         occupied = self._blocks(_as_filter_rows(nonzero.float()), fill=0.0).amax(dim=1)  # union over a group
         counts = occupied.sum(-1)
@@ -176,24 +212,24 @@ class UnstructuredPattern:
         name = "unstructured" if self.scope == "global" else "unstructured-layer"
         return name if self.compression == 16.0 else f"{name}@{self.compression:g}x"
 
-    def mask(self, score: torch.Tensor, density: float) -> torch.Tensor:
+    def mask(self, score: Tensor, density: float) -> Tensor:
         flat = score.detach().flatten()
         keep = max(1, round(density * flat.numel()))
-        mask = torch.zeros_like(flat, dtype=torch.bool)
+        mask = flat.new_zeros(flat.shape).bool()
         mask[flat.topk(keep).indices] = True
         return mask.reshape(score.shape)
 
-    def kept_slots(self, shape: torch.Size, mask: torch.Tensor | None = None) -> int:
+    def kept_slots(self, shape: Sequence[int], mask: Tensor | None = None) -> int:
         return int(mask.sum()) if mask is not None else round(math.prod(shape) * self.final_density)
 
-    def index_bits(self, shape: torch.Size) -> int:
+    def index_bits(self, shape: Sequence[int]) -> int:
         """A one-bit-per-weight occupancy map (the cheapest general index)."""
         return math.prod(shape)
 
-    def check(self, mask: torch.Tensor) -> str | None:
+    def check(self, mask: Tensor) -> str | None:
         return None  # any placement is allowed; a global threshold sets no per-layer count
 
-    def admits(self, nonzero: torch.Tensor) -> str | None:
+    def admits(self, nonzero: Tensor) -> str | None:
         if self.scope == "global":
             return None
         kept, allowed = int(nonzero.sum()), max(1, round(nonzero.numel() * self.final_density))
@@ -220,35 +256,33 @@ class ChannelPattern:
     def _keep(self, cin: int, density: float) -> int:
         return min(cin, max(1, round(density * cin)))
 
-    def mask(self, score: torch.Tensor, density: float) -> torch.Tensor:
+    def mask(self, score: Tensor, density: float) -> Tensor:
         per_channel = _as_filter_rows(score.detach().float()).sum(dim=(0, 1))  # [Cin]
         keep = self._keep(per_channel.numel(), density)
-        kept = torch.zeros_like(per_channel, dtype=torch.bool)
+        kept = per_channel.new_zeros(per_channel.shape).bool()
         kept[per_channel.topk(keep).indices] = True
         view = [1, -1] + [1] * (score.dim() - 2)
         return kept.view(view).expand(score.shape).contiguous()
 
-    def kept_slots(self, shape: torch.Size, mask: torch.Tensor | None = None) -> int:
+    def kept_slots(self, shape: Sequence[int], mask: Tensor | None = None) -> int:
         return shape[0] * self._keep(shape[1], self.final_density) * math.prod(shape[2:])
 
-    def index_bits(self, shape: torch.Size) -> int:
+    def index_bits(self, shape: Sequence[int]) -> int:
         """A one-bit-per-input-channel list of kept channels."""
         return shape[1]
 
-    def check(self, mask: torch.Tensor) -> str | None:
+    def check(self, mask: Tensor) -> str | None:
         rows = _as_filter_rows(mask)
         if not bool((rows == rows[:1, :1]).all()):
             return "kept input channels differ between filters or kernel positions"
         kept, expected = int(rows[0, 0].sum()), self._keep(mask.shape[1], self.final_density)
         return None if kept == expected else f"keeps {kept} input channels, expected {expected}"
 
-    def admits(self, nonzero: torch.Tensor) -> str | None:
+    def admits(self, nonzero: Tensor) -> str | None:
         used = int(_as_filter_rows(nonzero).any(dim=0).any(dim=0).sum())
         allowed = self._keep(nonzero.shape[1], self.final_density)
         return None if used <= allowed else f"uses {used} input channels, more than {allowed}"
 
-
-Pattern = Union[DensePattern, BlockPattern, UnstructuredPattern, ChannelPattern]
 
 _BLOCK = re.compile(r"^(\d+):(\d+)(?:/g(\d+))?$")
 _NAMED = re.compile(r"^(unstructured|unstructured-layer|channel)(?:@(\d+(?:\.\d+)?)x)?$")
@@ -257,7 +291,7 @@ PATTERN_SYNTAX = "'dense', 'N:M', 'N:M/gG', 'unstructured[@Rx]', 'unstructured-l
 
 def parse_pattern(spec: str | Pattern) -> Pattern:
     """Parse a pattern spec such as ``1:16``, ``1:16/g4``, ``dense``, ``unstructured@16x`` or ``channel``."""
-    if isinstance(spec, (DensePattern, BlockPattern, UnstructuredPattern, ChannelPattern)):
+    if isinstance(spec, Pattern):
         return spec
     if not isinstance(spec, str):
         raise PatternError(f"a pattern must be a string such as '1:16', got {spec!r}")
