@@ -19,7 +19,8 @@ from dataclasses import asdict  # noqa: E402
 
 from _common import RESULTS, publish, write_csv  # noqa: E402
 
-from edgesparse.accel import AcceleratorConfig, parse_array, simulate  # noqa: E402
+from edgesparse.accel import AcceleratorConfig, parse_array  # noqa: E402
+from edgesparse.accel.simulate import simulate  # noqa: E402
 from edgesparse.export_flow import shape_graph  # noqa: E402
 
 SPEEDUP_TARGET = 14.0  # VGG16, 1:16 over the same dense array

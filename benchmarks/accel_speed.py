@@ -15,7 +15,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _common import publish  # noqa: E402
 
-from edgesparse.accel import AcceleratorConfig, simulate  # noqa: E402
+from edgesparse.accel import AcceleratorConfig  # noqa: E402
+from edgesparse.accel.simulate import simulate  # noqa: E402
 from edgesparse.export_flow import export_random  # noqa: E402
 from edgesparse.quant import quantize_input, run_graph  # noqa: E402
 

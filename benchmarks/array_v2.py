@@ -18,7 +18,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from _common import RESULTS, publish, write_csv  # noqa: E402
 
-from edgesparse.accel import AcceleratorConfig, simulate  # noqa: E402
+from edgesparse.accel import AcceleratorConfig  # noqa: E402
+from edgesparse.accel.simulate import simulate  # noqa: E402
 from edgesparse.accel.bound import layer_bound  # noqa: E402
 from edgesparse.export_flow import export_random  # noqa: E402
 

@@ -22,7 +22,8 @@ from _common import RESULTS, print_table, publish, write_csv  # noqa: E402
 
 from edgesparse.accel import AcceleratorConfig, parse_array  # noqa: E402
 from edgesparse.accel.energy import ENERGY_MODEL, load_energy_table  # noqa: E402
-from edgesparse.accel.metrics import compare_networks, pareto_front, resource_sensitivity, sweep  # noqa: E402
+from edgesparse.accel.metrics import pareto_front  # noqa: E402
+from edgesparse.network_flow import compare_networks, resource_sensitivity, sweep  # noqa: E402
 
 MODELLED = ("energy_mj", "power_w", "gops_per_w", "gops_per_w_vs_dense")  # from the 45 nm ASIC energy model
 COLUMNS = ["model", "array", "pattern", "pixels_per_cycle", "fps", "speedup_vs_dense", "pe_utilization",

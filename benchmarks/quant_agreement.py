@@ -23,7 +23,8 @@ import torch  # noqa: E402
 from _common import publish  # noqa: E402
 from edgesparse.progress import progress_bar  # noqa: E402
 
-from edgesparse.accel import AcceleratorConfig, simulate  # noqa: E402
+from edgesparse.accel import AcceleratorConfig  # noqa: E402
+from edgesparse.accel.simulate import simulate  # noqa: E402
 from edgesparse.config import load_config  # noqa: E402
 from edgesparse.data import iterate_batches, load_dataset  # noqa: E402
 from edgesparse.export_flow import export_run  # noqa: E402

@@ -6,7 +6,8 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from edgesparse.accel import AcceleratorConfig, fold_cycles, lower, parse_array, plan_network, simulate
+from edgesparse.accel import AcceleratorConfig, fold_cycles, lower, parse_array, plan_network
+from edgesparse.accel.simulate import simulate
 from dataclasses import replace
 
 from edgesparse.accel.array import clock_layer, run_fast, run_stepped

@@ -141,7 +141,8 @@ def test_analytic_mode_builds_no_weights_or_activations(monkeypatch, capsys):
     import numpy as np
 
     import edgesparse.export_flow as flow
-    from edgesparse.accel import AcceleratorConfig, simulate
+    from edgesparse.accel import AcceleratorConfig
+    from edgesparse.accel.simulate import simulate
 
     def refuse(*args, **kwargs):
         raise AssertionError("analytic mode built a model with weights")

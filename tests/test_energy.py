@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from dataclasses import replace
 
-from edgesparse.accel import AcceleratorConfig, simulate
+from edgesparse.accel import AcceleratorConfig
+from edgesparse.accel.simulate import simulate
 from edgesparse.accel.energy import ACTIONS, frame_energy, layer_actions, load_energy_table
 from edgesparse.accel.metrics import hardware_figures, pareto_front
 from edgesparse.accel.resources import estimate_resources, estimated_pe
@@ -157,7 +158,7 @@ def test_published_rows_keep_their_marks():
 
 
 def test_the_sweep_refuses_a_pattern_it_cannot_build_before_any_work():
-    from edgesparse.accel.metrics import sweep
+    from edgesparse.network_flow import sweep
     from edgesparse.errors import PatternError
 
     with pytest.raises(PatternError, match="'unstructured'"):

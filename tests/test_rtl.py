@@ -10,7 +10,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from edgesparse.accel import AcceleratorConfig, lower, simulate
+from edgesparse.accel import AcceleratorConfig, lower
+from edgesparse.accel.simulate import simulate
 from edgesparse.accel.array import accumulate_folds, clock_layer, run_stepped
 from edgesparse.accel.memory_image import build_memory_image
 from edgesparse.cli import main

@@ -142,7 +142,8 @@ def _array_pattern(args: argparse.Namespace, graph: Any) -> tuple[int, int]:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from edgesparse.accel import AcceleratorConfig, parse_array, simulate
+    from edgesparse.accel import AcceleratorConfig, parse_array
+    from edgesparse.accel.simulate import simulate
     from edgesparse.accel.energy import ENERGY_MODEL, load_energy_table
     from edgesparse.accel.memory_image import write_memory_image
     from edgesparse.accel.metrics import hardware_figures

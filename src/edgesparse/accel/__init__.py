@@ -16,7 +16,6 @@ _HOMES = {
     "LayerResult": "edgesparse.accel.simulate",
     "SimulationResult": "edgesparse.accel.simulate",
     "plan_network": "edgesparse.accel.simulate",
-    "simulate": "edgesparse.accel.simulate",
 }
 __all__ = sorted(_HOMES)
 __getattr__, __dir__ = lazy_exports(__name__, _HOMES)

@@ -19,7 +19,8 @@ import numpy as np
 
 from edgesparse.accel.config import AcceleratorConfig
 from edgesparse.accel.energy import ENERGY_MODEL, frame_energy, load_energy_table
-from edgesparse.accel.metrics import compare_networks, hardware_figures, pareto_front, sweep
+from edgesparse.accel.metrics import hardware_figures, pareto_front
+from edgesparse.network_flow import compare_networks, sweep
 from edgesparse.accel.simulate import simulate
 from edgesparse.data import iterate_batches, load_dataset
 from edgesparse.errors import ConfigError
