@@ -31,3 +31,7 @@ class PackError(EdgesparseError, ValueError):
 
 class AcceleratorError(EdgesparseError, ValueError):
     """An accelerator configuration is invalid, or a layer cannot run on it."""
+
+
+class MissingExtraError(EdgesparseError, ImportError):
+    """A command needs an optional extra (``pip install 'edgesparse[NAME]'``) that is not installed."""
