@@ -4,6 +4,7 @@ modules until one is used, so ``edgesparse --help`` and the torch-free modules l
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any, Callable
 
 
@@ -17,6 +18,6 @@ def lazy_exports(package: str, homes: dict[str, str]) -> tuple[Callable[[str], A
         return getattr(importlib.import_module(homes[name]), name)
 
     def dir_() -> list[str]:
-        return sorted(homes)
+        return sorted(set(homes) | set(vars(sys.modules[package])))
 
     return getattr_, dir_

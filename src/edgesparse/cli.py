@@ -257,20 +257,6 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _array_pattern(args: argparse.Namespace, graph: Any) -> tuple[int, int]:
-    """(N, M) the array is built for: --pattern, else the most common N:M of the model's layers, else dense."""
-    from collections import Counter
-
-    from edgesparse.accel.config import array_block
-    from edgesparse.pattern import BlockPattern, parse_pattern
-
-    if args.pattern is None:
-        blocks = [parse_pattern(p) for p in graph.patterns.values()]
-        counts = Counter((p.n, p.m) for p in blocks if isinstance(p, BlockPattern))
-        return counts.most_common(1)[0][0] if counts else (1, 1)
-    return array_block(args.pattern) or (1, 1)
-
-
 def _add_simulate_parser(commands: Any) -> None:
     sim = commands.add_parser(
         "simulate", help="run a model on the sparse systolic array: cycles, FPS, utilization, DRAM traffic",
@@ -296,10 +282,12 @@ def _add_simulate_parser(commands: Any) -> None:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from edgesparse.accel.config import array_block
     from edgesparse.accel.energy import ENERGY_MODEL, load_energy_table
     from edgesparse.accel.memory_image import write_memory_image
     from edgesparse.accel.metrics import hardware_figures
     from edgesparse.accel.simulate import simulate
+    from edgesparse.api import graph_block
     from edgesparse.errors import ConfigError
     from edgesparse.export_flow import export_random, shape_graph
     from edgesparse.pack.packed import load_packed
@@ -315,7 +303,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             graph = export_random(args.model, args.pattern or "1:16", args.first_conv, args.input_size,
                                   calibration_images=1)
         label = f"{args.model}-{graph.input_shape[1]}"
-    n, m = _array_pattern(args, graph)
+    n, m = (array_block(args.pattern) or (1, 1)) if args.pattern else graph_block(graph)
     config = _array_config(args, n, m)
     image = None
     if args.mode != "analytic":

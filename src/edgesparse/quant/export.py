@@ -1,7 +1,8 @@
 """Float model -> integer graph: trace, fold BatchNorm, calibrate activation scales, quantize to int8.
 
 1. The masked weights are baked in and the model is traced with ``torch.fx`` (any model made of Conv2d,
-   BatchNorm2d, ReLU, Linear, max/average pools, flatten, residual adds, dropout and identity works).
+   BatchNorm2d, ReLU, Linear, max/average pools, flatten, residual adds, dropout and identity works; anything else
+   is refused, naming the first unsupported layer by path and type, or function).
 2. Conv -> BatchNorm -> ReLU chains fuse into one op: ``W' = W * g/sqrt(v+e)``, ``b' = (b - mu) * g/sqrt(v+e) + beta``
    (scaling a filter keeps its zeros, so the sparsity pattern survives). Add -> ReLU fuses too.
 3. The fused float graph runs on calibration batches; each tensor's scale is ``max|x| / 127`` (symmetric).
@@ -111,15 +112,16 @@ class _Builder:
                 continue
             elif node.op == "call_module":
                 self.module_node(node, self.model.get_submodule(node.target))
-            elif node.op == "call_function" and node.target in (operator.add, torch.add):
+            elif node.op == "call_function" and node.target in (operator.add, operator.iadd, torch.add):
                 self.add_node(node)
-            elif node.op == "call_function" and node.target is torch.flatten:
+            elif (node.op == "call_function" and node.target is torch.flatten) or (
+                    node.op == "call_method" and node.target == "flatten"):
                 self.ops.append(FloatOp(node.name, "flatten", [self.tensor(node.args[0])]))
                 self.alias[node.name] = node.name
             elif self.is_relu(node):
                 self.emit(node, FloatOp(node.name, "relu", [self.tensor(node.args[0])]), node)
             else:
-                raise QuantError(f"cannot export node {node.name!r} ({node.op} {node.target}): unsupported op")
+                raise _unsupported(node)
         return self.ops
 
     def module_node(self, node: fx.Node, module: nn.Module) -> None:
@@ -142,7 +144,8 @@ class _Builder:
         elif isinstance(module, (nn.Dropout, nn.Identity)):
             self.alias[node.name] = source
         else:
-            raise QuantError(f"cannot export layer {name!r} of type {type(module).__name__}: unsupported op")
+            raise QuantError(f"cannot export layer {name!r} of type {type(module).__module__}."
+                             f"{type(module).__qualname__}: the integer graph has no such op (it takes {GRAPH_OPS})")
 
     def weighted(self, node: fx.Node, module: nn.Module, source: str, name: str) -> None:
         weight, bias = module.weight.detach().double(), None if module.bias is None else module.bias.detach().double()
@@ -188,6 +191,24 @@ class _Builder:
         op = FloatOp(node.name, "add", [a, b])
         last = self.fuse_relu(op, node)
         self.emit(node, op, last)
+
+
+GRAPH_OPS = ("Conv2d, Linear, BatchNorm2d after a Conv2d, ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, "
+             "Dropout, Identity, residual + and flatten")
+
+
+def _unsupported(node: fx.Node) -> QuantError:
+    """The error for the first traced function or method the integer graph lacks, with the module it sits in."""
+    target = node.target
+    what = (f"method .{target}()" if node.op == "call_method" else
+            f"function {getattr(target, '__module__', None) or 'builtins'}.{getattr(target, '__name__', target)}")
+    stack = node.meta.get("nn_module_stack") or {}
+    inside = ""
+    if stack:
+        path, kind = list(stack.values())[-1]
+        inside = f" in layer {path!r} of type {getattr(kind, '__qualname__', kind)}"
+    return QuantError(f"cannot export {what}{inside} (node {node.name!r}): the integer graph has no such op "
+                      f"(it takes {GRAPH_OPS})")
 
 
 def float_graph(model: nn.Module, input_shape: tuple[int, int, int]) -> tuple[list[FloatOp], dict[str, str]]:
