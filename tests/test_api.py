@@ -1,0 +1,108 @@
+"""The Python API as a user meets it: the README's example, the examples, foreign models, extras, the wheel and a
+quick ``--help``."""
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import edgesparse as es
+from edgesparse.errors import QuantError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(args: list[str], cwd: Path, timeout: float = 120) -> str:
+    done = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_readme_example_runs(tmp_path):
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Use it from Python"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S)[1]
+    (tmp_path / "example.py").write_text(code)
+    out = _run(["example.py"], tmp_path)
+    assert "cycles" in out and "patterns ['dense', '1:16', '1:16']" in out, out
+    assert es.load_packed(tmp_path / "model.packed").patterns  # the file it wrote is a valid packed model
+
+
+@pytest.mark.parametrize("example", ["fashion_mnist_cnn.py", "resnet_style.py"])
+def test_the_examples_run_a_few_steps(tmp_path, example):
+    out = _run([str(ROOT / "examples" / example), "--steps", "3", "--train-images", "512", "--test-images", "256",
+                "--out", str(tmp_path / "model.packed")], tmp_path)
+    assert out.startswith("3 steps:") and "FPS" in out, out
+    graph = es.load_packed(tmp_path / "model.packed")
+    assert set(graph.patterns.values()) == {"1:16"}  # every masked layer at 1:16; the packed file checks each
+
+
+class Gate(nn.Module):
+    """A block whose sigmoid the integer graph lacks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(16, 16, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.conv(x))
+
+
+@pytest.mark.parametrize("act, words", [
+    (nn.GELU(), "cannot export layer 'body.1' of type torch.nn.modules.activation.GELU"),
+    (Gate(), "cannot export function torch.sigmoid in layer 'body.1' of type Gate"),
+])
+def test_export_names_the_first_op_the_integer_graph_lacks(act, words):
+    model = nn.Sequential()
+    model.add_module("stem", nn.Conv2d(1, 16, 3, padding=1))
+    model.add_module("body", nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), act, nn.Conv2d(16, 16, 1), nn.GELU()))
+    pruner = es.prepare(model, "1:16", total_steps=1)
+    pruner.finalize()
+    with pytest.raises(QuantError, match=re.escape(words)):
+        es.export(model, torch.randn(2, 1, 8, 8))
+
+
+@pytest.mark.parametrize("command, extra", [("report", "report"), ("rtl", "hw")])
+def test_a_command_without_its_extra_names_the_extra_in_one_line(tmp_path, command, extra):
+    module = {"report": "matplotlib", "hw": "amaranth"}[extra]
+    args = {"report": ["report", "run", "model.packed"], "rtl": ["rtl", "-o", "rtl"]}[command]
+    code = (f"import sys; sys.modules[{module!r}] = None\n"  # as if the extra were not installed
+            f"from edgesparse.cli import main; sys.exit(main({args!r}))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert f"needs {module}" in done.stderr and f"pip install 'edgesparse[{extra}]'" in done.stderr
+
+
+def test_import_edgesparse_loads_no_torch_and_help_is_quick():
+    code = "import sys, edgesparse, edgesparse.pattern, edgesparse.accel.config; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+    help_code = "import sys; from edgesparse.cli import main; sys.exit(main(['--help']))"
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", help_code], capture_output=True, text=True)
+    assert done.returncode == 0 and "simulate" in done.stdout
+    assert time.perf_counter() - start < 1.0
+
+
+def test_the_wheel_holds_the_package_data(tmp_path):
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, tmp_path)
+    shutil.copytree(ROOT / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path / "dist"), str(tmp_path)], check=True, capture_output=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("edgesparse-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        metadata = archive.read(next(n for n in names if n.endswith("METADATA"))).decode()
+    for data in ("accel/data/energy.toml", "accel/data/resources.toml", "report/data/published_accelerators.csv"):
+        assert f"edgesparse/{data}" in names, data
+    requires = sorted(line.split(" ", 1)[1] for line in metadata.splitlines()
+                      if line.startswith("Requires-Dist:") and "extra ==" not in line)
+    assert [re.split(r"[=<>]", r)[0] for r in requires] == ["numpy", "safetensors", "torch", "tqdm"]
+    assert "Provides-Extra: report" in metadata and "Provides-Extra: hw" in metadata
