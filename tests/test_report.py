@@ -1,9 +1,11 @@
 """The report end to end: measured sections, Markdown and HTML, and the HTML rendered by headless Chromium."""
 
+import io
 import json
 import re
 import shutil
 import subprocess
+from contextlib import redirect_stdout
 
 import pytest
 
@@ -18,11 +20,31 @@ def report_folder(tmp_path_factory):
         assert main(["train", "--out", str(root / name), "--dataset", "synthetic", "--width", "0.25", "--epochs",
                      "1", "--batch-size", "64", "--pattern", pattern, "--no-progress"]) == 0
     assert main(["export", str(root / "sparse"), "-o", str(root / "model.packed"), "--calibration-batches", "2"]) == 0
-    assert main(["report", str(root / "sparse"), str(root / "model.packed"), "--dense-run", str(root / "dense"),
-                 "-o", str(root / "report"), "--array", "8x8", "--networks", "vgg16_small", "--sweep-model",
-                 "vgg16_small", "--sweep-arrays", "4x4", "8x8", "--sweep-patterns", "dense", "1:4", "1:16",
-                 "--test-images", "200", "--no-progress"]) == 0
+    with redirect_stdout(io.StringIO()) as text:
+        assert main(["report", *_report_args(root, "report")]) == 0
+    (root / "report" / "stdout.txt").write_text(text.getvalue())
     return root / "report"
+
+
+def _report_args(root, out):
+    return [str(root / "sparse"), str(root / "model.packed"), "--dense-run", str(root / "dense"), "-o",
+            str(root / out), "--array", "8x8", "--networks", "vgg16_small", "--sweep-model", "vgg16_small",
+            "--sweep-arrays", "4x4", "8x8", "--sweep-patterns", "dense", "1:4", "1:16", "--test-images", "200",
+            "--no-progress"]
+
+
+def test_report_json_holds_the_printed_figures(report_folder, capsys):
+    """The same report with --json: every figure of the printed summary, as printed."""
+    assert main(["report", *_report_args(report_folder.parent, "report_json"), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    text = (report_folder / "stdout.txt").read_text()
+    assert f"{100 * figures['accuracy_sparse']:.2f}%" in text and f"{100 * figures['int8_accuracy']:.2f}%" in text
+    assert f"{figures['compression']:.2f}x fewer weights" in text
+    assert f"{figures['index_overhead']:.5f} of dense int8" in text
+    assert f"{figures['demo_model']}: {figures['demo_fps']:,.0f} FPS, {figures['demo_gops_per_w']:,.0f} GOPS/W" in text
+    for net in figures["networks"]:
+        assert f"{net['model']}: {net['fps']:.2f} FPS ({net['speedup_vs_dense']:.2f}x dense)" in text
+    assert figures["files"]["html"].endswith("report.html")
 
 
 def test_report_sections_hold_measured_numbers(report_folder):

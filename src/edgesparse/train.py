@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -298,7 +299,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, pro
                 "test_acc": test_accuracy, "density": pruner.density(), "frozen": pruner.frozen,
                 "seconds": round(time.perf_counter() - started, 2)})
             bar.write(f"epoch {epoch + 1}/{config.epochs}: test accuracy {test_accuracy:.4f}, "
-                      f"density {pruner.density():.4f}")
+                      f"density {pruner.density():.4f}", file=sys.stderr)  # a log line; stdout holds the results
         checkpoint()
     bar.close()
 

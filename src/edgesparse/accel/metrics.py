@@ -11,7 +11,7 @@ produce such points (comparisons with the dense twin, the design-space sweep) ar
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edgesparse.accel.energy import EnergyTable, frame_energy

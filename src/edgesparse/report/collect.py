@@ -32,7 +32,6 @@ from edgesparse.quant.graph import IntGraph
 from edgesparse.report.published import comparison_rows
 from edgesparse.sparsity import layer_figures
 from edgesparse.trained import load_trained
-from edgesparse.progress import progress_bar
 
 
 def _run_summary(run: Path) -> dict[str, Any]:
