@@ -69,6 +69,37 @@ def test_export_names_the_first_op_the_integer_graph_lacks(act, words):
         es.export(model, torch.randn(2, 1, 8, 8))
 
 
+class Functional(nn.Module):
+    """Written the way many models are: functional ReLUs, an in-place residual add, x.view(x.size(0), -1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.conv = nn.Conv2d(1, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1)
+        self.pool, self.fc = nn.MaxPool2d(2), nn.Linear(16 * 4 * 4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.relu(self.stem(x))
+        y = self.conv(x)
+        y += x
+        y = self.pool(torch.relu(y))
+        return self.fc(y.view(y.size(0), -1))
+
+
+def test_export_takes_functional_ops_that_map_onto_the_graph():
+    from edgesparse.quant.reference import dequantize_output, quantize_input, run_graph
+
+    model = Functional().eval()
+    pruner = es.prepare(model, "1:16", total_steps=1)
+    pruner.finalize()
+    images = torch.randn(8, 1, 8, 8)
+    graph = es.export(model, images)
+    assert [op.kind for op in graph.ops] == ["conv", "conv", "add", "maxpool", "flatten", "linear"]
+    logits = dequantize_output(graph, run_graph(graph, quantize_input(graph, images)))
+    with torch.no_grad():
+        expected = model(images).numpy()
+    assert abs(logits - expected).max() < 0.1 * abs(expected).max()  # int8 rounding, not a different function
+
+
 @pytest.mark.parametrize("command, extra", [("report", "report"), ("rtl", "hw")])
 def test_a_command_without_its_extra_names_the_extra_in_one_line(tmp_path, command, extra):
     module = {"report": "matplotlib", "hw": "amaranth"}[extra]

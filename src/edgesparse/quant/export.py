@@ -87,6 +87,15 @@ class _Builder:
         return node is not None and (self.is_module(node, nn.ReLU)
                                      or (node.op == "call_function" and node.target in (F.relu, torch.relu)))
 
+    def is_flatten(self, node: fx.Node) -> bool:
+        """torch.flatten, .flatten(), .view() or .reshape() that keeps the batch and flattens the rest, row-major (the
+        graph's flatten), judged by the traced shapes."""
+        if not ((node.op == "call_function" and node.target in (torch.flatten, torch.reshape))
+                or (node.op == "call_method" and node.target in ("flatten", "view", "reshape"))):
+            return False
+        before, after = self.shapes.get(node.args[0].name), self.shapes.get(node.name)
+        return before is not None and after is not None and len(after) == 2 and after[0] == before[0]
+
     def emit(self, node: fx.Node, op: FloatOp, last: fx.Node) -> None:
         """Add ``op`` computed from ``node``'s inputs; its output stands for ``last`` (the end of a fused chain)."""
         self.ops.append(op)
@@ -114,8 +123,9 @@ class _Builder:
                 self.module_node(node, self.model.get_submodule(node.target))
             elif node.op == "call_function" and node.target in (operator.add, operator.iadd, torch.add):
                 self.add_node(node)
-            elif (node.op == "call_function" and node.target is torch.flatten) or (
-                    node.op == "call_method" and node.target == "flatten"):
+            elif node.op == "call_method" and node.target == "size":
+                continue  # a shape query, as in x.view(x.size(0), -1): its user is checked itself
+            elif self.is_flatten(node):
                 self.ops.append(FloatOp(node.name, "flatten", [self.tensor(node.args[0])]))
                 self.alias[node.name] = node.name
             elif self.is_relu(node):
@@ -194,7 +204,7 @@ class _Builder:
 
 
 GRAPH_OPS = ("Conv2d, Linear, BatchNorm2d after a Conv2d, ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, "
-             "Dropout, Identity, residual + and flatten")
+             "Dropout, Identity, residual + and flatten, view or reshape to [N, -1]")
 
 
 def _unsupported(node: fx.Node) -> QuantError:
