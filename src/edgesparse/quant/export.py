@@ -121,7 +121,7 @@ class _Builder:
                 continue
             elif node.op == "call_module":
                 self.module_node(node, self.model.get_submodule(node.target))
-            elif node.op == "call_function" and node.target in (operator.add, operator.iadd, torch.add):
+            elif node.op == "call_function" and node.target in (operator.add, torch.add):
                 self.add_node(node)
             elif node.op == "call_method" and node.target == "size":
                 continue  # a shape query, as in x.view(x.size(0), -1): its user is checked itself
@@ -154,8 +154,8 @@ class _Builder:
         elif isinstance(module, (nn.Dropout, nn.Identity)):
             self.alias[node.name] = source
         else:
-            raise QuantError(f"cannot export layer {name!r} of type {type(module).__module__}."
-                             f"{type(module).__qualname__}: the integer graph has no such op (it takes {GRAPH_OPS})")
+            raise QuantError(f"cannot export layer {name!r} of type {type(module).__qualname__} (from "
+                             f"{type(module).__module__}): the integer graph has no such op (it takes {GRAPH_OPS})")
 
     def weighted(self, node: fx.Node, module: nn.Module, source: str, name: str) -> None:
         weight, bias = module.weight.detach().double(), None if module.bias is None else module.bias.detach().double()
