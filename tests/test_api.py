@@ -35,6 +35,11 @@ def test_the_readme_example_runs(tmp_path):
     assert es.load_packed(tmp_path / "model.packed").patterns  # the file it wrote is a valid packed model
 
 
+def test_every_public_name_says_what_it_does():
+    undocumented = [name for name in es.__all__ if name != "__version__" and not (getattr(es, name).__doc__ or "").strip()]
+    assert not undocumented
+
+
 @pytest.mark.parametrize("example", ["fashion_mnist_cnn.py", "resnet_style.py"])
 def test_the_examples_run_a_few_steps(tmp_path, example):
     out = _run([str(ROOT / "examples" / example), "--steps", "3", "--train-images", "512", "--test-images", "256",

@@ -1,4 +1,4 @@
-"""Optional extras: the packages a command needs beyond the core (torch, numpy, tqdm, safetensors).
+"""Optional extras: the packages a command needs beyond the core dependencies of ``pyproject.toml``.
 
 ``pip install edgesparse`` installs the core only; ``report`` needs ``edgesparse[report]`` (matplotlib) and ``rtl``
 needs ``edgesparse[hw]`` (Amaranth, cocotb and the yowasp tools). The names and pins are those of
