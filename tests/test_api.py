@@ -40,6 +40,44 @@ def test_every_public_name_says_what_it_does():
     assert not undocumented
 
 
+class TopPerFilter:
+    """A pattern of one's own (the Pattern protocol): each output filter keeps its ``k`` best weights."""
+
+    final_density = 0.0  # the schedule's floor; the mask keeps k per filter whatever the density
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def __str__(self) -> str:
+        return f"top{self.k}-per-filter"
+
+    def mask(self, score: torch.Tensor, density: float) -> torch.Tensor:
+        keep = max(self.k, round(density * score[0].numel()))
+        rows = score.reshape(score.shape[0], -1)
+        return torch.zeros_like(rows, dtype=torch.bool).scatter_(1, rows.topk(keep, 1).indices, True).view_as(score)
+
+    def kept_slots(self, shape, mask=None) -> int:
+        return shape[0] * self.k
+
+    def index_bits(self, shape) -> int:
+        return shape[0] * self.k * 16
+
+    def check(self, mask: torch.Tensor) -> str | None:
+        kept = mask.reshape(mask.shape[0], -1).sum(1)
+        return None if bool((kept == self.k).all()) else f"a filter keeps {int(kept.max())} weights, not {self.k}"
+
+    def admits(self, nonzero: torch.Tensor) -> str | None:
+        return None
+
+
+def test_a_pattern_of_ones_own_plugs_into_the_pruner():
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3))
+    pruner = es.prepare(model, TopPerFilter(5), total_steps=4)
+    pruner.finalize()
+    assert es.verify_pattern(model) == ["2"]  # the first conv stays dense
+    assert [(f.pattern, f.kept_weights) for f in es.layer_figures(model)] == [("dense", 72), ("top5-per-filter", 40)]
+
+
 @pytest.mark.parametrize("example", ["fashion_mnist_cnn.py", "resnet_style.py"])
 def test_the_examples_run_a_few_steps(tmp_path, example):
     out = _run([str(ROOT / "examples" / example), "--steps", "3", "--train-images", "512", "--test-images", "256",

@@ -48,6 +48,9 @@ class Pattern(Protocol):
     def admits(self, nonzero: Tensor) -> str | None:
         """Why a weight with these non-zeros cannot follow the pattern, or None."""
 
+    def __str__(self) -> str:
+        """The pattern's name (checkpoints record it; :func:`parse_pattern` reads back the four below)."""
+
 
 def _pad(t: Tensor, dim: int, size: int, fill: float) -> Tensor:
     """``t`` grown to ``size`` along ``dim``, the new entries ``fill``."""
