@@ -106,3 +106,23 @@ def test_invalid_graphs_are_rejected():
         broken.validate()
     with pytest.raises(QuantError, match=r"takes inputs \[N, 3, 16, 16\]"):
         quantize_input(graph, torch.randn(2, 1, 16, 16))
+
+
+def test_typed_views_of_the_graph_ops():
+    """Kernel, stride, padding, ReLU and 'weighted' are read through one typed view, validated once."""
+    model = _with_running_stats(EveryOp(), (3, 16, 16))
+    graph = export_model(model, [torch.randn(4, 3, 16, 16)], (3, 16, 16))
+    by_kind = {op.kind: op for op in graph.ops}
+    stem, pool, head = graph.ops[0], by_kind["maxpool"], graph.ops[-1]
+    assert stem.weighted and head.weighted and not pool.weighted and not by_kind["add"].weighted
+    assert (stem.window.kernel, stem.window.stride, stem.window.padding) == ((3, 3), (2, 2), (1, 1))
+    assert stem.relu and not head.relu and not head.requant
+    # hand-derived: a 16x16 input, 3x3 window, stride 2, padding 1 -> 8x8; the 3x3/2 pool with padding 1 -> 4x4
+    assert stem.window.output_size(16, 16) == (8, 8) == graph.shapes()[stem.name][1:]
+    assert pool.window.output_size(8, 8) == (4, 4) == graph.shapes()[pool.name][1:]
+    assert head.window.kernel == (1, 1)
+    with pytest.raises(QuantError, match="has no window"):
+        by_kind["add"].window
+    pool.attrs["padding"] = [1]
+    with pytest.raises(QuantError, match="'padding' must be two non-negative integers"):
+        graph.validate()

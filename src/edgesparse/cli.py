@@ -313,7 +313,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     figures = hardware_figures(label, result, load_energy_table())
     if args.memory_image:
         write_memory_image(graph, config, args.memory_image)
-    rows_out = [layer.as_row(config) for layer in result.layers if layer.kind in ("conv", "linear")]
+    rows_out = [layer.as_row(config) for layer in result.layers if layer.weighted]
     s = {"model": label, "pattern": "dense" if m == 1 else f"{n}:{m}", "array": f"{config.rows}x{config.cols}",
          "clock_mhz": config.clock_mhz, "mode": args.mode, "total_cycles": result.total_cycles,
          "fps": result.fps, "pe_utilization": result.pe_utilization, "effective_gops": result.effective_gops,

@@ -99,7 +99,7 @@ def shape_graph(name: str, pattern: str = "1:16", first_conv: str = "dense", inp
     int_ops = [IntOp(op.name, op.kind, list(op.inputs), dict(op.attrs),
                      {} if op.weight is None else {"weight": np.broadcast_to(one, tuple(op.weight.shape))})
                for op in ops]
-    if int_ops and int_ops[-1].kind in ("conv", "linear"):  # as the exporter does: the last layer keeps int32 logits
+    if int_ops and int_ops[-1].weighted:  # as the exporter does: the last layer keeps int32 logits
         int_ops[-1].attrs["requant"] = False
     graph = IntGraph((in_chans, size, size), 1.0, (0.0,), (1.0,), int_ops, {}, patterns)
     graph.shapes()  # every op takes its input's shape

@@ -47,7 +47,7 @@ def compare_networks(names: Iterable[str], config: AcceleratorConfig, table: Ene
         dense = simulate(graph, config.dense_twin(), "analytic")
         comparisons.append(NetworkComparison(
             hardware_figures(label, sparse, table), hardware_figures(label, dense, table),
-            *[[layer.as_row(run.config) for layer in run.layers if layer.kind in ("conv", "linear")]
+            *[[layer.as_row(run.config) for layer in run.layers if layer.weighted]
               for run in (sparse, dense)]))
     return comparisons
 

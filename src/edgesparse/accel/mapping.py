@@ -23,7 +23,7 @@ import numpy as np
 from edgesparse.accel.config import AcceleratorConfig
 from edgesparse.errors import AcceleratorError
 from edgesparse.pack.blocks import pack_block_weight, unpack_bits
-from edgesparse.quant.graph import IntOp
+from edgesparse.quant.graph import IntOp, Window
 from edgesparse.pattern import BlockPattern, parse_pattern
 
 
@@ -55,8 +55,7 @@ class LoweredLayer:
         return rows // per_position, (rows % per_position) // self.slots
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
-        return (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
+        return Window(self.kernel, self.stride, self.padding).output_size(height, width)
 
 
 def slots_for(op: IntOp, spec: str | None, config: AcceleratorConfig) -> int:
@@ -87,7 +86,7 @@ def _largest_block_occupancy(weight: np.ndarray, m: int) -> int:
 
 def lower(op: IntOp, spec: str | None, config: AcceleratorConfig) -> LoweredLayer:
     """Lay a conv or linear op out as array rows of (value, index) per filter."""
-    if op.kind not in ("conv", "linear"):
+    if not op.weighted:
         raise AcceleratorError(f"op {op.name!r} ({op.kind}) does not run on the array")
     weight = op.arrays["weight"]
     if op.kind == "linear":
@@ -99,10 +98,9 @@ def lower(op: IntOp, spec: str | None, config: AcceleratorConfig) -> LoweredLaye
     index = unpack_bits(packed, pattern.index_width, values.size).reshape(values.shape)
     blocks = values.shape[2]
     rows = kh * kw * blocks * slots
-    attrs = op.attrs
     return LoweredLayer(
-        name=op.name, kind=op.kind, cin=cin, cout=cout, kernel=(kh, kw),
-        stride=tuple(attrs.get("stride", [1, 1])), padding=tuple(attrs.get("padding", [0, 0])),
+        name=op.name, kind=op.kind, cin=cin, cout=cout, kernel=(kh, kw), stride=op.window.stride,
+        padding=op.window.padding,
         slots=slots, blocks=blocks, m=config.m,
         values=values.reshape(cout, rows).T.copy(), index=index.reshape(cout, rows).T.copy())
 

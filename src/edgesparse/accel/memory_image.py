@@ -69,7 +69,7 @@ def build_memory_image(graph: IntGraph, config: AcceleratorConfig) -> tuple[byte
                 entry[f"{key}_offset"] = offset
                 chunks.append(data)
                 offset += len(data)
-        entry["relu"] = bool(op.attrs.get("relu"))
+        entry["relu"] = op.relu
         entry["requant"] = op.requant
         layers.append(entry)
     layout = {"version": LAYOUT_VERSION, "array": {"rows": config.rows, "cols": config.cols, "m": config.m,

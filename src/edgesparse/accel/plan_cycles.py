@@ -28,7 +28,7 @@ def plan_layer_cycles(model: str, width: float, num_classes: int, in_chans: int,
     graph = export_random(model, "dense", "dense", INPUT_SIZE[model], num_classes, in_chans, width,
                           calibration_images=1, overrides=dict(plan))
     return {layer.name: layer.cycles for layer in simulate(graph, array, mode="analytic").layers
-            if layer.kind in ("conv", "linear")}
+            if layer.weighted}
 
 
 def option_cycles(model: str, width: float, num_classes: int, in_chans: int, layers: list[str],

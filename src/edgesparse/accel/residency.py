@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from edgesparse.accel.config import AcceleratorConfig
 from edgesparse.quant.graph import INPUT, IntGraph
 
-WEIGHTED = ("conv", "linear")
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ def _hosts(graph: IntGraph) -> dict[str, int]:
     """The weighted op (its index among weighted ops) each tensor's op runs under; -1 for the network's input."""
     hosts, weighted = {INPUT: -1}, 0
     for op in graph.ops:
-        if op.kind in WEIGHTED:
+        if op.weighted:
             hosts[op.name] = weighted
             weighted += 1
         else:
@@ -63,13 +62,13 @@ def _maps(graph: IntGraph, batch: int) -> list[_Map]:
     for op in graph.ops:
         for name in op.inputs:
             reader = hosts[op.name]
-            if op.kind in WEIGHTED or hosts[name] != reader:
+            if op.weighted or hosts[name] != reader:
                 readers.setdefault(name, set()).add(reader)
     output = graph.op(graph.output)
-    logits_bytes = 1 if output.requant or output.kind not in WEIGHTED else 4
+    logits_bytes = 1 if output.requant or not output.weighted else 4
     maps = [_Map(name, math.prod(shapes[name]) * batch, hosts[name], tuple(sorted(reader)))
             for name, reader in readers.items()]
-    last = len([op for op in graph.ops if op.kind in WEIGHTED])
+    last = len([op for op in graph.ops if op.weighted])
     maps.append(_Map(graph.output, math.prod(shapes[graph.output]) * batch * logits_bytes, hosts[graph.output],
                      (last,)))  # read by the host after the frame: never resident
     return sorted(maps, key=lambda item: (item.writer, item.name))
@@ -79,9 +78,9 @@ def _minimum_staging(graph: IntGraph, batch: int) -> list[int]:
     """Per weighted op: bytes of the kernel's input rows, double-buffered (the least a streamed input needs)."""
     shapes, need = graph.shapes(), []
     for op in graph.ops:
-        if op.kind in WEIGHTED:
+        if op.weighted:
             source = shapes[op.inputs[0]]
-            rows = op.arrays["weight"].shape[2] if op.kind == "conv" else 1
+            rows = op.window.kernel[0]
             row_bytes = source[0] * source[2] if len(source) == 3 else source[0]
             need.append(2 * rows * row_bytes)
     return need
@@ -91,7 +90,7 @@ def plan_maps(graph: IntGraph, config: AcceleratorConfig) -> dict[str, LayerMaps
     """Residency of every map by the rule above, and what each weighted layer reads and writes off chip."""
     capacity = config.input_buffer_kib * 1024
     maps = _maps(graph, config.batch)
-    weighted = [op for op in graph.ops if op.kind in WEIGHTED]
+    weighted = [op for op in graph.ops if op.weighted]
     staging = _minimum_staging(graph, config.batch)
     input_of = {index: op.inputs[0] for index, op in enumerate(weighted)}
     resident: dict[str, _Map] = {}

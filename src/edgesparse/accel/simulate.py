@@ -27,7 +27,7 @@ from edgesparse.accel.schedule import Boundary, LayerSchedule, prologue_bytes, s
 from edgesparse.errors import AcceleratorError
 from edgesparse.progress import progress_bar
 from edgesparse.quant.fixedpoint import requantize
-from edgesparse.quant.graph import INPUT, IntGraph, IntOp
+from edgesparse.quant.graph import INPUT, WEIGHTED, IntGraph, IntOp
 from edgesparse.quant.reference import run_op
 
 MODES = ("stepped", "fast", "analytic")
@@ -46,6 +46,11 @@ class LayerResult:
     real_macs: int = 0
     schedule: LayerSchedule | None = None
     output_cycles: np.ndarray | None = None  # [pixels, Cout], absolute cycles (stepped and fast)
+
+    @property
+    def weighted(self) -> bool:
+        """The layer ran on the array."""
+        return self.kind in WEIGHTED
 
     def pe_utilization(self, config: AcceleratorConfig) -> float:
         """MACs performed over the array's MAC slots (PEs x pixels per cycle x cycles)."""
@@ -128,23 +133,22 @@ def plan_network(graph: IntGraph, config: AcceleratorConfig) -> list[tuple[IntOp
     maps = {} if config.classic else plan_maps(graph, config)
     plan: list[tuple[IntOp, LayerShape | None]] = []
     for op in graph.ops:
-        if op.kind not in ("conv", "linear"):
+        if not op.weighted:
             plan.append((op, None))
             continue
         weight = op.arrays["weight"]
         cout, cin = weight.shape[:2]
-        kernel = tuple(weight.shape[2:]) if op.kind == "conv" else (1, 1)
+        kernel = op.window.kernel
         slots = slots_for(op, graph.patterns.get(op.name), config)
         rows_needed = kernel[0] * kernel[1] * math.ceil(cin / config.m) * slots
         source = shapes[op.inputs[0]]
         out_hw = tuple(shapes[op.name][1:]) if op.kind == "conv" else (1, 1)
         in_chw = tuple(source) if op.kind == "conv" else (source[0], 1, 1)
-        stride = tuple(op.attrs.get("stride", [1, 1]))
         memory = maps.get(op.name)
         placement = {} if memory is None else {
             "input_resident": memory.input_resident, "output_bytes": memory.output_bytes,
             "residual_bytes": memory.residual_bytes, "input_staging_bytes": memory.staging_bytes}
-        plan.append((op, LayerShape(op.name, rows_needed, cout, out_hw, in_chw, kernel, stride,
+        plan.append((op, LayerShape(op.name, rows_needed, cout, out_hw, in_chw, kernel, op.window.stride,
                                     config.batch * cout * cin * kernel[0] * kernel[1] * math.prod(out_hw),
                                     config.batch, **placement)))
     return plan
@@ -157,7 +161,7 @@ def _post_process(op: IntOp, acc: np.ndarray, shape: tuple[int, ...]) -> np.ndar
         acc = acc.reshape(-1, shape[1] * shape[2], shape[0]).transpose(0, 2, 1).reshape(-1, *shape)
     if not op.requant:
         return acc
-    return requantize(acc, op.arrays["m"], op.arrays["shift"], relu=bool(op.attrs.get("relu")))
+    return requantize(acc, op.arrays["m"], op.arrays["shift"], relu=op.relu)
 
 
 def simulate(graph: IntGraph, config: AcceleratorConfig, mode: str = "fast", image: np.ndarray | None = None,

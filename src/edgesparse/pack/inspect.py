@@ -39,7 +39,7 @@ def stored_layers(graph: IntGraph) -> list[StoredLayer]:
     tensors = packed_tensors(graph)
     rows = []
     for op in graph.ops:
-        if op.kind not in ("conv", "linear"):
+        if not op.weighted:
             continue
         weight = op.arrays["weight"]
         pattern = block_pattern_of(graph, op)

@@ -42,7 +42,7 @@ def _checksum(graph_json: str, tensors: dict[str, np.ndarray]) -> str:
 def block_pattern_of(graph: IntGraph, op: IntOp) -> BlockPattern | None:
     """The N:M pattern an op's weight is packed with, if it has one."""
     spec = graph.patterns.get(op.name)
-    if spec is None or op.kind not in ("conv", "linear"):
+    if spec is None or not op.weighted:
         return None
     pattern = parse_pattern(spec)
     return pattern if isinstance(pattern, BlockPattern) else None

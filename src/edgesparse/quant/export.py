@@ -25,12 +25,12 @@ from torch import fx, nn
 
 from edgesparse.errors import QuantError
 from edgesparse.quant.fixedpoint import MANTISSA_BITS, quantize_multiplier, quantize_multipliers
-from edgesparse.quant.graph import INPUT, IntGraph, IntOp
+from edgesparse.quant.graph import INPUT, IntGraph, IntOp, TypedOp
 from edgesparse.sparsity import sparse_mask_of
 
 
 @dataclass
-class FloatOp:
+class FloatOp(TypedOp):
     """A fused op of the float graph: the same kinds as :class:`IntOp`, with float parameters."""
 
     name: str
@@ -268,20 +268,20 @@ def run_float(ops: list[FloatOp], x: torch.Tensor) -> dict[str, torch.Tensor]:
     for op in ops:
         inputs = [tensors[name] for name in op.inputs]
         if op.kind == "conv":
-            y = F.conv2d(inputs[0], op.weight, op.bias, tuple(op.attrs["stride"]), tuple(op.attrs["padding"]))
+            y = F.conv2d(inputs[0], op.weight, op.bias, op.window.stride, op.window.padding)
         elif op.kind == "linear":
             y = F.linear(inputs[0], op.weight, op.bias)
         elif op.kind == "maxpool":
-            y = F.max_pool2d(inputs[0], op.attrs["kernel"], op.attrs["stride"], op.attrs["padding"])
+            y = F.max_pool2d(inputs[0], op.window.kernel, op.window.stride, op.window.padding)
         elif op.kind == "avgpool":
-            y = F.avg_pool2d(inputs[0], op.attrs["kernel"], op.attrs["stride"])
+            y = F.avg_pool2d(inputs[0], op.window.kernel, op.window.stride)
         elif op.kind == "add":
             y = inputs[0] + inputs[1]
         elif op.kind == "relu":
             y = inputs[0].clamp_min(0)
         else:  # flatten
             y = inputs[0].flatten(1)
-        if op.attrs.get("relu"):
+        if op.relu:
             y = y.clamp_min(0)
         tensors[op.name] = y
     return tensors
@@ -336,7 +336,7 @@ def _quantize_add(op: FloatOp, s_a: float, s_b: float, s_out: float) -> IntOp:
         raise QuantError(f"{op.name}: input/output scale ratio {max(real_a, real_b)} cannot be represented")
     m_a, m_b = (min(round(r * 2.0**shift), 2**31 - 1) for r in (real_a, real_b))
     return IntOp(op.name, "add", list(op.inputs),
-                 {"m_a": max(1, m_a), "m_b": max(1, m_b), "shift": shift, "relu": bool(op.attrs.get("relu"))})
+                 {"m_a": max(1, m_a), "m_b": max(1, m_b), "shift": shift, "relu": op.relu})
 
 
 def quantize(ops: list[FloatOp], scales: dict[str, float], input_shape: tuple[int, int, int],
@@ -345,12 +345,12 @@ def quantize(ops: list[FloatOp], scales: dict[str, float], input_shape: tuple[in
     int_ops = []
     for position, op in enumerate(ops):
         last = position == len(ops) - 1
-        if op.kind in ("conv", "linear"):
+        if op.weighted:
             int_ops.append(_quantize_weighted(op, scales[op.inputs[0]], scales[op.name], last))
         elif op.kind == "add":
             int_ops.append(_quantize_add(op, scales[op.inputs[0]], scales[op.inputs[1]], scales[op.name]))
         elif op.kind == "avgpool":
-            kh, kw = op.attrs["kernel"]
+            kh, kw = op.window.kernel
             m, shift = quantize_multiplier(scales[op.inputs[0]] / (scales[op.name] * kh * kw))
             int_ops.append(IntOp(op.name, "avgpool", list(op.inputs), {**op.attrs, "m": m, "shift": shift}))
         else:

@@ -26,6 +26,8 @@ from edgesparse.errors import PatternError, QuantError
 from edgesparse.pattern import DensePattern, parse_pattern
 
 KINDS = ("conv", "linear", "maxpool", "avgpool", "add", "relu", "flatten")
+WEIGHTED = ("conv", "linear")  # the ops that run on the array
+WINDOWED = ("conv", "maxpool", "avgpool")  # the ops that carry kernel, stride and padding attributes
 INPUT = "input"
 
 # Arrays each kind carries, with their dtypes.
@@ -41,8 +43,52 @@ ARRAYS: dict[str, dict[str, type]] = {
 LOGIT_ARRAYS = {"weight": np.int8, "bias": np.int32, "out_scale": np.float32}
 
 
+@dataclass(frozen=True)
+class Window:
+    """Where a convolution or pooling reads: kernel, stride and padding, each (height, width). A linear layer reads
+    the 1x1 window of a 1x1 map."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """The output map's (height, width) on a ``height`` x ``width`` input."""
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
+        return (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
+
+
+class TypedOp:
+    """Typed views of an op's ``kind`` and ``attrs`` (the stored form: the packed file's JSON), one home for their
+    defaults; :meth:`IntGraph.validate` checks the attributes once. Shared by the integer and the float graph."""
+
+    name: str
+    kind: str
+    attrs: dict[str, Any]
+
+    @property
+    def weighted(self) -> bool:
+        """The op runs on the array (a convolution or a linear layer)."""
+        return self.kind in WEIGHTED
+
+    @property
+    def window(self) -> Window:
+        """Kernel, stride and padding of a windowed op; the 1x1 window of a linear layer."""
+        if self.kind == "linear":
+            return Window((1, 1))
+        if self.kind not in WINDOWED:
+            raise QuantError(f"op {self.name!r} ({self.kind}) has no window")
+        attrs = self.attrs
+        return Window(tuple(attrs["kernel"]), tuple(attrs["stride"]), tuple(attrs.get("padding", (0, 0))))
+
+    @property
+    def relu(self) -> bool:
+        """ReLU is fused into the op's output."""
+        return bool(self.attrs.get("relu", False))
+
+
 @dataclass
-class IntOp:
+class IntOp(TypedOp):
     """One integer op; its output tensor has the op's name."""
 
     name: str
@@ -53,10 +99,11 @@ class IntOp:
 
     @property
     def requant(self) -> bool:
+        """The op requantizes to int8 (only the graph's last weighted op may keep int32 logits)."""
         return bool(self.attrs.get("requant", True))
 
     def expected_arrays(self) -> dict[str, type]:
-        if self.kind in ("conv", "linear") and not self.requant:
+        if self.weighted and not self.requant:
             return LOGIT_ARRAYS
         return ARRAYS[self.kind]
 
@@ -125,7 +172,7 @@ class IntGraph:
         return shapes
 
     def _validate_patterns(self) -> None:
-        weighted = {op.name: op for op in self.ops if op.kind in ("conv", "linear")}
+        weighted = {op.name: op for op in self.ops if op.weighted}
         for name, spec in self.patterns.items():
             if name not in weighted:
                 raise QuantError(f"pattern {spec!r} is recorded for {name!r}, which is not a conv or linear op")
@@ -176,8 +223,9 @@ def _output_shape(op: IntOp, inputs: list[tuple[int, ...]]) -> tuple[int, ...]:
     if len(source) != 3:
         raise QuantError(f"op {op.name!r} ({op.kind}) needs a (C, H, W) input, gets shape {source}")
     channels, height, width = source
-    (kh, kw), (sh, sw), (ph, pw) = op.attrs["kernel"], op.attrs["stride"], op.attrs.get("padding", [0, 0])
-    out_h, out_w = (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
+    window = op.window
+    (kh, kw), (ph, pw) = window.kernel, window.padding
+    out_h, out_w = window.output_size(height, width)
     if out_h < 1 or out_w < 1 or ph >= kh or pw >= kw:
         raise QuantError(f"op {op.name!r}: a {kh}x{kw} window (padding {ph},{pw}) does not fit a {height}x{width} input")
     if op.kind == "conv":
@@ -202,12 +250,12 @@ def _validate_attrs(op: IntOp) -> None:
             if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value)):
                 raise QuantError(f"op {op.name!r} attribute {key!r} must be two positive integers, got {value!r}")
 
-    if op.kind in ("conv", "maxpool", "avgpool"):
+    if op.kind in WINDOWED:
         positive_ints("kernel", "stride")
         padding = a.get("padding", [0, 0])
         if not (isinstance(padding, list) and len(padding) == 2 and all(isinstance(v, int) and v >= 0 for v in padding)):
             raise QuantError(f"op {op.name!r} attribute 'padding' must be two non-negative integers, got {padding!r}")
-    if op.kind in ("conv", "linear"):
+    if op.weighted:
         weight = op.arrays.get("weight")
         rank = 4 if op.kind == "conv" else 2
         if weight is None or weight.ndim != rank:
@@ -218,7 +266,7 @@ def _validate_attrs(op: IntOp) -> None:
                 raise QuantError(f"op {op.name!r} array {key!r} has shape {array.shape}, expected ({cout},)")
         if op.kind == "conv" and list(weight.shape[2:]) != a.get("kernel"):
             raise QuantError(f"op {op.name!r} kernel {a.get('kernel')} does not match its weight {weight.shape}")
-    if op.requant and op.kind in ("conv", "linear"):
+    if op.requant and op.weighted:
         _check_requant(op, op.arrays["m"], op.arrays["shift"])
     if op.kind == "avgpool":
         _check_requant(op, np.array([a.get("m", 0)]), np.array([a.get("shift", 0)]))

@@ -29,8 +29,8 @@ def _accumulate_conv(x: np.ndarray, op: IntOp, device: str = "cpu") -> np.ndarra
     if bound >= _EXACT_LIMIT:
         raise QuantError(f"op {op.name!r}: {bound} exceeds the exact accumulation range")
     with torch.backends.cudnn.flags(enabled=False):  # cuDNN may pick FFT/Winograd; im2col + GEMM sums exactly
-        acc = F.conv2d(_exact(x, device), _exact(weight, device), stride=tuple(op.attrs["stride"]),
-                       padding=tuple(op.attrs["padding"]))
+        acc = F.conv2d(_exact(x, device), _exact(weight, device), stride=op.window.stride,
+                       padding=op.window.padding)
     return acc.cpu().numpy().astype(np.int64) + op.arrays["bias"].astype(np.int64).reshape(1, -1, 1, 1)
 
 
@@ -43,21 +43,18 @@ def _weighted(op: IntOp, x: np.ndarray, device: str = "cpu") -> np.ndarray:
     acc = _accumulate_conv(x, op, device) if op.kind == "conv" else _accumulate_linear(x, op, device)
     if not op.requant:
         return acc
-    return requantize(acc, op.arrays["m"], op.arrays["shift"], relu=bool(op.attrs.get("relu")))
+    return requantize(acc, op.arrays["m"], op.arrays["shift"], relu=op.relu)
 
 
 def _maxpool(op: IntOp, x: np.ndarray) -> np.ndarray:
-    ph, pw = op.attrs["padding"]
+    (kh, kw), (sh, sw), (ph, pw) = op.window.kernel, op.window.stride, op.window.padding
     padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=INT8_MIN) if ph or pw else x
-    kh, kw = op.attrs["kernel"]
-    sh, sw = op.attrs["stride"]
     windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
     return windows.max(axis=(-2, -1)).astype(np.int8)
 
 
 def _avgpool(op: IntOp, x: np.ndarray) -> np.ndarray:
-    kh, kw = op.attrs["kernel"]
-    sh, sw = op.attrs["stride"]
+    (kh, kw), (sh, sw) = op.window.kernel, op.window.stride
     windows = np.lib.stride_tricks.sliding_window_view(x.astype(np.int64), (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
     total = windows.sum(axis=(-2, -1))
     return saturate_int8(rounding_shift(total * op.attrs["m"], op.attrs["shift"]))
@@ -68,12 +65,12 @@ def _add(op: IntOp, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         raise QuantError(f"op {op.name!r} adds tensors of shapes {a.shape} and {b.shape}")
     total = a.astype(np.int64) * op.attrs["m_a"] + b.astype(np.int64) * op.attrs["m_b"]
     out = saturate_int8(rounding_shift(total, op.attrs["shift"]))
-    return np.maximum(out, 0).astype(np.int8) if op.attrs.get("relu") else out
+    return np.maximum(out, 0).astype(np.int8) if op.relu else out
 
 
 def run_op(op: IntOp, inputs: list[np.ndarray], device: str = "cpu") -> np.ndarray:
     """Execute one op on its int8 inputs (``device`` runs the exact float64 accumulations, e.g. on a GPU)."""
-    if op.kind in ("conv", "linear"):
+    if op.weighted:
         return _weighted(op, inputs[0], device)
     if op.kind == "maxpool":
         return _maxpool(op, inputs[0])

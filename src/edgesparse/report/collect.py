@@ -124,7 +124,7 @@ def collect_report(sparse_run: Path, dense_run: Path | None, packed: Path, confi
     demo = hardware_figures(demo_label, demo_result, table)
     demo_energy = [{"name": layer["name"], **{k: 1e6 * v for k, v in layer.items() if k != "name"}}
                    for layer in frame_energy(demo_result, table).layers]
-    demo_layers = [layer.as_row(config) for layer in demo_result.layers if layer.kind in ("conv", "linear")]
+    demo_layers = [layer.as_row(config) for layer in demo_result.layers if layer.weighted]
     pairs = compare_networks(networks, config, table, progress, network_pattern)
     network_rows = [{"sparse": p.sparse.as_row(), "dense": p.dense.as_row(), "speedup": p.dense.cycles / p.sparse.cycles,
                      "gops_per_w_ratio": p.sparse.gops_per_w / p.dense.gops_per_w,
