@@ -5,11 +5,14 @@ same folds again for every pixel tile). A fold is ``R x C`` int8 values followed
 at ``ceil(log2 M)`` bits (little-endian, as in the packed model). Rows are stored bottom row first, because the
 first row shifted in from the top ends at the bottom; within a row, columns 0..C-1. PEs without a slot hold
 value 0 and index 0. After a layer's folds: its int32 bias, requantization mantissas and shifts (little-endian).
-The layout (JSON) gives every offset and size, so a testbench can load a fold without knowing the format.
+The layout (JSON) gives every offset and size, so a testbench can load a fold without knowing the format. On the
+pipelined array the image comes with the layers' descriptors (:mod:`edgesparse.accel.descriptor`), what the engine's
+controller reads to run each layer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -18,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgesparse.accel.config import AcceleratorConfig
+from edgesparse.accel.descriptor import WORDS, LayerDescriptor, describe_network
 from edgesparse.accel.geometry import FoldGeometry, fold_geometry
 from edgesparse.accel.mapping import LoweredLayer, lower
 from edgesparse.accel.simulate import plan_network
@@ -93,9 +97,15 @@ def read_fold(image: bytes, layout: dict[str, Any], layer: str, col_fold: int,
 
 
 def write_memory_image(graph: IntGraph, config: AcceleratorConfig, folder: str | Path) -> dict[str, Any]:
-    """Write ``weights.bin`` and ``layout.json`` into ``folder`` atomically; return the layout."""
+    """Write ``weights.bin``, ``layout.json`` and (pipelined array) ``descriptors.bin`` into ``folder``
+    atomically; return the layout."""
     image, layout = build_memory_image(graph, config)
     folder = Path(folder)
+    if not config.classic:
+        descriptors = describe_network(graph, config, layout)
+        layout["descriptors"] = {"file": "descriptors.bin", "layers": len(descriptors), "words": WORDS,
+                                 "fields": [field.name for field in dataclasses.fields(LayerDescriptor)]}
+        atomic_write_bytes(folder / "descriptors.bin", b"".join(d.encode() for d in descriptors))
     atomic_write_bytes(folder / "weights.bin", image)
     atomic_write_bytes(folder / "layout.json", (json.dumps(layout, indent=2) + "\n").encode())
     return layout

@@ -21,7 +21,6 @@ from edgesparse.accel.config import AcceleratorConfig
 from edgesparse.quant.graph import INPUT, IntGraph
 
 
-
 @dataclass(frozen=True)
 class LayerMaps:
     """One weighted layer's maps: what it reads and writes off chip, and the input-buffer room it stages in."""
@@ -44,7 +43,7 @@ class _Map:
         return max(self.readers)
 
 
-def _hosts(graph: IntGraph) -> dict[str, int]:
+def op_hosts(graph: IntGraph) -> dict[str, int]:
     """The weighted op (its index among weighted ops) each tensor's op runs under; -1 for the network's input."""
     hosts, weighted = {INPUT: -1}, 0
     for op in graph.ops:
@@ -57,7 +56,7 @@ def _hosts(graph: IntGraph) -> dict[str, int]:
 
 
 def _maps(graph: IntGraph, batch: int) -> list[_Map]:
-    hosts, shapes = _hosts(graph), graph.shapes()
+    hosts, shapes = op_hosts(graph), graph.shapes()
     readers: dict[str, set[int]] = {}
     for op in graph.ops:
         for name in op.inputs:
