@@ -1,0 +1,187 @@
+"""The layer engine's RTL components against independent Python references, in Amaranth's simulator: the
+post-processing unit against :mod:`edgesparse.quant.fixedpoint` / :mod:`edgesparse.quant.reference` on random and
+edge values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from edgesparse.errors import ConfigError
+from edgesparse.quant.fixedpoint import requantize
+from edgesparse.quant.graph import IntOp
+from edgesparse.quant.reference import run_op
+from edgesparse.rtl.ppu import MAXPOOL_LATENCY, REQUANT_LATENCY, MaxPool2x2, Requantizer
+
+
+def _simulate(unit, bench) -> None:
+    simulator = Simulator(unit)
+    simulator.add_clock(1e-8)
+    simulator.add_testbench(bench)
+    simulator.run()
+
+
+def _pack(values, width: int) -> int:
+    mask = (1 << width) - 1
+    return sum((int(v) & mask) << (width * k) for k, v in enumerate(values))
+
+
+def _unpack(word: int, width: int, count: int) -> list[int]:
+    out = []
+    for k in range(count):
+        v = (word >> (width * k)) & ((1 << width) - 1)
+        out.append(v - (1 << width) if v >> (width - 1) else v)
+    return out
+
+
+def _requantize_rtl(acc, bias, mult, shift, relu: bool, lanes: int, gaps: int = 3):
+    """Stream (cycles x lanes) inputs through a Requantizer (every ``gaps``-th cycle idle); return the outputs and
+    the cycle each left, checked against its input's cycle + REQUANT_LATENCY."""
+    unit = Requantizer(lanes)
+    cycles = acc.shape[0]
+    results = np.zeros((cycles, lanes), dtype=np.int64)
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(unit.relu, int(relu))
+        t, sent = 0, 0
+        issued = {}
+        while len(seen) < cycles * lanes:
+            idle = gaps and t % gaps == gaps - 1
+            if sent < cycles and not idle:
+                ctx.set(unit.acc, _pack(acc[sent], 32))
+                ctx.set(unit.bias, _pack(bias[sent], 32))
+                ctx.set(unit.mult, _pack(mult[sent], 31))
+                ctx.set(unit.shift, _pack(shift[sent], 6))
+                ctx.set(unit.valid, (1 << lanes) - 1)
+                issued[t] = sent
+                sent += 1
+            else:
+                ctx.set(unit.valid, 0)
+            valid = ctx.get(unit.out_valid)
+            if valid:
+                assert valid == (1 << lanes) - 1 and t - REQUANT_LATENCY in issued, f"an output in cycle {t}"
+                results[issued[t - REQUANT_LATENCY]] = _unpack(ctx.get(unit.out), 8, lanes)
+                seen.extend([t] * lanes)
+            assert t < 4 * cycles + 20, "the requantizer stopped producing"
+            await ctx.tick()
+            t += 1
+
+    _simulate(unit, bench)
+    return results
+
+
+def _exact(total: int, m: int, s: int, relu: bool) -> int:
+    """The requantization in Python integers (no int64 bound): the reference expression, for sums beyond int32."""
+    y = min(127, max(-128, (total * m + ((1 << s) >> 1)) >> s))
+    return max(y, 0) if relu else y
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_requantizer_matches_the_reference_on_random_values(relu):
+    rng = np.random.default_rng(11 + relu)
+    cycles, lanes = 150, 2
+    acc = rng.integers(-2**20, 2**20, (cycles, lanes))
+    bias = rng.integers(-2**16, 2**16, (cycles, lanes))
+    mult = rng.integers(2**30, 2**31, (cycles, lanes))
+    shift = rng.integers(38, 50, (cycles, lanes))  # results around the int8 range
+    out = _requantize_rtl(acc, bias, mult, shift, relu, lanes)
+    expected = requantize((acc + bias).ravel(), mult.ravel(), shift.ravel(), relu=relu, channel_axis=0)
+    assert np.array_equal(out.ravel(), expected)
+    assert len(np.unique(expected)) > 30  # the values span the range, not just the saturation
+
+
+def test_requantizer_edge_values():
+    """Extreme int32 sums and biases, the smallest and largest mantissa and shift, saturation at both ends, ties."""
+    i32 = (-2**31, -2**31 + 1, -1, 0, 1, 2**31 - 1)
+    cases = []
+    for a in i32:
+        for b in (-2**31, 0, 2**31 - 1):
+            for m in (1, 2**30, 2**31 - 1):
+                for s in (0, 1, 31, 62, 63):
+                    cases.append((a, b, m, s))
+    # Ties of the rounding (half up): (acc * m) / 2^s = k + 0.5 for negative and positive k, and near-saturation.
+    for total, s in ((5, 1), (-5, 1), (-3, 1), (255, 1), (-257, 1), (-256, 1), (254, 1), (253, 1), (3 << 29, 30), (-(3 << 29), 30)):
+        cases.append((total, 0, 1, s))
+    arr = np.array(cases, dtype=np.int64)
+    lanes = 2
+    arr = np.concatenate([arr, arr[: len(arr) % lanes]]) if len(arr) % lanes else arr
+    shaped = arr.reshape(-1, lanes, 4)
+    for relu in (False, True):
+        out = _requantize_rtl(shaped[..., 0], shaped[..., 1], shaped[..., 2], shaped[..., 3], relu, lanes, gaps=0)
+        expected = [_exact(int(a) + int(b), int(m), int(s), relu) for a, b, m, s in shaped.reshape(-1, 4)]
+        assert out.ravel().tolist() == expected
+        # Where the reference's own domain holds (int32 sums, shift in [1, 62]), it agrees too.
+        flat = shaped.reshape(-1, 4)
+        total = flat[:, 0] + flat[:, 1]
+        inside = (total >= -2**31) & (total < 2**31) & (flat[:, 3] >= 1) & (flat[:, 3] <= 62)
+        reference = requantize(total[inside], flat[inside, 2], flat[inside, 3], relu=relu, channel_axis=0)
+        assert np.array_equal(out.ravel()[inside], reference) and inside.sum() > 50
+        assert {-128, 127} <= set(expected) if not relu else {0, 127} <= set(expected)
+
+
+def test_ppu_parameters_are_validated():
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ConfigError, match="lane count"):
+            Requantizer(bad)
+    with pytest.raises(ConfigError, match="maximum width"):
+        MaxPool2x2(1, 0)
+
+
+def _maxpool_rtl(maps: np.ndarray, seed: int) -> np.ndarray:
+    """Stream maps ``[count, C, H, W]`` (channels as lanes) through one MaxPool2x2 in raster order with random idle
+    cycles, each map after a ``start``; return the pooled maps, each output checked MAXPOOL_LATENCY cycles after
+    the pixel that completed its window."""
+    count, lanes, height, width = maps.shape
+    unit = MaxPool2x2(lanes, max_width=16)
+    rng = np.random.default_rng(seed)
+    pooled = []
+
+    async def bench(ctx):
+        t, completes = 0, set()
+        for image in maps:
+            out = []
+            pixels = image.reshape(lanes, -1).T
+            for p, pixel in enumerate(pixels):
+                while rng.random() < 0.3:
+                    ctx.set(unit.valid, 0)
+                    await ctx.tick()
+                    t += 1
+                    if ctx.get(unit.out_valid):
+                        assert t - MAXPOOL_LATENCY in completes
+                        out.append(_unpack(ctx.get(unit.out), 8, lanes))
+                ctx.set(unit.start, int(p == 0))
+                ctx.set(unit.width, width)
+                ctx.set(unit.data, _pack(pixel, 8))
+                ctx.set(unit.valid, 1)
+                y, x = divmod(p, width)
+                if y % 2 and x % 2 and y < height // 2 * 2 and x < width // 2 * 2:
+                    completes.add(t)
+                await ctx.tick()
+                t += 1
+                ctx.set(unit.start, 0)
+                ctx.set(unit.valid, 0)
+                if ctx.get(unit.out_valid):
+                    assert t - MAXPOOL_LATENCY in completes, f"an unexpected output in cycle {t}"
+                    out.append(_unpack(ctx.get(unit.out), 8, lanes))
+            pooled.append(np.array(out, dtype=np.int8).T.reshape(lanes, height // 2, width // 2))
+
+    _simulate(unit, bench)
+    return np.stack(pooled)
+
+
+@pytest.mark.parametrize("height, width", [(6, 8), (7, 5), (2, 2), (1, 1), (3, 9)])
+def test_max_pool_2x2_matches_the_reference(height, width):
+    """Even and odd map sizes (the reference drops an odd last row and column), a 1x1 map (no output), the int8
+    extremes; two maps back to back through one unit."""
+    rng = np.random.default_rng(height * 16 + width)
+    maps = rng.integers(-128, 128, (2, 3, height, width), dtype=np.int8)
+    maps[0, 0, 0, 0], maps[0, 0, -1, -1] = -128, 127
+    maps[1, 1] = -128  # a channel at the minimum throughout
+    op = IntOp("pool", "maxpool", ["x"], {"kernel": [2, 2], "stride": [2, 2], "padding": [0, 0]})
+    if min(height, width) < 2:  # no window fits (the graph refuses such a pool): nothing leaves the unit
+        expected = np.zeros((2, 3, height // 2, width // 2), dtype=np.int8)
+    else:
+        expected = run_op(op, [maps])
+    assert np.array_equal(_maxpool_rtl(maps, seed=width), expected)
