@@ -1,17 +1,24 @@
 """The layer engine's RTL components against independent Python references, in Amaranth's simulator: the
 post-processing unit against :mod:`edgesparse.quant.fixedpoint` / :mod:`edgesparse.quant.reference` on random and
-edge values."""
+edge values; the activation feeder against :func:`edgesparse.rtl.cosim.stream_words`."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from edgesparse.accel import AcceleratorConfig
+from edgesparse.accel.array import row_activations
+from edgesparse.accel.geometry import fold_geometry
 from edgesparse.errors import ConfigError
 from edgesparse.quant.fixedpoint import requantize
 from edgesparse.quant.graph import IntOp
 from edgesparse.quant.reference import run_op
+from edgesparse.rtl.cosim import random_layer, stream_words
+from edgesparse.rtl.feeder import ActivationFeeder, row_fields
 from edgesparse.rtl.ppu import MAXPOOL_LATENCY, REQUANT_LATENCY, MaxPool2x2, Requantizer
 
 
@@ -121,6 +128,7 @@ def test_requantizer_edge_values():
         assert {-128, 127} <= set(expected) if not relu else {0, 127} <= set(expected)
 
 
+@pytest.mark.filterwarnings("ignore:.*created but never used")
 def test_ppu_parameters_are_validated():
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ConfigError, match="lane count"):
@@ -185,3 +193,111 @@ def test_max_pool_2x2_matches_the_reference(height, width):
     else:
         expected = run_op(op, [maps])
     assert np.array_equal(_maxpool_rtl(maps, seed=width), expected)
+
+
+# --- The activation feeder against stream_words (the stream the layer unit's co-simulation builds in Python). ---
+
+
+def _tile_buffer(x: np.ndarray, m: int) -> list[int]:
+    """The input map ``[Cin, H, W]`` as the feeder's tile buffer: word ``(y W + x) B + b`` = channels of block b."""
+    cin, height, width = x.shape
+    blocks = -(-cin // m)
+    padded = np.zeros((blocks * m, height, width), dtype=np.int64)
+    padded[:cin] = x
+    words = padded.reshape(blocks, m, height, width).transpose(2, 3, 0, 1).reshape(-1, m) & 0xFF
+    return [int.from_bytes(bytes(word.astype(np.uint8)), "little") for word in words]
+
+
+def _feeder_against_stream_words(config, layer, x, shape, max_folds: int | None = None) -> int:
+    """Every row of every fold (``max_folds`` of them at most, spread over the layer) through one feeder: each vector and real flag equals the row's
+    part of stream_words' words, vector g FEEDER_LATENCY + g cycles after the row's start. Returns vectors checked."""
+    geometry = fold_geometry(shape, config)
+    row_acts = row_activations(layer, x).astype(np.int64)
+    M, P, R = config.m, config.pixels_per_cycle, config.rows
+    positions, blocks_of_row = layer.row_block()
+    words = _tile_buffer(x, M)
+    unit = ActivationFeeder(M, P, depth=len(words))
+    count = geometry.folds if max_folds is None else min(max_folds, geometry.folds)
+    runs = []  # (fields, expected vectors [L, P], expected real flags or None)
+    for fold in sorted(set(np.linspace(0, geometry.folds - 1, count).astype(int).tolist())):  # first, last, between
+        expected = stream_words(geometry, row_acts, fold, M)
+        tile, _, row_fold = geometry.fold_position(fold)
+        seg, length = geometry.segment_rows(row_fold), geometry.stream_length(tile, row_fold)
+        for i in range(R):
+            slot, segment = i % seg, i // seg
+            row = row_fold * R + slot
+            enable = slot < int(geometry.rows_in[row_fold])
+            first = segment * length * P
+            fields = row_fields(in_hw=shape.in_chw[1:], out_hw=shape.out_hw, kernel_w=layer.kernel[1],
+                                stride=layer.stride, padding=layer.padding, blocks=layer.blocks,
+                                position=int(positions[row]) if enable else 0,
+                                block=int(blocks_of_row[row]) if enable else 0,
+                                first_pixel=tile * geometry.tile_pixels + first,
+                                pixels=int(geometry.tile_sizes[tile]) - first, groups=length, lanes=P,
+                                enable=enable)
+            vectors = [[(word >> (8 * M * (i * P + lane))) & ((1 << 8 * M) - 1) for lane in range(P)]
+                       for word in expected]
+            flags = [[(word >> (8 * M * P * R + i * P + lane)) & 1 for lane in range(P)] for word in expected]
+            runs.append((fields, vectors, flags if slot == seg - 1 else None))
+    checked, nonzero = 0, set()
+
+    async def bench(ctx):
+        nonlocal checked
+        for address, word in enumerate(words):
+            ctx.set(unit.w_en, 1)
+            ctx.set(unit.w_addr, address)
+            ctx.set(unit.w_data, word)
+            await ctx.tick()
+        ctx.set(unit.w_en, 0)
+        static = {"height": shape.in_chw[1], "width": shape.in_chw[2], "out_height": shape.out_hw[0],
+                  "out_width": shape.out_hw[1], "stride_y": layer.stride[0], "stride_x": layer.stride[1]}
+        for fields, vectors, flags in runs:
+            for name, value in {**static, **dataclasses.asdict(fields)}.items():
+                ctx.set(getattr(unit, name), value)
+            ctx.set(unit.start, 1)
+            await ctx.tick()
+            ctx.set(unit.start, 0)
+            for g in range(-1, len(vectors)):
+                if g >= 0:
+                    assert ctx.get(unit.out_valid), f"vector {g} is late"
+                    out = ctx.get(unit.out)
+                    got = [(out >> (8 * M * lane)) & ((1 << 8 * M) - 1) for lane in range(P)]
+                    assert got == vectors[g], f"group {g} of {fields}"
+                    nonzero.update(bool(v) for v in got)
+                    if flags is not None:
+                        assert [(ctx.get(unit.out_real) >> lane) & 1 for lane in range(P)] == flags[g]
+                    checked += P
+                else:
+                    assert not ctx.get(unit.out_valid) and ctx.get(unit.busy)
+                await ctx.tick()
+            assert not ctx.get(unit.out_valid) and not ctx.get(unit.busy)
+
+    _simulate(unit, bench)
+    assert True in nonzero  # not all zeros
+    return checked
+
+
+@pytest.mark.parametrize("lanes, size, kernel, stride, padding, segments, out_kib", [
+    (1, 5, 3, 1, 1, 1, 256.0),       # a padded 3x3 convolution, odd map size
+    (2, 7, 3, 2, 1, 2, 4 * 4 * 6 / 1024),  # strided, both lanes, two segments, tiles of 6 pixels (odd tiles)
+    (2, 1, 3, 1, 1, 1, 256.0),       # a 1x1 map: every tap but the centre is padding
+    (1, 6, 3, 2, 0, 2, 4 * 4 * 5 / 1024),  # strided, unpadded, tiles of 5 pixels
+    (2, 3, 1, 1, 0, 1, 256.0),       # a 1x1 convolution
+])
+def test_feeder_matches_stream_words(lanes, size, kernel, stride, padding, segments, out_kib):
+    config = AcceleratorConfig(4, 4, 4, 1, pixels_per_cycle=lanes, segments=segments, output_buffer_kib=out_kib)
+    layer, x, plan = random_layer(config, 1, 4, cin=7, cout=4, size=size, kernel=kernel, stride=stride,
+                                  padding=padding, seed=size + lanes)
+    assert layer.blocks == 2
+    checked = _feeder_against_stream_words(config, layer, x, plan.shape, max_folds=6)
+    assert checked > 0
+
+
+@pytest.mark.filterwarnings("ignore:.*created but never used")
+def test_feeder_parameters_are_validated():
+    with pytest.raises(ConfigError, match="power of two, got 3"):
+        ActivationFeeder(3)
+    with pytest.raises(ConfigError, match="lanes, got 3"):
+        ActivationFeeder(4, 3)
+    with pytest.raises(ConfigError, match="depth must be a positive integer, got 0"):
+        ActivationFeeder(4, 1, 0)
