@@ -1,6 +1,7 @@
 """The layer engine's RTL components against independent Python references, in Amaranth's simulator: the
 post-processing unit against :mod:`edgesparse.quant.fixedpoint` / :mod:`edgesparse.quant.reference` on random and
-edge values; the activation feeder against :func:`edgesparse.rtl.cosim.stream_words`."""
+edge values; the activation feeder against :func:`edgesparse.rtl.cosim.stream_words`; the DMA against
+:func:`edgesparse.accel.geometry.transfer_cycles` on a layer's transfer list."""
 
 from __future__ import annotations
 
@@ -8,18 +9,24 @@ import dataclasses
 
 import numpy as np
 import pytest
+from amaranth import Elaboratable, Module, Mux
 from amaranth.sim import Simulator
 
 from edgesparse.accel import AcceleratorConfig
 from edgesparse.accel.array import row_activations
-from edgesparse.accel.geometry import fold_geometry
+from edgesparse.accel.geometry import fold_geometry, transfer_cycles
 from edgesparse.errors import ConfigError
 from edgesparse.quant.fixedpoint import requantize
 from edgesparse.quant.graph import IntOp
 from edgesparse.quant.reference import run_op
 from edgesparse.rtl.cosim import random_layer, stream_words
+from edgesparse.rtl.dma import DMA, SimDRAM, beat_bytes, descriptor_fields, pack_descriptor, rate_fraction
 from edgesparse.rtl.feeder import ActivationFeeder, row_fields
 from edgesparse.rtl.ppu import MAXPOOL_LATENCY, REQUANT_LATENCY, MaxPool2x2, Requantizer
+
+# A component refused by its constructor was already registered by Amaranth's Elaboratable.__new__: it warns when
+# collected, which may be during a later test.
+pytestmark = pytest.mark.filterwarnings("ignore:.*created but never used")
 
 
 def _simulate(unit, bench) -> None:
@@ -128,7 +135,6 @@ def test_requantizer_edge_values():
         assert {-128, 127} <= set(expected) if not relu else {0, 127} <= set(expected)
 
 
-@pytest.mark.filterwarnings("ignore:.*created but never used")
 def test_ppu_parameters_are_validated():
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ConfigError, match="lane count"):
@@ -293,7 +299,6 @@ def test_feeder_matches_stream_words(lanes, size, kernel, stride, padding, segme
     assert checked > 0
 
 
-@pytest.mark.filterwarnings("ignore:.*created but never used")
 def test_feeder_parameters_are_validated():
     with pytest.raises(ConfigError, match="power of two, got 3"):
         ActivationFeeder(3)
@@ -301,3 +306,134 @@ def test_feeder_parameters_are_validated():
         ActivationFeeder(4, 3)
     with pytest.raises(ConfigError, match="depth must be a positive integer, got 0"):
         ActivationFeeder(4, 1, 0)
+
+
+# --- The DMA and the simulation DRAM against transfer_cycles and FoldGeometry.transfers(). ---
+
+
+class _DMABench(Elaboratable):
+    """A DMA between a SimDRAM and ``buffers`` SimDRAM-shaped buffers (the buffer the DMA selects answers)."""
+
+    def __init__(self, rate, dram: bytes, buffers: list[bytes], size: int, queue: int):
+        self.dma = DMA(rate, len(dram), size, len(buffers), queue)
+        self.dram = SimDRAM(len(dram), self.dma.beat, dram)
+        self.buffers = [SimDRAM(size, self.dma.beat, init) for init in buffers]
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dma, m.submodules.dram = dma, dram = self.dma, self.dram
+        m.d.comb += [dram.r_addr.eq(dma.dram_r_addr), dma.dram_r_data.eq(dram.r_data),
+                     dram.w_addr.eq(dma.dram_w_addr), dram.w_data.eq(dma.dram_w_data),
+                     dram.w_mask.eq(dma.dram_w_mask)]
+        for k, buffer in enumerate(self.buffers):
+            m.submodules[f"buffer{k}"] = buffer
+            chosen = dma.buf_sel == k
+            m.d.comb += [buffer.r_addr.eq(dma.buf_r_addr), buffer.w_addr.eq(dma.buf_w_addr),
+                         buffer.w_data.eq(dma.buf_w_data), buffer.w_mask.eq(Mux(chosen, dma.buf_w_mask, 0))]
+            with m.If(chosen):
+                m.d.comb += dma.buf_r_data.eq(buffer.r_data)
+        return m
+
+
+def _contents(ctx, memory: SimDRAM) -> bytes:
+    rows = memory.size // memory.beat
+    banks = [[ctx.get(bank.data[row]) for row in range(rows)] for bank in memory.banks]
+    return bytes(banks[k % memory.beat][k // memory.beat] for k in range(memory.size))
+
+
+def _run_dma(rate: float, transfers: list[tuple[bool, int, int, int, int]], allow: np.ndarray, dram: bytes,
+             buffers: list[bytes], size: int):
+    """Run ``transfers`` (to_dram, buffer, DRAM address, buffer address, bytes); ``allow[t]`` gates cycle t. Returns
+    the done cycle of each transfer and the final DRAM and buffer contents."""
+    bench = _DMABench(rate, dram, buffers, size, queue=len(transfers))
+    dma = bench.dma
+    done = [None] * len(transfers)
+    final = {}
+
+    async def run(ctx):
+        for k, (to_dram, buffer, dram_addr, buf_addr, count) in enumerate(transfers):
+            ctx.set(dma.q_we, 1)
+            ctx.set(dma.q_addr, k)
+            ctx.set(dma.q_data, pack_descriptor(dma.fields, to_dram=to_dram, buffer=buffer, dram_addr=dram_addr,
+                                                buf_addr=buf_addr, size=count))
+            await ctx.tick()
+        ctx.set(dma.q_we, 0)
+        ctx.set(dma.q_count, len(transfers))  # cycle 0: the queue is ready
+        for t in range(len(allow)):
+            ctx.set(dma.allow, int(allow[t]))
+            if ctx.get(dma.done):
+                done[ctx.get(dma.done_index)] = t
+            await ctx.tick()
+        assert ctx.get(dma.head) == len(transfers) and not ctx.get(dma.busy), "the DMA did not finish"
+        final["dram"] = _contents(ctx, bench.dram)
+        final["buffers"] = [_contents(ctx, buffer) for buffer in bench.buffers]
+
+    _simulate(bench, run)
+    return done, final["dram"], final["buffers"]
+
+
+def _contract(rate: float, sizes: list[int], allow: np.ndarray) -> list[int]:
+    """The Python contract: each transfer starts in the first cycle at or after the previous one's end in which it
+    is allowed, and ends transfer_cycles(bytes, rate) later."""
+    ends, free = [], 0
+    for size in sizes:
+        start = free + int(np.argmax(allow[free:]))
+        assert allow[start]
+        free = start + transfer_cycles(size, rate)
+        ends.append(free)
+    return ends
+
+
+@pytest.mark.parametrize("rate", [3.5, 0.75, 4.0, 1.0])
+def test_dma_completion_cycles_follow_the_transfer_contract(rate):
+    """The transfers of a real layer's descriptor list (FoldGeometry.transfers: weights, input, output) with the
+    sizes scaled to a small DRAM; allow held low at times (a full buffer); every done pulse in the contract's cycle,
+    every byte where it belongs."""
+    config = AcceleratorConfig(4, 4, 4, 1, output_buffer_kib=4 * 4 * 6 / 1024)
+    layer, x, plan = random_layer(config, 1, 4, cin=7, cout=6, size=5, seed=1)
+    full = fold_geometry(plan.shape, config).transfers()
+    kinds_at = {kind: [k for k, item in enumerate(full) if item[0] == kind] for kind in ("input", "output")}
+    listed = [full[k] for k in sorted({0, 1, 2, 3, *kinds_at["input"][1:3], *kinds_at["output"][:3]})]
+    rng = np.random.default_rng(int(rate * 4))
+    size = 64
+    # Sizes scaled down to a small DRAM: one-byte and one-cycle transfers, and sizes whose last cycle a rounding
+    # error (a ceil for the floor of the bytes moved so far) would move.
+    sizes = [(1, 4, 3, 11, 2, 5, 13, 22, 7, 9, 6)[k % 11] for k in range(len(listed))]
+    kinds = [kind for kind, *_ in listed]
+    assert {"weights", "input", "output"} <= set(kinds)
+    transfers, dram_next = [], 0
+    buffer_next = [0, 0, 0]
+    for kind, count in zip(kinds, sizes):
+        buffer = ("weights", "input", "output").index(kind)
+        at = buffer_next[buffer] % (size - 24)
+        transfers.append((kind == "output", buffer, dram_next, at, count))
+        dram_next += count
+        buffer_next[buffer] += count + 3
+    cycles = sum(transfer_cycles(s, rate) for s in sizes)
+    allow = rng.random(cycles * 2 + 40) < 0.7
+    allow[-8:] = True
+    dram = bytes(rng.integers(0, 256, 256, dtype=np.uint8))
+    buffers = [bytes(size), bytes(size), bytes(rng.integers(0, 256, size, dtype=np.uint8))]
+    done, final_dram, final_buffers = _run_dma(rate, transfers, allow, dram, buffers, size)
+    assert done == _contract(rate, sizes, allow)
+    # The bytes: replay the transfers in Python.
+    want_dram, want_buffers = bytearray(dram), [bytearray(b) for b in buffers]
+    for to_dram, buffer, dram_addr, buf_addr, count in transfers:
+        if to_dram:
+            want_dram[dram_addr:dram_addr + count] = want_buffers[buffer][buf_addr:buf_addr + count]
+        else:
+            want_buffers[buffer][buf_addr:buf_addr + count] = want_dram[dram_addr:dram_addr + count]
+    assert final_dram == bytes(want_dram) and final_buffers == [bytes(b) for b in want_buffers]
+
+
+def test_dma_parameters_are_validated():
+    assert rate_fraction(3.5) == (7, 1) and rate_fraction(0.75) == (3, 2) and beat_bytes(3.5) == 4
+    for bad in (0, -1.0, float("inf"), float("nan"), True, "4"):
+        with pytest.raises(ConfigError, match="positive, finite"):
+            DMA(bad, 64, 64)
+    with pytest.raises(ConfigError, match="0.1 needs k"):
+        DMA(0.1, 64, 64)
+    with pytest.raises(ConfigError, match="size \\(60 bytes\\) must be a multiple of its beat \\(8\\)"):
+        SimDRAM(60, 8)
+    with pytest.raises(ConfigError, match="moves 1 to"):
+        pack_descriptor(descriptor_fields(64, 64, 1), to_dram=False, buffer=0, dram_addr=0, buf_addr=0, size=0)
