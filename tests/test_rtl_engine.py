@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The layer engine's RTL components against independent Python references, in Amaranth's simulator: the
 post-processing unit against :mod:`edgesparse.quant.fixedpoint` / :mod:`edgesparse.quant.reference` on random and
 edge values; the activation feeder against :func:`edgesparse.rtl.cosim.stream_words`; the DMA against
@@ -23,10 +24,6 @@ from edgesparse.rtl.cosim import random_layer, stream_words
 from edgesparse.rtl.dma import DMA, SimDRAM, beat_bytes, descriptor_fields, pack_descriptor, rate_fraction
 from edgesparse.rtl.feeder import ActivationFeeder, row_fields
 from edgesparse.rtl.ppu import MAXPOOL_LATENCY, REQUANT_LATENCY, MaxPool2x2, Requantizer
-
-# A component refused by its constructor was already registered by Amaranth's Elaboratable.__new__: it warns when
-# collected, which may be during a later test.
-pytestmark = pytest.mark.filterwarnings("ignore:.*created but never used")
 
 
 def _simulate(unit, bench) -> None:
