@@ -23,7 +23,7 @@ from edgesparse.quant.reference import run_op
 from edgesparse.rtl.cosim import random_layer, stream_words
 from edgesparse.rtl.dma import DMA, SimDRAM, beat_bytes, descriptor_fields, pack_descriptor, rate_fraction
 from edgesparse.rtl.feeder import ActivationFeeder, row_fields
-from edgesparse.rtl.ppu import MAXPOOL_LATENCY, REQUANT_LATENCY, MaxPool2x2, Requantizer
+from edgesparse.rtl.ppu import MAXPOOL_LATENCY, REQUANT_LATENCY, MaxPool, Requantizer
 
 
 def _simulate(unit, bench) -> None:
@@ -137,65 +137,79 @@ def test_ppu_parameters_are_validated():
         with pytest.raises(ConfigError, match="lane count"):
             Requantizer(bad)
     with pytest.raises(ConfigError, match="maximum width"):
-        MaxPool2x2(1, 0)
+        MaxPool(1, 0)
+    with pytest.raises(ConfigError, match="got kernel 4"):
+        MaxPool(1, 8, 4)
 
 
-def _maxpool_rtl(maps: np.ndarray, seed: int) -> np.ndarray:
-    """Stream maps ``[count, C, H, W]`` (channels as lanes) through one MaxPool2x2 in raster order with random idle
+def _maxpool_rtl(maps: np.ndarray, kernel: int, seed: int) -> np.ndarray:
+    """Stream maps ``[count, C, H, W]`` (channels as lanes) through one MaxPool in raster order with random idle
     cycles, each map after a ``start``; return the pooled maps, each output checked MAXPOOL_LATENCY cycles after
-    the pixel that completed its window."""
+    the pixel that completes its window."""
     count, lanes, height, width = maps.shape
-    unit = MaxPool2x2(lanes, max_width=16)
+    unit = MaxPool(lanes, max_width=16, kernel=kernel)
     rng = np.random.default_rng(seed)
+    if kernel == 2:
+        out_hw = height // 2, width // 2
+        closes = lambda i, n: i % 2 == 1  # noqa: E731  (a 2x2 window closes on its odd row / column)
+    else:
+        out_hw = (height - 1) // 2 + 1, (width - 1) // 2 + 1
+        closes = lambda i, n: i % 2 == 1 or i == n - 1  # noqa: E731  (or at the edge: the rest is padding)
     pooled = []
 
     async def bench(ctx):
         t, completes = 0, set()
         for image in maps:
             out = []
-            pixels = image.reshape(lanes, -1).T
-            for p, pixel in enumerate(pixels):
+
+            async def tick():
+                nonlocal t
+                await ctx.tick()
+                t += 1
+                if ctx.get(unit.out_valid):
+                    assert t - MAXPOOL_LATENCY in completes, f"an unexpected output in cycle {t}"
+                    out.append(_unpack(ctx.get(unit.out), 8, lanes))
+
+            for p, pixel in enumerate(image.reshape(lanes, -1).T):
                 while rng.random() < 0.3:
                     ctx.set(unit.valid, 0)
-                    await ctx.tick()
-                    t += 1
-                    if ctx.get(unit.out_valid):
-                        assert t - MAXPOOL_LATENCY in completes
-                        out.append(_unpack(ctx.get(unit.out), 8, lanes))
+                    await tick()
                 ctx.set(unit.start, int(p == 0))
+                ctx.set(unit.height, height)
                 ctx.set(unit.width, width)
                 ctx.set(unit.data, _pack(pixel, 8))
                 ctx.set(unit.valid, 1)
                 y, x = divmod(p, width)
-                if y % 2 and x % 2 and y < height // 2 * 2 and x < width // 2 * 2:
+                if closes(y, height) and closes(x, width):
                     completes.add(t)
-                await ctx.tick()
-                t += 1
+                await tick()
                 ctx.set(unit.start, 0)
                 ctx.set(unit.valid, 0)
-                if ctx.get(unit.out_valid):
-                    assert t - MAXPOOL_LATENCY in completes, f"an unexpected output in cycle {t}"
-                    out.append(_unpack(ctx.get(unit.out), 8, lanes))
-            pooled.append(np.array(out, dtype=np.int8).T.reshape(lanes, height // 2, width // 2))
+            await tick()
+            pooled.append(np.array(out, dtype=np.int8).T.reshape(lanes, *out_hw))
 
     _simulate(unit, bench)
     return np.stack(pooled)
 
 
-@pytest.mark.parametrize("height, width", [(6, 8), (7, 5), (2, 2), (1, 1), (3, 9)])
-def test_max_pool_2x2_matches_the_reference(height, width):
-    """Even and odd map sizes (the reference drops an odd last row and column), a 1x1 map (no output), the int8
-    extremes; two maps back to back through one unit."""
-    rng = np.random.default_rng(height * 16 + width)
+@pytest.mark.parametrize("kernel, height, width", [
+    (2, 6, 8), (2, 7, 5), (2, 2, 2), (2, 1, 1), (2, 3, 9),
+    (3, 6, 8), (3, 7, 5), (3, 2, 2), (3, 1, 1), (3, 4, 1), (3, 5, 3)])
+def test_max_pool_matches_the_reference(kernel, height, width):
+    """2x2 stride 2 and 3x3 stride 2 padding 1 (ResNet's) on even and odd map sizes (a 2x2 pool drops an odd last
+    row and column, a 3x3 window over the edge takes the padding), a 1x1 map, the int8 extremes; two maps back to
+    back through one unit."""
+    rng = np.random.default_rng(height * 16 + width + kernel)
     maps = rng.integers(-128, 128, (2, 3, height, width), dtype=np.int8)
     maps[0, 0, 0, 0], maps[0, 0, -1, -1] = -128, 127
     maps[1, 1] = -128  # a channel at the minimum throughout
-    op = IntOp("pool", "maxpool", ["x"], {"kernel": [2, 2], "stride": [2, 2], "padding": [0, 0]})
-    if min(height, width) < 2:  # no window fits (the graph refuses such a pool): nothing leaves the unit
+    stride, padding = [2, 2], [kernel - 2] * 2
+    op = IntOp("pool", "maxpool", ["x"], {"kernel": [kernel, kernel], "stride": stride, "padding": padding})
+    if kernel == 2 and min(height, width) < 2:  # no window fits (the graph refuses such a pool): no output
         expected = np.zeros((2, 3, height // 2, width // 2), dtype=np.int8)
     else:
         expected = run_op(op, [maps])
-    assert np.array_equal(_maxpool_rtl(maps, seed=width), expected)
+    assert np.array_equal(_maxpool_rtl(maps, kernel, seed=width), expected)
 
 
 # --- The activation feeder against stream_words (the stream the layer unit's co-simulation builds in Python). ---

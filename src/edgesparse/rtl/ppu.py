@@ -12,11 +12,10 @@ DSP multipliers and nextpnr/yosys can absorb the registers around them), and no 
 and a clamp, so the unit is not the clock's critical path (issue 12 wants 150 MHz on ECP5). Its latency is
 :data:`REQUANT_LATENCY` cycles: the single home of that constant, for the cycle model.
 
-:class:`MaxPool2x2` is a streaming 2x2, stride-2 max pool on the requantized stream: int8 pixels of a ``width``-wide
-map arrive in raster order (row by row, one pixel per cycle per channel lane, any number of idle cycles between
-them); each pooled value leaves with the second pixel of the window's bottom row, :data:`MAXPOOL_LATENCY` cycle
-later. Like the reference (``floor`` output size), the last column of an odd-width map and the last row of an
-odd-height map are dropped.
+:class:`MaxPool` is a streaming max pool on the requantized stream, 2x2 stride 2 (VGG) or 3x3 stride 2 padding 1
+(ResNet): int8 pixels arrive in raster order (one pixel per cycle per channel lane, any number of idle cycles
+between them) and each pooled value leaves :data:`MAXPOOL_LATENCY` cycle after the pixel that completes its
+window, as the reference pools (``floor`` output size; padding -128).
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ that ends it) is on ``out`` in cycle t + 6. Stages: bias add; two partial produc
 the full product; the arithmetic shift; saturation and ReLU."""
 
 MAXPOOL_LATENCY = 1
-"""Cycles from the pixel that completes a 2x2 window at the input of :class:`MaxPool2x2` to its maximum on ``out``."""
+"""Cycles from the pixel that completes a window at the input of :class:`MaxPool` to its maximum on ``out``."""
 
 
 def _check_positive(unit: str, name: str, value) -> None:
@@ -129,47 +128,49 @@ class Requantizer(wiring.Component):
         m.d.comb += [self.out.word_select(k, 8).eq(result), self.out_valid[k].eq(valid[-1])]
 
 
-class MaxPool2x2(wiring.Component):
-    """A streaming 2x2, stride-2 max pool over ``lanes`` channels of a map ``max_width`` pixels wide at most.
+INT8_MIN = -128  # the max pool's padding (the reference pads with it)
+
+
+class MaxPool(wiring.Component):
+    """A streaming max pool over ``lanes`` channels of maps up to ``max_width`` pixels wide: ``kernel`` 2 (2x2,
+    stride 2, no padding: VGG's) or 3 (3x3, stride 2, padding 1: ResNet's stem).
 
     Pixels arrive in raster order, one per cycle at most (``valid``), all lanes together; ``start`` (with or before
-    the first pixel) resets the position to row 0, column 0 for a map of ``width`` columns. A row's horizontal
-    maxima wait in a line buffer (an inferred memory of ``ceil(max_width / 2)`` words, read and written registered)
-    for the row below.
+    the first pixel) begins a map of ``height`` x ``width``. A horizontal stage keeps the current window's maximum
+    (and, for 3x3, the odd column two windows share); a vertical stage keeps, per output column, the same for rows
+    in two line buffers (inferred memories of ``ceil(max_width / 2)`` words, registered reads of the next pixel's
+    column, transparent for the write beside them). Like the reference, a 2x2 pool drops an odd last row and
+    column; a 3x3 pool's window past the map's edge takes the padding (-128).
 
     Ports (L = ``lanes``):
 
-    - ``width : Signal(range(max_width + 1)), in``: the map's width (sampled with ``start``);
+    - ``height``, ``width : Signal(range(max_width + 1)), in``: the map's size (sampled with ``start``; any
+      height up to the width's range);
     - ``start : Signal(1), in``: a new map begins (the pixel presented with it, if valid, is its pixel (0, 0));
     - ``data : Signal(8 L), in`` / ``valid : Signal(1), in``: one int8 pixel per lane;
     - ``out : Signal(8 L), out`` / ``out_valid : Signal(1), out``: one pooled pixel per lane, in raster order of
-      the pooled map, :data:`MAXPOOL_LATENCY` cycle after the pixel that completed its window.
+      the pooled map, :data:`MAXPOOL_LATENCY` cycle after the pixel that completed its window (the window's
+      bottom right pixel, or the map's last column or row for a 3x3 window over the edge).
     """
 
-    def __init__(self, lanes: int = 1, max_width: int = 64):
+    def __init__(self, lanes: int = 1, max_width: int = 64, kernel: int = 2):
         _check_positive("max pool", "lane count", lanes)
         _check_positive("max pool", "maximum width", max_width)
-        self.lanes, self.max_width = lanes, max_width
+        if kernel not in (2, 3):
+            raise ConfigError(f"the max pool runs 2x2 stride 2 or 3x3 stride 2 padding 1 windows, got kernel "
+                              f"{kernel!r}")
+        self.lanes, self.max_width, self.kernel = lanes, max_width, kernel
         super().__init__({
-            "width": In(range(max_width + 1)), "start": In(1),
+            "height": In(range(max_width + 1)), "width": In(range(max_width + 1)), "start": In(1),
             "data": In(unsigned(8 * lanes)), "valid": In(1),
             "out": Out(unsigned(8 * lanes)), "out_valid": Out(1),
         })
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        L = self.lanes
-        pairs = max(1, (self.max_width + 1) // 2)
-        m.submodules.line = line = Memory(shape=unsigned(8 * L), depth=pairs, init=[])
-        write, read = line.write_port(), line.read_port(transparent_for=())
-        width = Signal.like(self.width)
-        x, odd_row = Signal(range(self.max_width + 1)), Signal()
-        held = Signal(8 * L)  # the left pixel of the current horizontal pair
-        with m.If(self.start):
-            m.d.sync += width.eq(self.width)
-        cur_width = Mux(self.start, self.width, width)
-        cur_x = Mux(self.start, 0, x)
-        cur_odd = Mux(self.start, 0, odd_row)
+        L, overlap = self.lanes, self.kernel == 3
+        columns = max(1, (self.max_width + 1) // 2)
+        minimum = Const(sum((INT8_MIN & 0xFF) << (8 * k) for k in range(L)), unsigned(8 * L))
 
         def lane_max(a, b):
             out = Signal(8 * L)
@@ -178,18 +179,48 @@ class MaxPool2x2(wiring.Component):
                 m.d.comb += out.word_select(k, 8).eq(Mux(p > q, p, q))
             return out
 
-        # The line buffer word of this pair is read while its left pixel arrives, so it is ready for the right one.
-        m.d.comb += [read.addr.eq(cur_x >> 1), read.en.eq(1)]
-        pair_max = lane_max(held, self.data)
-        right = self.valid & cur_x[0] & ((cur_x >> 1) < (cur_width >> 1))  # completes a pair; an odd width's last is dropped
-        m.d.comb += [write.addr.eq(cur_x >> 1), write.data.eq(pair_max), write.en.eq(right & ~cur_odd)]
-        m.d.sync += self.out_valid.eq(right & cur_odd)
-        with m.If(right & cur_odd):
-            m.d.sync += self.out.eq(lane_max(read.data, pair_max))
+        # Position of the pixel now at the input (a start restarts at (0, 0) with the new size).
+        height, width = Signal.like(self.height), Signal.like(self.width)
+        x, y = Signal(range(self.max_width + 1)), Signal(range(self.max_width + 1))
+        with m.If(self.start):
+            m.d.sync += [height.eq(self.height), width.eq(self.width)]
+        cur_h, cur_w = Mux(self.start, self.height, height), Mux(self.start, self.width, width)
+        cur_x, cur_y = Mux(self.start, 0, x), Mux(self.start, 0, y)
+        last_col, last_row = cur_x + 1 == cur_w, cur_y + 1 == cur_h
+        next_x = Mux(self.valid, Mux(last_col, 0, cur_x + 1), cur_x)
         with m.If(self.valid):
-            m.d.sync += held.eq(self.data)
-            last = cur_x + 1 == cur_width
-            m.d.sync += [x.eq(Mux(last, 0, cur_x + 1)), odd_row.eq(Mux(last, ~cur_odd, cur_odd))]
+            m.d.sync += [x.eq(next_x), y.eq(Mux(last_col, cur_y + 1, cur_y))]
         with m.Elif(self.start):
-            m.d.sync += [x.eq(0), odd_row.eq(0)]
+            m.d.sync += [x.eq(0), y.eq(0)]
+
+        # Horizontal: the window of output column x // 2; for 3x3, an odd pixel also opens the next window.
+        h_win, h_carry = Signal(8 * L), Signal(8 * L)
+        opened = lane_max(Mux(cur_x == 0, minimum, h_carry), self.data) if overlap else self.data
+        closed = lane_max(h_win, self.data)
+        h = Signal(8 * L)
+        h_emit = Signal()
+        m.d.comb += [h.eq(Mux(cur_x[0], closed, opened)),
+                     h_emit.eq(self.valid & (cur_x[0] | (last_col if overlap else 0)))]
+        with m.If(self.valid):
+            with m.If(cur_x[0]):
+                m.d.sync += h_carry.eq(self.data)
+            with m.Else():
+                m.d.sync += h_win.eq(opened)
+
+        # Vertical: the same over rows, per output column, in two line buffers.
+        ox = cur_x >> 1
+        m.submodules.v_win = v_win_mem = Memory(shape=unsigned(8 * L), depth=columns, init=[])
+        m.submodules.v_carry = v_carry_mem = Memory(shape=unsigned(8 * L), depth=columns, init=[])
+        win_w, carry_w = v_win_mem.write_port(), v_carry_mem.write_port()
+        win_r = v_win_mem.read_port(transparent_for=(win_w,))
+        carry_r = v_carry_mem.read_port(transparent_for=(carry_w,))
+        m.d.comb += [win_r.addr.eq(next_x >> 1), carry_r.addr.eq(next_x >> 1), win_r.en.eq(1), carry_r.en.eq(1)]
+        v_opened = lane_max(Mux(cur_y == 0, minimum, carry_r.data), h) if overlap else h
+        v_closed = lane_max(win_r.data, h)
+        m.d.comb += [win_w.addr.eq(ox), win_w.data.eq(v_opened), win_w.en.eq(h_emit & ~cur_y[0]),
+                     carry_w.addr.eq(ox), carry_w.data.eq(h), carry_w.en.eq(h_emit & cur_y[0])]
+        emit = h_emit & (cur_y[0] | (last_row if overlap else 0))
+        m.d.sync += self.out_valid.eq(emit)
+        with m.If(emit):
+            m.d.sync += self.out.eq(Mux(cur_y[0], v_closed, v_opened))
         return m
