@@ -1,8 +1,11 @@
 # amaranth: UnusedElaboratable=no
 """The layer engine's RTL components against independent Python references, in Amaranth's simulator: the
-post-processing unit against :mod:`edgesparse.quant.fixedpoint` / :mod:`edgesparse.quant.reference` on random and
-edge values; the activation feeder against :func:`edgesparse.rtl.cosim.stream_words`; the DMA against
-:func:`edgesparse.accel.geometry.transfer_cycles` on a layer's transfer list."""
+post-processing unit (requantization, max pools, residual add, global average pool) against
+:mod:`edgesparse.quant.fixedpoint` / :mod:`edgesparse.quant.reference` on random and edge values; the activation
+feeder against :func:`edgesparse.rtl.cosim.stream_words`; the DMA against
+:func:`edgesparse.accel.geometry.transfer_cycles` on a layer's transfer list.
+
+(The first line tells Amaranth not to warn about the components the validation tests refuse: never elaborated.)"""
 
 from __future__ import annotations
 
@@ -17,13 +20,14 @@ from edgesparse.accel import AcceleratorConfig
 from edgesparse.accel.array import row_activations
 from edgesparse.accel.geometry import fold_geometry, transfer_cycles
 from edgesparse.errors import ConfigError
-from edgesparse.quant.fixedpoint import requantize
+from edgesparse.quant.fixedpoint import quantize_multiplier, requantize
 from edgesparse.quant.graph import IntOp
 from edgesparse.quant.reference import run_op
 from edgesparse.rtl.cosim import random_layer, stream_words
 from edgesparse.rtl.dma import DMA, SimDRAM, beat_bytes, descriptor_fields, pack_descriptor, rate_fraction
-from edgesparse.rtl.feeder import ActivationFeeder, row_fields
-from edgesparse.rtl.ppu import MAXPOOL_LATENCY, REQUANT_LATENCY, MaxPool, Requantizer
+from edgesparse.rtl.feeder import FEEDER_LATENCY, ActivationFeeder, row_fields
+from edgesparse.rtl.ppu import (ADD_LATENCY, AVGPOOL_LATENCY, MAXPOOL_LATENCY, REQUANT_LATENCY, GlobalAvgPool,
+                                MaxPool, Requantizer, ResidualAdd)
 
 
 def _simulate(unit, bench) -> None:
@@ -113,7 +117,8 @@ def test_requantizer_edge_values():
                 for s in (0, 1, 31, 62, 63):
                     cases.append((a, b, m, s))
     # Ties of the rounding (half up): (acc * m) / 2^s = k + 0.5 for negative and positive k, and near-saturation.
-    for total, s in ((5, 1), (-5, 1), (-3, 1), (255, 1), (-257, 1), (-256, 1), (254, 1), (253, 1), (3 << 29, 30), (-(3 << 29), 30)):
+    for total, s in ((5, 1), (-5, 1), (-3, 1), (255, 1), (-257, 1), (-256, 1), (254, 1), (253, 1), (3 << 29, 30),
+                     (-(3 << 29), 30)):
         cases.append((total, 0, 1, s))
     arr = np.array(cases, dtype=np.int64)
     lanes = 2
@@ -136,6 +141,10 @@ def test_ppu_parameters_are_validated():
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ConfigError, match="lane count"):
             Requantizer(bad)
+    with pytest.raises(ConfigError, match="residual add's lane count must be a positive integer, got 0"):
+        ResidualAdd(0)
+    with pytest.raises(ConfigError, match="average pool's lane count"):
+        GlobalAvgPool(-2)
     with pytest.raises(ConfigError, match="maximum width"):
         MaxPool(1, 0)
     with pytest.raises(ConfigError, match="got kernel 4"):
@@ -226,8 +235,9 @@ def _tile_buffer(x: np.ndarray, m: int) -> list[int]:
 
 
 def _feeder_against_stream_words(config, layer, x, shape, max_folds: int | None = None) -> int:
-    """Every row of every fold (``max_folds`` of them at most, spread over the layer) through one feeder: each vector and real flag equals the row's
-    part of stream_words' words, vector g FEEDER_LATENCY + g cycles after the row's start. Returns vectors checked."""
+    """Every row of every fold (``max_folds`` of them at most, spread over the layer) through one feeder: each
+    vector and real flag equals the row's part of stream_words' words, vector g FEEDER_LATENCY + g cycles after
+    the row's start. Returns vectors checked."""
     geometry = fold_geometry(shape, config)
     row_acts = row_activations(layer, x).astype(np.int64)
     M, P, R = config.m, config.pixels_per_cycle, config.rows
@@ -274,7 +284,7 @@ def _feeder_against_stream_words(config, layer, x, shape, max_folds: int | None 
             ctx.set(unit.start, 1)
             await ctx.tick()
             ctx.set(unit.start, 0)
-            for g in range(-1, len(vectors)):
+            for g in range(1 - FEEDER_LATENCY, len(vectors)):
                 if g >= 0:
                     assert ctx.get(unit.out_valid), f"vector {g} is late"
                     out = ctx.get(unit.out)
@@ -448,3 +458,88 @@ def test_dma_parameters_are_validated():
         SimDRAM(60, 8)
     with pytest.raises(ConfigError, match="moves 1 to"):
         pack_descriptor(descriptor_fields(64, 64, 1), to_dram=False, buffer=0, dram_addr=0, buf_addr=0, size=0)
+
+
+# --- The residual add and the global average pool against the reference's add and avgpool. ---
+
+
+def _drive(unit, inputs: list[dict], latency: int, lanes: int) -> list[list[int]]:
+    """Drive one dict of port values per cycle (``_out``: this input yields an output; ``valid`` 0: an idle cycle);
+    collect ``out`` whenever ``out_valid``, each exactly ``latency`` cycles after an input marked ``_out``."""
+    got = []
+
+    async def bench(ctx):
+        issued = set()
+        for t in range(len(inputs) + latency + 2):
+            if t < len(inputs):
+                for name, value in inputs[t].items():
+                    if name != "_out":
+                        ctx.set(getattr(unit, name), value)
+                if inputs[t]["_out"]:
+                    issued.add(t)
+            else:
+                ctx.set(unit.valid, 0)
+            if ctx.get(unit.out_valid):
+                assert t - latency in issued, f"an output in cycle {t}"
+                got.append(_unpack(ctx.get(unit.out), 8, lanes))
+            await ctx.tick()
+        assert len(got) == len(issued)
+
+    _simulate(unit, bench)
+    return got
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_residual_add_matches_the_reference(relu):
+    """Random operands and the extremes (-128, 127) at typical, the smallest and the largest shifts and mantissas;
+    each parameter set a reference add op."""
+    rng = np.random.default_rng(5 + relu)
+    lanes, per_set = 2, 24
+    sets = [(int(rng.integers(2**29, 2**31)), int(rng.integers(2**29, 2**31)), 31), (2**31 - 1, 2**31 - 1, 62),
+            (2**31 - 1, 1, 1), (1, 2**30, 30), (2**31 - 1, 2**31 - 1, 24), (3 << 28, 5 << 27, 31)]
+    unit = ResidualAdd(lanes)
+    inputs, expected = [], []
+    for m_a, m_b, shift in sets:
+        a = rng.integers(-128, 128, (per_set, lanes), dtype=np.int8)
+        b = rng.integers(-128, 128, (per_set, lanes), dtype=np.int8)
+        a[:4], b[:4] = [[-128], [127], [-128], [127]], [[-128], [127], [127], [-128]]
+        op = IntOp("add", "add", ["a", "b"], {"m_a": m_a, "m_b": m_b, "shift": shift, "relu": relu})
+        expected.append(run_op(op, [a, b]))
+        for t in range(per_set):
+            inputs.append({"a": _pack(a[t], 8), "b": _pack(b[t], 8), "m_a": m_a, "m_b": m_b, "shift": shift,
+                           "relu": int(relu), "valid": (1 << lanes) - 1, "_out": True})
+            if t % 5 == 4:
+                inputs.append({"valid": 0, "_out": False})
+    got = _drive(unit, inputs, ADD_LATENCY, lanes)
+    want = np.concatenate(expected)
+    assert np.array_equal(np.array(got, dtype=np.int8), want)
+    assert len(np.unique(want)) > 40 and {127, 0 if relu else -128} <= set(want.ravel().tolist())
+
+
+@pytest.mark.parametrize("height, width", [(4, 4), (7, 3), (1, 1)])
+def test_global_average_pool_matches_the_reference(height, width):
+    """Maps back to back (a map's first pixel right after the previous map's last) and with idle cycles; random
+    maps and maps at -128 and 127 throughout; scales that round, and that saturate."""
+    rng = np.random.default_rng(height * 8 + width)
+    lanes = 3
+    maps = rng.integers(-128, 128, (4, lanes, height, width), dtype=np.int8)
+    maps[2, 0], maps[2, 1], maps[3, 2] = 127, -128, -128
+    unit = GlobalAvgPool(lanes)
+    inputs, expected = [], []
+    for k, image in enumerate(maps):
+        real = (0.7, 1.3, 9.0, 0.05)[k] / (height * width)  # 9.0: saturates at both ends
+        m, shift = quantize_multiplier(real)
+        op = IntOp("gap", "avgpool", ["x"], {"kernel": [height, width], "stride": [height, width],
+                                             "padding": [0, 0], "m": m, "shift": shift})
+        expected.append(run_op(op, [image[None]]).reshape(lanes))
+        pixels = image.reshape(lanes, -1).T
+        for p, pixel in enumerate(pixels):
+            last = p == len(pixels) - 1
+            inputs.append({"data": _pack(pixel, 8), "valid": 1, "last": int(last), "mult": m, "shift": shift,
+                           "_out": last})
+            if k % 2 and p % 3 == 1:
+                inputs.append({"valid": 0, "last": 0, "_out": False})
+    got = _drive(unit, inputs, AVGPOOL_LATENCY, lanes)
+    want = np.stack(expected)
+    assert np.array_equal(np.array(got, dtype=np.int8), want)
+    assert {127, -128} <= set(want[2].tolist())

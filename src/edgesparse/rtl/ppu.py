@@ -16,6 +16,11 @@ and a clamp, so the unit is not the clock's critical path (issue 12 wants 150 MH
 (ResNet): int8 pixels arrive in raster order (one pixel per cycle per channel lane, any number of idle cycles
 between them) and each pooled value leaves :data:`MAXPOOL_LATENCY` cycle after the pixel that completes its
 window, as the reference pools (``floor`` output size; padding -128).
+
+:class:`ResidualAdd` is the reference's residual ``add`` (both operands rescaled, one rounding shift) and
+:class:`GlobalAvgPool` its whole-map ``avgpool`` (an int32 sum per channel, then a :class:`Requantizer`), each with
+its latency constant here (:data:`ADD_LATENCY`, :data:`AVGPOOL_LATENCY`). Every unit takes a result per lane per
+cycle, so none of them slows the array's output stream.
 """
 
 from __future__ import annotations
@@ -37,6 +42,14 @@ REQUANT_LATENCY = 6
 that ends it) is on ``out`` in cycle t + 6. Stages: bias add; two partial products; low product + rounding term;
 the full product; the arithmetic shift; saturation and ReLU."""
 
+ADD_LATENCY = 5
+"""Cycles from a :class:`ResidualAdd` input to its output. Stages: the operands; two registered products; their sum
+plus the rounding term; the arithmetic shift; saturation and ReLU."""
+
+AVGPOOL_LATENCY = 1 + REQUANT_LATENCY
+"""Cycles from the last pixel of a map at the input of :class:`GlobalAvgPool` to its average on ``out``: the sum's
+register, then a :class:`Requantizer`."""
+
 MAXPOOL_LATENCY = 1
 """Cycles from the pixel that completes a window at the input of :class:`MaxPool` to its maximum on ``out``."""
 
@@ -44,6 +57,16 @@ MAXPOOL_LATENCY = 1
 def _check_positive(unit: str, name: str, value) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"the {unit}'s {name} must be a positive integer, got {value!r}")
+
+
+def _saturate_int8(value, relu):
+    """``clamp(value, -128, 127)``, then 0 for a negative value when ``relu``: a signed value's high bits against
+    its sign (no comparator chain)."""
+    width = len(value)
+    above = ~value[-1] & (value[7:] != 0)
+    below = value[-1] & (value[7:] != (1 << (width - 7)) - 1)
+    saturated = Mux(above, 127, Mux(below, -128, value[:8].as_signed()))
+    return Mux(relu & value[-1], 0, saturated)
 
 
 class Requantizer(wiring.Component):
@@ -120,12 +143,114 @@ class Requantizer(wiring.Component):
         shifted = stage(signed(66), "shifted")
         m.d.sync += shifted.eq(rounded >> shift[3])
         # 6: saturation to int8, then ReLU.
-        above = (~shifted[-1]) & (shifted[7:] != 0)
-        below = shifted[-1] & (shifted[7:] != (1 << (66 - 7)) - 1)
-        saturated = Mux(above, 127, Mux(below, -128, shifted[:8].as_signed()))
         result = stage(signed(8), "result")
-        m.d.sync += result.eq(Mux(relu[4] & shifted[-1], 0, saturated))
+        m.d.sync += result.eq(_saturate_int8(shifted, relu[4]))
         m.d.comb += [self.out.word_select(k, 8).eq(result), self.out_valid[k].eq(valid[-1])]
+
+
+class ResidualAdd(wiring.Component):
+    """``lanes`` residual adds as the reference's ``add`` (:func:`edgesparse.quant.reference._add`): both int8
+    operands rescaled to the output's scale and summed in one rounding shift::
+
+        y = clamp((a m_a + b m_b + 2^(s-1)) >> s, -128, 127)      then max(y, 0) when ``relu``
+
+    one result per lane per cycle, :data:`ADD_LATENCY` cycles deep (each product an 8 x 31-bit registered multiply).
+
+    Ports (L = ``lanes``; the parameters are the op's, one for all lanes, sampled with each input):
+
+    - ``a : Signal(8 L), in`` / ``b : Signal(8 L), in``: the int8 operands (the block's output and its shortcut);
+    - ``m_a : Signal(31), in`` / ``m_b : Signal(31), in``: their mantissas (``< 2^31``);
+    - ``shift : Signal(6), in``: the shared right shift (0 to 63; the integer graph uses 1 to 62);
+    - ``relu : Signal(1), in``: clamp negative sums to 0;
+    - ``valid : Signal(L), in``: lane k's operands this cycle are a pair to add;
+    - ``out : Signal(8 L), out`` / ``out_valid : Signal(L), out``: the int8 sums, :data:`ADD_LATENCY` cycles later.
+    """
+
+    def __init__(self, lanes: int = 1):
+        _check_positive("residual add", "lane count", lanes)
+        self.lanes = lanes
+        super().__init__({
+            "a": In(unsigned(8 * lanes)), "b": In(unsigned(8 * lanes)),
+            "m_a": In(unsigned(MULT_BITS)), "m_b": In(unsigned(MULT_BITS)), "shift": In(unsigned(SHIFT_BITS)),
+            "relu": In(1), "valid": In(unsigned(lanes)),
+            "out": Out(unsigned(8 * lanes)), "out_valid": Out(unsigned(lanes)),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        depth = ADD_LATENCY
+        valid = [Signal(self.lanes, name=f"valid{i}") for i in range(depth)]
+        shift = [Signal(SHIFT_BITS, name=f"shift{i}") for i in range(depth - 1)]
+        relu = [Signal(name=f"relu{i}") for i in range(depth - 1)]
+        m.d.sync += [valid[0].eq(self.valid), shift[0].eq(self.shift), relu[0].eq(self.relu)]
+        m.d.sync += [valid[i].eq(valid[i - 1]) for i in range(1, depth)]
+        m.d.sync += [s.eq(prev) for chain in (shift, relu) for s, prev in zip(chain[1:], chain[:-1])]
+        # 1: the operands, the mantissas and the rounding term 2^(s-1) (0 when s = 0).
+        m_a, m_b, half = Signal(MULT_BITS), Signal(MULT_BITS), Signal(63)
+        half2 = Signal(63)
+        m.d.sync += [m_a.eq(self.m_a), m_b.eq(self.m_b), half.eq((Const(1, unsigned(64)) << self.shift) >> 1),
+                     half2.eq(half)]
+        for k in range(self.lanes):
+            a, b = Signal(signed(8), name=f"l{k}_a"), Signal(signed(8), name=f"l{k}_b")
+            m.d.sync += [a.eq(self.a.word_select(k, 8).as_signed()), b.eq(self.b.word_select(k, 8).as_signed())]
+            # 2: the products (|a m_a| <= 2^38).
+            pa, pb = Signal(signed(40), name=f"l{k}_pa"), Signal(signed(40), name=f"l{k}_pb")
+            m.d.sync += [pa.eq(a * m_a), pb.eq(b * m_b)]
+            # 3: their sum plus the rounding term; 4: the shift; 5: saturation and ReLU.
+            total, shifted = Signal(signed(64), name=f"l{k}_total"), Signal(signed(64), name=f"l{k}_shifted")
+            result = Signal(signed(8), name=f"l{k}_result")
+            m.d.sync += [total.eq(pa + pb + half2), shifted.eq(total >> shift[2]),
+                         result.eq(_saturate_int8(shifted, relu[3]))]
+            m.d.comb += self.out.word_select(k, 8).eq(result)
+        m.d.comb += self.out_valid.eq(valid[-1])
+        return m
+
+
+class GlobalAvgPool(wiring.Component):
+    """``lanes`` channels' global average pools as the reference's ``avgpool`` with the whole map as its window
+    (:func:`edgesparse.quant.reference._avgpool`; ResNet's head): the int8 pixels of a map summed in int32, then
+    ``clamp((sum m + 2^(s-1)) >> s)`` in a :class:`Requantizer` (``m`` carries the 1 / (H W)).
+
+    Ports (L = ``lanes``):
+
+    - ``data : Signal(8 L), in`` / ``valid : Signal(1), in``: one int8 pixel per lane, a map's pixels in any order;
+    - ``last : Signal(1), in``: with ``valid``: this is the map's last pixel (the next pixel starts a new map);
+    - ``mult : Signal(31), in`` / ``shift : Signal(6), in``: the op's mantissa and shift (sampled with ``last``);
+    - ``out : Signal(8 L), out`` / ``out_valid : Signal(1), out``: the averages, :data:`AVGPOOL_LATENCY` cycles
+      after the last pixel.
+    """
+
+    def __init__(self, lanes: int = 1):
+        _check_positive("average pool", "lane count", lanes)
+        self.lanes = lanes
+        super().__init__({
+            "data": In(unsigned(8 * lanes)), "valid": In(1), "last": In(1),
+            "mult": In(unsigned(MULT_BITS)), "shift": In(unsigned(SHIFT_BITS)),
+            "out": Out(unsigned(8 * lanes)), "out_valid": Out(1),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        L = self.lanes
+        m.submodules.requant = requant = Requantizer(L)
+        done, mult, shift = Signal(), Signal(MULT_BITS), Signal(SHIFT_BITS)
+        m.d.sync += done.eq(self.valid & self.last)
+        with m.If(self.valid & self.last):
+            m.d.sync += [mult.eq(self.mult), shift.eq(self.shift)]
+        for k in range(L):
+            total = Signal(signed(ACC_BITS), name=f"l{k}_sum")
+            pixel = self.data.word_select(k, 8).as_signed()
+            start = Mux(done, 0, total)  # the previous map's sum went to the requantizer last cycle
+            with m.If(self.valid):
+                m.d.sync += total.eq(start + pixel)
+            with m.Elif(done):
+                m.d.sync += total.eq(0)
+            m.d.comb += [requant.acc.word_select(k, ACC_BITS).eq(total),
+                         requant.mult.word_select(k, MULT_BITS).eq(mult),
+                         requant.shift.word_select(k, SHIFT_BITS).eq(shift)]
+        m.d.comb += [requant.bias.eq(0), requant.relu.eq(0), requant.valid.eq(Mux(done, (1 << L) - 1, 0)),
+                     self.out.eq(requant.out), self.out_valid.eq(requant.out_valid[0])]
+        return m
 
 
 INT8_MIN = -128  # the max pool's padding (the reference pads with it)
