@@ -543,3 +543,29 @@ def test_global_average_pool_matches_the_reference(height, width):
     want = np.stack(expected)
     assert np.array_equal(np.array(got, dtype=np.int8), want)
     assert {127, -128} <= set(want[2].tolist())
+
+
+# --- The resource model counts the post-processing unit from its synthesis. ---
+
+
+def test_the_resource_model_counts_the_synthesized_post_processing_unit():
+    """The table's requantizer is what yosys gives for today's RTL (synthesized again here), and a configuration
+    gets C x P lanes of requantizer, max pool and residual add plus one average pool on top of its array."""
+    from edgesparse.accel.resources import estimate_resources, load_calibration
+    from edgesparse.rtl.ppu import ppu_verilog
+    from edgesparse.rtl.synth import synthesize
+
+    table = load_calibration()["ppu"]
+    measured = synthesize(ppu_verilog("requantizer"), "requantizer")
+    assert {k: measured[k] for k in ("dsp", "lut", "ff")} == {k: table["requantizer"][k] for k in ("dsp", "lut", "ff")}
+    assert table["requantizer"]["dsp"] >= 2 and table["residual_add"]["dsp"] >= 2  # wider than one DSP48E1
+    config = AcceleratorConfig(8, 8, 16, 1, pixels_per_cycle=2)
+    res = estimate_resources(config)
+    lanes = 8 * 2
+    assert res.post_processing == {
+        key: lanes * sum(table[unit][key] for unit in ("requantizer", "max_pool", "residual_add"))
+        + table["avgpool"][key] for key in ("dsp", "lut", "ff")}
+    assert "post-processing: 16 synthesized lanes" in res.source
+    bare = estimate_resources(config, {**load_calibration(), "ppu": {}})
+    assert bare.post_processing is None and "post-processing unit not counted" in bare.source
+    assert res.dsps - bare.dsps == res.post_processing["dsp"]

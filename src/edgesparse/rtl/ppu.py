@@ -349,3 +349,26 @@ class MaxPool(wiring.Component):
         with m.If(emit):
             m.d.sync += self.out.eq(Mux(cur_y[0], v_closed, v_opened))
         return m
+
+
+PPU_UNITS = ("requantizer", "max_pool", "residual_add", "avgpool")
+"""The post-processing units synthesis counts (one lane each; the max pool for 3x3 windows over maps up to
+:data:`SYNTH_MAX_WIDTH` pixels wide), the names of their entries in the resource table."""
+
+SYNTH_MAX_WIDTH = 64
+
+
+def ppu_unit(name: str, lanes: int = 1) -> wiring.Component:
+    """A post-processing unit by its :data:`PPU_UNITS` name."""
+    if name not in PPU_UNITS:
+        raise ConfigError(f"unknown post-processing unit {name!r}; one of {', '.join(PPU_UNITS)}")
+    if name == "max_pool":
+        return MaxPool(lanes, SYNTH_MAX_WIDTH, kernel=3)
+    return {"requantizer": Requantizer, "residual_add": ResidualAdd, "avgpool": GlobalAvgPool}[name](lanes)
+
+
+def ppu_verilog(name: str, lanes: int = 1) -> str:
+    """Verilog of one post-processing unit, module ``name``."""
+    from amaranth.back import verilog
+
+    return verilog.convert(ppu_unit(name, lanes), name=name)
