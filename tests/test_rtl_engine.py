@@ -225,16 +225,19 @@ def test_max_pool_matches_the_reference(kernel, height, width):
 
 
 def _tile_buffer(x: np.ndarray, m: int) -> list[int]:
-    """The input map ``[Cin, H, W]`` as the feeder's tile buffer: word ``(y W + x) B + b`` = channels of block b."""
-    cin, height, width = x.shape
+    """Input maps ``[N, Cin, H, W]`` (or one ``[Cin, H, W]``) as the feeder's tile buffer: word
+    ``((n H + y) W + x) B + b`` = channels of block b."""
+    x = x[None] if x.ndim == 3 else x
+    count, cin, height, width = x.shape
     blocks = -(-cin // m)
-    padded = np.zeros((blocks * m, height, width), dtype=np.int64)
-    padded[:cin] = x
-    words = padded.reshape(blocks, m, height, width).transpose(2, 3, 0, 1).reshape(-1, m) & 0xFF
+    padded = np.zeros((count, blocks * m, height, width), dtype=np.int64)
+    padded[:, :cin] = x
+    words = padded.reshape(count, blocks, m, height, width).transpose(0, 3, 4, 1, 2).reshape(-1, m) & 0xFF
     return [int.from_bytes(bytes(word.astype(np.uint8)), "little") for word in words]
 
 
-def _feeder_against_stream_words(config, layer, x, shape, max_folds: int | None = None) -> int:
+def _feeder_against_stream_words(config, layer, x, shape, max_folds: int | None = None,
+                                 tile: int | None = None) -> int:
     """Every row of every fold (``max_folds`` of them at most, spread over the layer) through one feeder: each
     vector and real flag equals the row's part of stream_words' words, vector g FEEDER_LATENCY + g cycles after
     the row's start. Returns vectors checked."""
@@ -242,11 +245,18 @@ def _feeder_against_stream_words(config, layer, x, shape, max_folds: int | None 
     row_acts = row_activations(layer, x).astype(np.int64)
     M, P, R = config.m, config.pixels_per_cycle, config.rows
     positions, blocks_of_row = layer.row_block()
-    words = _tile_buffer(x, M)
+    base = 0
+    if tile is not None:  # the buffer holds only that tile's input rows (from its first output row's top tap on)
+        first_row = tile * geometry.tile_pixels // shape.out_hw[1]
+        base = max(0, first_row * layer.stride[0] - layer.padding[0])
+    words = _tile_buffer(x[:, base:] if tile is not None else x, M)
     unit = ActivationFeeder(M, P, depth=len(words))
     count = geometry.folds if max_folds is None else min(max_folds, geometry.folds)
     runs = []  # (fields, expected vectors [L, P], expected real flags or None)
-    for fold in sorted(set(np.linspace(0, geometry.folds - 1, count).astype(int).tolist())):  # first, last, between
+    chosen = np.linspace(0, geometry.folds - 1, count).astype(int).tolist()  # first, last, between
+    if tile is not None:
+        chosen = list(range(tile * geometry.folds_per_tile, (tile + 1) * geometry.folds_per_tile))
+    for fold in sorted(set(chosen)):
         expected = stream_words(geometry, row_acts, fold, M)
         tile, _, row_fold = geometry.fold_position(fold)
         seg, length = geometry.segment_rows(row_fold), geometry.stream_length(tile, row_fold)
@@ -261,7 +271,7 @@ def _feeder_against_stream_words(config, layer, x, shape, max_folds: int | None 
                                 block=int(blocks_of_row[row]) if enable else 0,
                                 first_pixel=tile * geometry.tile_pixels + first,
                                 pixels=int(geometry.tile_sizes[tile]) - first, groups=length, lanes=P,
-                                enable=enable)
+                                enable=enable, base=base)
             vectors = [[(word >> (8 * M * (i * P + lane))) & ((1 << 8 * M) - 1) for lane in range(P)]
                        for word in expected]
             flags = [[(word >> (8 * M * P * R + i * P + lane)) & 1 for lane in range(P)] for word in expected]
@@ -318,6 +328,24 @@ def test_feeder_matches_stream_words(lanes, size, kernel, stride, padding, segme
     assert layer.blocks == 2
     checked = _feeder_against_stream_words(config, layer, x, plan.shape, max_folds=6)
     assert checked > 0
+
+
+def test_feeder_walks_a_batch_across_images():
+    """Two images, tiles of 7 pixels that straddle the images' boundary (the image step), both lanes."""
+    config = AcceleratorConfig(4, 4, 4, 1, pixels_per_cycle=2, output_buffer_kib=4 * 4 * 7 / 1024)
+    layer, x, plan = random_layer(config, 1, 4, cin=5, cout=4, size=4, stride=1, padding=1, seed=9)
+    batch = np.stack([x, np.random.default_rng(10).integers(-128, 128, x.shape).astype(np.int8)])
+    shape = dataclasses.replace(plan.shape, batch=2)
+    assert _feeder_against_stream_words(dataclasses.replace(config, batch=2), layer, batch, shape, max_folds=8) > 0
+
+
+def test_feeder_reads_a_tile_buffer_holding_only_the_tile_s_rows():
+    """The last tile of a strided layer with its halo rows only in the buffer (``base`` > 0)."""
+    config = AcceleratorConfig(4, 4, 4, 1, output_buffer_kib=4 * 4 * 4 / 1024)  # tiles of 4 pixels
+    layer, x, plan = random_layer(config, 1, 4, cin=6, cout=4, size=9, stride=2, padding=1, seed=4)
+    geometry = fold_geometry(plan.shape, config)
+    assert geometry.tiles > 2
+    assert _feeder_against_stream_words(config, layer, x, plan.shape, tile=geometry.tiles - 1) > 0
 
 
 def test_feeder_parameters_are_validated():
