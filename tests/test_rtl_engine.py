@@ -331,9 +331,10 @@ def test_feeder_matches_stream_words(lanes, size, kernel, stride, padding, segme
 
 
 def test_feeder_walks_a_batch_across_images():
-    """Two images, tiles of 7 pixels that straddle the images' boundary (the image step), both lanes."""
+    """Two images of a strided layer (5x5 -> 3x3: the image step is not a row step), tiles of 7 pixels that
+    straddle the images' boundary, both lanes."""
     config = AcceleratorConfig(4, 4, 4, 1, pixels_per_cycle=2, output_buffer_kib=4 * 4 * 7 / 1024)
-    layer, x, plan = random_layer(config, 1, 4, cin=5, cout=4, size=4, stride=1, padding=1, seed=9)
+    layer, x, plan = random_layer(config, 1, 4, cin=5, cout=4, size=5, stride=2, padding=1, seed=9)
     batch = np.stack([x, np.random.default_rng(10).integers(-128, 128, x.shape).astype(np.int8)])
     shape = dataclasses.replace(plan.shape, batch=2)
     assert _feeder_against_stream_words(dataclasses.replace(config, batch=2), layer, batch, shape, max_folds=8) > 0
