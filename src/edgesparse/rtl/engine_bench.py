@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 Step = dict[str, int]  # port -> value for one cycle (ports not named keep their last value)
+Record = list[tuple[int, int]]  # (cycle, out) of every cycle with out_valid set
 
 
 class StreamBus(Protocol):
@@ -24,7 +25,7 @@ class StreamBus(Protocol):
     async def tick(self) -> None: ...
 
 
-async def drive_stream(bus: StreamBus, steps: list[Step], drain: int) -> list[tuple[int, int]]:
+async def drive_stream(bus: StreamBus, steps: list[Step], drain: int) -> Record:
     """Cycle t (from 0) presents ``steps[t]``; after them ``drain`` cycles with ``valid`` low. Returns ``(cycle,
     out)`` for every cycle whose ``out_valid`` is not 0 (its value with its lanes' valid bits: ``out_valid`` is
     read too and must cover every lane)."""
@@ -38,7 +39,7 @@ async def drive_stream(bus: StreamBus, steps: list[Step], drain: int) -> list[tu
     return record
 
 
-def run_stream_amaranth(unit, steps: list[Step], drain: int) -> list[tuple[int, int]]:
+def run_stream_amaranth(unit, steps: list[Step], drain: int) -> Record:
     """:func:`drive_stream` on ``unit`` in Amaranth's simulator."""
     from amaranth.sim import Simulator
 
@@ -67,8 +68,7 @@ def run_stream_amaranth(unit, steps: list[Step], drain: int) -> list[tuple[int, 
     return result
 
 
-def run_stream_icarus(text: str, top: str, steps: list[Step], drain: int, build_dir: str | Path) -> list[tuple[int,
-                                                                                                            int]]:
+def run_stream_icarus(text: str, top: str, steps: list[Step], drain: int, build_dir: str | Path) -> Record:
     """:func:`drive_stream` on Verilog ``text`` (module ``top``) in Icarus through cocotb (timescale 1ns/1ps)."""
     from cocotb_tools.runner import get_runner
 
