@@ -54,8 +54,9 @@ AVGPOOL_LATENCY = 1 + REQUANT_LATENCY
 """Cycles from the last pixel of a map at the input of :class:`GlobalAvgPool` to its average on ``out``: the sum's
 register, then a :class:`Requantizer`."""
 
-MAXPOOL_LATENCY = 1
-"""Cycles from the pixel that completes a window at the input of :class:`MaxPool` to its maximum on ``out``."""
+MAXPOOL_LATENCY = 2
+"""Cycles from the pixel that completes a window at the input of :class:`MaxPool` to its maximum on ``out``: the
+horizontal stage's register, then the vertical stage's."""
 
 
 def _check_positive(unit: str, name: str, value) -> None:
@@ -279,8 +280,8 @@ class MaxPool(wiring.Component):
     Pixels arrive in raster order, one per cycle at most (``valid``), all lanes together; ``start`` (with or before
     the first pixel) begins a map of ``height`` x ``width``. A horizontal stage keeps the current window's maximum
     (and, for 3x3, the odd column two windows share); a vertical stage keeps, per output column, the same for rows
-    in two line buffers (inferred memories of ``ceil(max_width / 2)`` words, registered reads of the next pixel's
-    column, transparent for the write beside them). Like the reference, a 2x2 pool drops an odd last row and
+    in two line buffers (inferred memories of ``ceil(max_width / 2)`` words, read registered a stage ahead,
+    transparent for the write beside them); a register between the two stages keeps each to one comparison. Like the reference, a 2x2 pool drops an odd last row and
     column; a 3x3 pool's window past the map's edge takes the padding (-128).
 
     Ports (L = ``lanes``):
@@ -338,32 +339,33 @@ class MaxPool(wiring.Component):
         h_win, h_carry = Signal(8 * L), Signal(8 * L)
         opened = lane_max(Mux(cur_x == 0, minimum, h_carry), self.data) if overlap else self.data
         closed = lane_max(h_win, self.data)
-        h = Signal(8 * L)
-        h_emit = Signal()
-        m.d.comb += [h.eq(Mux(cur_x[0], closed, opened)),
-                     h_emit.eq(self.valid & (cur_x[0] | (last_col if overlap else 0)))]
+        h, h_emit = Signal(8 * L), Signal()  # registered: the vertical stage works a cycle later
+        row_first, row_odd, row_last, column = Signal(), Signal(), Signal(), Signal.like(x)
+        m.d.sync += [h.eq(Mux(cur_x[0], closed, opened)),
+                     h_emit.eq(self.valid & (cur_x[0] | (last_col if overlap else 0))),
+                     row_first.eq(cur_y == 0), row_odd.eq(cur_y[0]), row_last.eq(last_row), column.eq(cur_x >> 1)]
         with m.If(self.valid):
             with m.If(cur_x[0]):
                 m.d.sync += h_carry.eq(self.data)
             with m.Else():
                 m.d.sync += h_win.eq(opened)
 
-        # Vertical: the same over rows, per output column, in two line buffers.
-        ox = cur_x >> 1
+        # Vertical: the same over rows, per output column, in two line buffers, read (registered) at the column of
+        # the pixel in the horizontal stage, so the word is there when its maximum reaches the vertical stage.
         m.submodules.v_win = v_win_mem = Memory(shape=unsigned(8 * L), depth=columns, init=[])
         m.submodules.v_carry = v_carry_mem = Memory(shape=unsigned(8 * L), depth=columns, init=[])
         win_w, carry_w = v_win_mem.write_port(), v_carry_mem.write_port()
         win_r = v_win_mem.read_port(transparent_for=(win_w,))
         carry_r = v_carry_mem.read_port(transparent_for=(carry_w,))
-        m.d.comb += [win_r.addr.eq(next_x >> 1), carry_r.addr.eq(next_x >> 1), win_r.en.eq(1), carry_r.en.eq(1)]
-        v_opened = lane_max(Mux(cur_y == 0, minimum, carry_r.data), h) if overlap else h
+        m.d.comb += [win_r.addr.eq(cur_x >> 1), carry_r.addr.eq(cur_x >> 1), win_r.en.eq(1), carry_r.en.eq(1)]
+        v_opened = lane_max(Mux(row_first, minimum, carry_r.data), h) if overlap else h
         v_closed = lane_max(win_r.data, h)
-        m.d.comb += [win_w.addr.eq(ox), win_w.data.eq(v_opened), win_w.en.eq(h_emit & ~cur_y[0]),
-                     carry_w.addr.eq(ox), carry_w.data.eq(h), carry_w.en.eq(h_emit & cur_y[0])]
-        emit = h_emit & (cur_y[0] | (last_row if overlap else 0))
+        m.d.comb += [win_w.addr.eq(column), win_w.data.eq(v_opened), win_w.en.eq(h_emit & ~row_odd),
+                     carry_w.addr.eq(column), carry_w.data.eq(h), carry_w.en.eq(h_emit & row_odd)]
+        emit = h_emit & (row_odd | (row_last if overlap else 0))
         m.d.sync += self.out_valid.eq(emit)
         with m.If(emit):
-            m.d.sync += self.out.eq(Mux(cur_y[0], v_closed, v_opened))
+            m.d.sync += self.out.eq(Mux(row_odd, v_closed, v_opened))
         return m
 
 
