@@ -79,19 +79,20 @@ def row_fields(*, in_hw: tuple[int, int], out_hw: tuple[int, int], kernel_w: int
 
 
 def _walk(state, count: int, settings: dict):
-    """A lane's walker ``count`` pixels on (0 to 2): (output row, output column, tap row, tap column, address),
-    wrapping at the end of an output row and of an image."""
-    oy, ox, iy, ix, addr = state
+    """A lane's walker ``count`` pixels on (0 to 2): (output rows left in the image, output columns left in the
+    row, tap row, tap column, address), wrapping at the end of an output row and of an image. The rows and columns
+    count down, so the end of a row is a zero test of a register, not a comparison behind an adder, in front of
+    the address adder (the walker's critical path)."""
+    rows_left, cols_left, iy, ix, addr = state
     for _ in range(count):
-        end_col = ox + 1 == settings["out_width"]
-        end_row = oy + 1 == settings["out_height"]
-        oy, ox, iy, ix, addr = (
-            Mux(end_col, Mux(end_row, 0, oy + 1), oy),
-            Mux(end_col, 0, ox + 1),
+        end_col, end_row = cols_left == 0, rows_left == 0
+        rows_left, cols_left, iy, ix, addr = (
+            Mux(end_col, Mux(end_row, settings["last_row"], rows_left - 1), rows_left),
+            Mux(end_col, settings["last_col"], cols_left - 1),
             Mux(end_col, Mux(end_row, settings["iy_top"], iy + settings["stride_y"]), iy),
             Mux(end_col, settings["ix_left"], ix + settings["stride_x"]),
             addr + Mux(end_col, Mux(end_row, settings["image_step"], settings["row_step"]), settings["col_step"]))
-    return oy, ox, iy, ix, addr
+    return rows_left, cols_left, iy, ix, addr
 
 
 class ActivationFeeder(wiring.Component):
@@ -148,13 +149,15 @@ class ActivationFeeder(wiring.Component):
         m.d.comb += [write.en.eq(self.w_en), write.addr.eq(self.w_addr), write.data.eq(self.w_data)]
 
         # Per-fold settings, held from `start`.
-        names = ("height", "width", "out_height", "out_width", "stride_y", "stride_x", "iy_top", "ix_left",
-                 "col_step", "row_step", "image_step", "enable")
-        held = {name: Signal.like(getattr(self, name), name=f"held_{name}") for name in names}
-        with m.If(self.start):
-            m.d.sync += [held[name].eq(getattr(self, name)) for name in names]
-
+        names = ("height", "width", "stride_y", "stride_x", "iy_top", "ix_left", "col_step", "row_step",
+                 "image_step", "enable")
         inputs = {name: getattr(self, name) for name in names}
+        inputs.update(last_row=self.out_height - 1, last_col=self.out_width - 1)
+        held = {name: Signal(signed(COORD_BITS) if name.startswith("last") else getattr(self, name).shape(),
+                             name=f"held_{name}") for name in inputs}
+        with m.If(self.start):
+            m.d.sync += [held[name].eq(value) for name, value in inputs.items()]
+
         coord, address = signed(COORD_BITS), signed(self.addr_bits + 2)
         left = Signal(unsigned(COORD_BITS))  # groups still to put out
         remaining = Signal(unsigned(COORD_BITS))  # real pixels still to come, from lane 0's current pixel
@@ -163,7 +166,7 @@ class ActivationFeeder(wiring.Component):
         data, real = [], []
         for lane in range(L):
             state = tuple(Signal(shape, name=f"l{lane}_{name}") for shape, name in (
-                (coord, "oy"), (coord, "ox"), (coord, "iy"), (coord, "ix"), (address, "addr")))
+                (coord, "rows_left"), (coord, "cols_left"), (coord, "iy"), (coord, "ix"), (address, "addr")))
             read = buffer.read_port(transparent_for=())
             m.d.comb += [read.addr.eq(state[4][:self.addr_bits]), read.en.eq(1)]
             inside = ((state[2] >= 0) & (state[2] < held["height"]) & (state[3] >= 0)
@@ -175,7 +178,7 @@ class ActivationFeeder(wiring.Component):
             real.append(is_real)
             # Start: lane l's first pixel is lane 0's, l pixels on (walked with the inputs: they are held from
             # the next cycle on); then every lane moves L pixels a cycle.
-            start_state = (self.oy, self.ox, self.iy, self.ix, self.addr)
+            start_state = (inputs["last_row"] - self.oy, inputs["last_col"] - self.ox, self.iy, self.ix, self.addr)
             with m.If(self.start):
                 m.d.sync += [reg.eq(value) for reg, value in zip(state, _walk(start_state, lane, inputs))]
             with m.Elif(live):
