@@ -195,7 +195,8 @@ def _maxpool_rtl(maps: np.ndarray, kernel: int, seed: int) -> np.ndarray:
                 await tick()
                 ctx.set(unit.start, 0)
                 ctx.set(unit.valid, 0)
-            await tick()
+            for _ in range(MAXPOOL_LATENCY):  # the map's last maximum leaves
+                await tick()
             pooled.append(np.array(out, dtype=np.int8).T.reshape(lanes, *out_hw))
 
     _simulate(unit, bench)
@@ -204,7 +205,7 @@ def _maxpool_rtl(maps: np.ndarray, kernel: int, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize("kernel, height, width", [
     (2, 6, 8), (2, 7, 5), (2, 2, 2), (2, 1, 1), (2, 3, 9),
-    (3, 6, 8), (3, 7, 5), (3, 2, 2), (3, 1, 1), (3, 4, 1), (3, 5, 3)])
+    (3, 6, 8), (3, 7, 5), (3, 2, 2), (3, 1, 1), (3, 4, 1), (3, 5, 3), (3, 5, 2), (2, 6, 2)])
 def test_max_pool_matches_the_reference(kernel, height, width):
     """2x2 stride 2 and 3x3 stride 2 padding 1 (ResNet's) on even and odd map sizes (a 2x2 pool drops an odd last
     row and column, a 3x3 window over the edge takes the padding), a 1x1 map, the int8 extremes; two maps back to

@@ -54,9 +54,9 @@ AVGPOOL_LATENCY = 1 + REQUANT_LATENCY
 """Cycles from the last pixel of a map at the input of :class:`GlobalAvgPool` to its average on ``out``: the sum's
 register, then a :class:`Requantizer`."""
 
-MAXPOOL_LATENCY = 2
+MAXPOOL_LATENCY = 3
 """Cycles from the pixel that completes a window at the input of :class:`MaxPool` to its maximum on ``out``: the
-horizontal stage's register, then the vertical stage's."""
+horizontal stage's register, the line buffers' word beside it, then the vertical stage's."""
 
 
 def _check_positive(unit: str, name: str, value) -> None:
@@ -280,8 +280,9 @@ class MaxPool(wiring.Component):
     Pixels arrive in raster order, one per cycle at most (``valid``), all lanes together; ``start`` (with or before
     the first pixel) begins a map of ``height`` x ``width``. A horizontal stage keeps the current window's maximum
     (and, for 3x3, the odd column two windows share); a vertical stage keeps, per output column, the same for rows
-    in two line buffers (inferred memories of ``ceil(max_width / 2)`` words, read registered a stage ahead,
-    transparent for the write beside them); a register between the two stages keeps each to one comparison. Like the reference, a 2x2 pool drops an odd last row and
+    in two line buffers (inferred memories of ``ceil(max_width / 2)`` words, read a stage ahead into a register,
+    transparent for the write beside them, the write of the cycle before bypassed); registers between the stages
+    keep each to one comparison. Like the reference, a 2x2 pool drops an odd last row and
     column; a 3x3 pool's window past the map's edge takes the padding (-128).
 
     Ports (L = ``lanes``):
@@ -350,22 +351,36 @@ class MaxPool(wiring.Component):
             with m.Else():
                 m.d.sync += h_win.eq(opened)
 
-        # Vertical: the same over rows, per output column, in two line buffers, read (registered) at the column of
-        # the pixel in the horizontal stage, so the word is there when its maximum reaches the vertical stage.
+        # Vertical: the same over rows, per output column, in two line buffers. A maximum's column is read when it
+        # leaves the horizontal stage and the word registered beside it: the vertical stage then compares registers
+        # only. The write of the maximum one cycle ahead (a 1-pixel-wide map's next row) is bypassed; the one two
+        # cycles ahead is seen through the read port's transparency.
         m.submodules.v_win = v_win_mem = Memory(shape=unsigned(8 * L), depth=columns, init=[])
         m.submodules.v_carry = v_carry_mem = Memory(shape=unsigned(8 * L), depth=columns, init=[])
         win_w, carry_w = v_win_mem.write_port(), v_carry_mem.write_port()
         win_r = v_win_mem.read_port(transparent_for=(win_w,))
         carry_r = v_carry_mem.read_port(transparent_for=(carry_w,))
         m.d.comb += [win_r.addr.eq(cur_x >> 1), carry_r.addr.eq(cur_x >> 1), win_r.en.eq(1), carry_r.en.eq(1)]
-        v_opened = lane_max(Mux(row_first, minimum, carry_r.data), h) if overlap else h
-        v_closed = lane_max(win_r.data, h)
-        m.d.comb += [win_w.addr.eq(column), win_w.data.eq(v_opened), win_w.en.eq(h_emit & ~row_odd),
-                     carry_w.addr.eq(column), carry_w.data.eq(h), carry_w.en.eq(h_emit & row_odd)]
-        emit = h_emit & (row_odd | (row_last if overlap else 0))
+        h2, emit2, first2, odd2, last2, column2 = (Signal.like(v, name=f"{v.name}2") for v in (
+            h, h_emit, row_first, row_odd, row_last, column))
+        win_d, carry_d = Signal(8 * L), Signal(8 * L)
+        m.d.sync += [h2.eq(h), emit2.eq(h_emit), first2.eq(row_first), odd2.eq(row_odd), last2.eq(row_last),
+                     column2.eq(column), win_d.eq(win_r.data), carry_d.eq(carry_r.data)]
+        wb_col, wb_win, wb_carry = Signal.like(column), Signal(), Signal()
+        wb_win_data, wb_carry_data = Signal(8 * L), Signal(8 * L)
+        same = wb_col == column2
+        win_word = Mux(wb_win & same, wb_win_data, win_d)
+        carry_word = Mux(wb_carry & same, wb_carry_data, carry_d)
+        v_opened = lane_max(Mux(first2, minimum, carry_word), h2) if overlap else h2
+        v_closed = lane_max(win_word, h2)
+        m.d.comb += [win_w.addr.eq(column2), win_w.data.eq(v_opened), win_w.en.eq(emit2 & ~odd2),
+                     carry_w.addr.eq(column2), carry_w.data.eq(h2), carry_w.en.eq(emit2 & odd2)]
+        m.d.sync += [wb_col.eq(column2), wb_win.eq(emit2 & ~odd2), wb_win_data.eq(v_opened),
+                     wb_carry.eq(emit2 & odd2), wb_carry_data.eq(h2)]
+        emit = emit2 & (odd2 | (last2 if overlap else 0))
         m.d.sync += self.out_valid.eq(emit)
         with m.If(emit):
-            m.d.sync += self.out.eq(Mux(row_odd, v_closed, v_opened))
+            m.d.sync += self.out.eq(Mux(odd2, v_closed, v_opened))
         return m
 
 
