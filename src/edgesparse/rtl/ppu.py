@@ -331,14 +331,15 @@ class MaxPool(wiring.Component):
         cur_x, cur_y = Mux(self.start, 0, x), Mux(self.start, 0, y)
         last_col, last_row = cur_x + 1 == cur_w, cur_y + 1 == cur_h
         next_x = Mux(self.valid, Mux(last_col, 0, cur_x + 1), cur_x)
+        col0 = Signal(init=1)  # x == 0, kept as a flag: no comparison in front of the horizontal maximum
         with m.If(self.valid):
-            m.d.sync += [x.eq(next_x), y.eq(Mux(last_col, cur_y + 1, cur_y))]
+            m.d.sync += [x.eq(next_x), y.eq(Mux(last_col, cur_y + 1, cur_y)), col0.eq(last_col)]
         with m.Elif(self.start):
-            m.d.sync += [x.eq(0), y.eq(0)]
+            m.d.sync += [x.eq(0), y.eq(0), col0.eq(1)]
 
         # Horizontal: the window of output column x // 2; for 3x3, an odd pixel also opens the next window.
         h_win, h_carry = Signal(8 * L), Signal(8 * L)
-        opened = lane_max(Mux(cur_x == 0, minimum, h_carry), self.data) if overlap else self.data
+        opened = lane_max(Mux(self.start | col0, minimum, h_carry), self.data) if overlap else self.data
         closed = lane_max(h_win, self.data)
         h, h_emit = Signal(8 * L), Signal()  # registered: the vertical stage works a cycle later
         row_first, row_odd, row_last, column = Signal(), Signal(), Signal(), Signal.like(x)
@@ -366,17 +367,18 @@ class MaxPool(wiring.Component):
         win_d, carry_d = Signal(8 * L), Signal(8 * L)
         m.d.sync += [h2.eq(h), emit2.eq(h_emit), first2.eq(row_first), odd2.eq(row_odd), last2.eq(row_last),
                      column2.eq(column), win_d.eq(win_r.data), carry_d.eq(carry_r.data)]
-        wb_col, wb_win, wb_carry = Signal.like(column), Signal(), Signal()
+        # The bypass is decided a cycle early, between the maximum entering the vertical stage and the one in it.
+        bypass_win, bypass_carry = Signal(), Signal()
         wb_win_data, wb_carry_data = Signal(8 * L), Signal(8 * L)
-        same = wb_col == column2
-        win_word = Mux(wb_win & same, wb_win_data, win_d)
-        carry_word = Mux(wb_carry & same, wb_carry_data, carry_d)
+        m.d.sync += [bypass_win.eq(emit2 & ~odd2 & (column == column2)),
+                     bypass_carry.eq(emit2 & odd2 & (column == column2))]
+        win_word = Mux(bypass_win, wb_win_data, win_d)
+        carry_word = Mux(bypass_carry, wb_carry_data, carry_d)
         v_opened = lane_max(Mux(first2, minimum, carry_word), h2) if overlap else h2
         v_closed = lane_max(win_word, h2)
         m.d.comb += [win_w.addr.eq(column2), win_w.data.eq(v_opened), win_w.en.eq(emit2 & ~odd2),
                      carry_w.addr.eq(column2), carry_w.data.eq(h2), carry_w.en.eq(emit2 & odd2)]
-        m.d.sync += [wb_col.eq(column2), wb_win.eq(emit2 & ~odd2), wb_win_data.eq(v_opened),
-                     wb_carry.eq(emit2 & odd2), wb_carry_data.eq(h2)]
+        m.d.sync += [wb_win_data.eq(v_opened), wb_carry_data.eq(h2)]
         emit = emit2 & (odd2 | (last2 if overlap else 0))
         m.d.sync += self.out_valid.eq(emit)
         with m.If(emit):
