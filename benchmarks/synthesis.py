@@ -3,28 +3,34 @@
 Debian's yosys (`synth_xilinx -family xc7 -flatten -noiopad`). Beside the classic PE and array (``design`` =
 classic): the pipelined PE (staging, shadow and active weights; ``pipelined``), the pipelined PE of a row that may
 start a segment (the partial-sum cut; ``pipelined+top``), and pipelined arrays with 1 and 4 segments, so the cost
-of the shadow registers and of the segment logic shows.
+of the shadow registers and of the segment logic shows. The post-processing units (``unit`` = PPU, one lane each:
+requantizer, 3x3-capable max pool, residual add, global average pool; :mod:`edgesparse.rtl.ppu`) too.
 
     python benchmarks/synthesis.py --calibrate
+    python benchmarks/synthesis.py --ppu-only --calibrate    # only the PPU rows, merged into the existing results
 
 ``--calibrate`` also rewrites src/edgesparse/accel/data/resources.toml, which the resource model (and so the
 report's GOPS/DSP) reads: the classic units under ``pe`` / ``array``, the pipelined ones under ``pe_pipelined`` /
-``array_pipelined`` (keys ``M<m> L<l>`` with `` top`` for the segment-top PE; ``RxC M<m> L<l> S<s>``).
+``array_pipelined`` (keys ``M<m> L<l>`` with `` top`` for the segment-top PE; ``RxC M<m> L<l> S<s>``), the
+post-processing units under ``ppu`` (keys: the unit names).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
 from _common import publish
 
 from edgesparse.checkpoint import atomic_write_bytes
+from edgesparse.rtl.ppu import PPU_UNITS, ppu_verilog
 from edgesparse.rtl.synth import SYNTH_SCRIPT, synthesize, yosys_version
 from edgesparse.rtl.verilog import array_verilog, pe_verilog
 
 RESOURCES = Path(__file__).resolve().parents[1] / "src/edgesparse/accel/data/resources.toml"
+RESULTS_JSON = Path(__file__).resolve().parent / "results/synthesis.json"
 
 
 def main() -> None:
@@ -37,8 +43,19 @@ def main() -> None:
     parser.add_argument("--pipelined-m", type=int, nargs="+", default=[16], help="M of the pipelined arrays")
     parser.add_argument("--segments", type=int, nargs="+", default=[1, 4], help="segments of the pipelined arrays")
     parser.add_argument("--calibrate", action="store_true", help="rewrite the resource model's table")
+    parser.add_argument("--ppu-only", action="store_true",
+                        help="synthesize only the post-processing units; keep the other rows and table entries")
     args = parser.parse_args()
     version = yosys_version()
+    ppu_rows = [_ppu_row(name, version) for name in PPU_UNITS]
+    if args.ppu_only:
+        kept = [row for row in json.loads(RESULTS_JSON.read_text())["rows"] if row["unit"] != "PPU"]
+        publish("synthesis", kept + ppu_rows, yosys=version,
+                script=SYNTH_SCRIPT.format(source="<generated>.v", top="<top>"),
+                part="xc7 (7-series primitives; no place and route)")
+        if args.calibrate:
+            _calibrate_ppu(ppu_rows)
+        return
     rows = []
     dense_pe = None
     pe_designs = {"classic": {}, "pipelined": {"pipelined": True},
@@ -64,6 +81,7 @@ def main() -> None:
     for row in rows:
         row["ff_vs_dense_pe"] = round(row["ff_per_pe"] / dense_pe["ff"], 2) if dense_pe else ""
         row["yosys"] = version.split(" (")[0]
+    rows += ppu_rows
     publish("synthesis", rows, yosys=version, script=SYNTH_SCRIPT.format(source="<generated>.v", top="<top>"),
             part="xc7 (7-series primitives; no place and route)")
     if args.calibrate:
@@ -77,6 +95,8 @@ def main() -> None:
                  f'source = "{version}, synth_xilinx -family xc7 -flatten -noiopad, benchmarks/results/synthesis.csv"',
                  ""]
         for row in rows:
+            if row["unit"] == "PPU":
+                continue
             unit, table = f"M{row['m']} L{row['lanes']}", "" if row["design"] == "classic" else "_pipelined"
             if row["unit"] == "PE":
                 key = f'pe{table}."{unit}{" top" if row["design"] == "pipelined+top" else ""}"'
@@ -86,7 +106,38 @@ def main() -> None:
             lines += [f"[{key}]", f"dsp = {row['dsp']}", f"lut = {row['lut']}", f"ff = {row['ff']}",
                       f"carry4 = {row['carry4']}", f"muxf = {row['muxf']}", ""]
         atomic_write_bytes(RESOURCES, "\n".join(lines).encode())
+        _calibrate_ppu(ppu_rows)
         print(f"calibrated {RESOURCES}")
+
+
+def _ppu_row(name: str, version: str) -> dict:
+    """One CSV row of a post-processing unit (one lane; the per-PE columns hold the unit's own counts)."""
+    started = time.perf_counter()
+    row = _row("PPU", name, "1 lane", 0, 1, 1, synthesize(ppu_verilog(name), name), 1, started)
+    return {**row, "m": "", "segments": "", "pattern": "", "ff_vs_dense_pe": "", "yosys": version.split(" (")[0]}
+
+
+def _calibrate_ppu(rows: list[dict]) -> None:
+    """Replace the table's ``ppu`` entries (the rest of the file stays as it is)."""
+    kept, skipping = [], False
+    for line in RESOURCES.read_text().splitlines():
+        if line.startswith("[ppu.") or line.startswith("# ppu."):
+            skipping = True
+        elif skipping and not line.strip():
+            skipping = False
+            continue
+        if not skipping:
+            kept.append(line)
+    while kept and not kept[-1].strip():
+        kept.pop()
+    lines = kept + ["", "# ppu.<unit>: one lane of a post-processing unit (src/edgesparse/rtl/ppu.py), synthesized as",
+                    "# above; the resource model counts C x P lanes of requantizer, max_pool and residual_add, and one",
+                    "# avgpool.", ""]
+    for row in rows:
+        lines += [f"[ppu.{row['design']}]", f"dsp = {row['dsp']}", f"lut = {row['lut']}", f"ff = {row['ff']}",
+                  f"carry4 = {row['carry4']}", f"muxf = {row['muxf']}", f"lutram = {row['lutram']}", ""]
+    atomic_write_bytes(RESOURCES, "\n".join(lines).encode())
+    print(f"calibrated the post-processing entries of {RESOURCES}")
 
 
 def _row(unit: str, design: str, size: str, m: int, lanes: int, segments: int, counts: dict[str, int], pes: int,

@@ -107,18 +107,28 @@ def test_static_and_clock_energy_come_from_each_design_s_own_resources():
     dense_result = simulate(graph, sparse_config.dense_twin(), "analytic")
     sparse, dense = (frame_energy(r, table) for r in (sparse_result, dense_result))
     res = estimate_resources(sparse_config)
-    assert (res.luts, res.ffs, res.dsps, res.bram36) == (34_910, 79_694, 256, 208)
+    ppu = res.post_processing  # 32 output lanes of requantizer, max pool and residual add, one average pool
+    assert ppu["dsp"] == 32 * (4 + 0 + 4) + 4 and ppu["lut"] > 0 and ppu["ff"] > 0
+    assert (res.luts - ppu["lut"], res.ffs - ppu["ff"], res.dsps - ppu["dsp"], res.bram36) == (34_910, 79_694, 256,
+                                                                                                208)
     pipelined = estimate_resources(replace(sparse_config, classic=False, segments=4))
-    assert (pipelined.luts, pipelined.ffs, pipelined.dsps) == (38_096, 87_851, 256)  # its own synthesis, S = 4  # synthesized; 16+128+64 RAMB36
-    static_w = 34_910 * 2e-8 + 79_694 * 5e-8 + 256 * 2e-6 + 208 * 2e-5  # the table's per-resource figures
-    clock_pj = 79_694 * 0.002 + 256 * 0.2
+    assert pipelined.post_processing == ppu  # the same output lanes
+    assert (pipelined.luts - ppu["lut"], pipelined.ffs - ppu["ff"], pipelined.dsps - ppu["dsp"]) == (
+        38_096, 87_851, 256)  # its own synthesis, S = 4; 16+128+64 RAMB36
+    static_w = res.luts * 2e-8 + res.ffs * 5e-8 + res.dsps * 2e-6 + 208 * 2e-5  # the table's per-resource figures
+    clock_pj = res.ffs * 0.002 + res.dsps * 0.2
     assert sparse.by_action["static"] * sparse_result.fps == pytest.approx(static_w)
     assert sparse.by_action["clock"] == pytest.approx(sparse_result.total_cycles * clock_pj * 1e-12)
     dense_res = estimate_resources(sparse_config.dense_twin())
-    assert dense_res.ffs * 3 < res.ffs and dense_res.luts * 2 < res.luts  # the sparse array's select and pass-through
+    assert dense_res.post_processing == ppu  # the same post-processing unit; the arrays differ:
+    assert (dense_res.ffs - ppu["ff"]) * 3 < res.ffs - ppu["ff"] and (dense_res.luts - ppu["lut"]) * 2 < res.luts - ppu[
+        "lut"]  # the sparse array's select and pass-through
     sparse_static_w, dense_static_w = (e.by_action["static"] * r.fps for e, r in
                                        ((sparse, sparse_result), (dense, dense_result)))
-    assert sparse_static_w > 1.5 * dense_static_w  # it pays for them: not one constant for both designs
+    # It pays for them, not one constant for both designs: the difference is exactly the arrays' LUTs and FFs.
+    assert sparse_static_w - dense_static_w == pytest.approx((res.luts - dense_res.luts) * 2e-8
+                                                             + (res.ffs - dense_res.ffs) * 5e-8)
+    assert sparse_static_w > 1.3 * dense_static_w
     doubled = frame_energy(sparse_result, table.scaled_resources(2.0))
     for action in ("static", "clock"):
         assert doubled.by_action[action] == pytest.approx(2 * sparse.by_action[action])
@@ -127,7 +137,9 @@ def test_static_and_clock_energy_come_from_each_design_s_own_resources():
 
 def test_resources_scale_with_the_array_and_name_their_source():
     small, large = (estimate_resources(AcceleratorConfig(r, r)) for r in (8, 16))
-    assert large.dsps == 4 * small.dsps and large.dsps >= 256
+    array_dsps = [r.dsps - r.post_processing["dsp"] for r in (small, large)]
+    assert array_dsps[1] == 4 * array_dsps[0] and array_dsps[1] >= 256
+    assert large.post_processing["dsp"] > small.post_processing["dsp"] > 0  # twice the output lanes
     assert large.luts > small.luts and large.ffs > small.ffs
     assert ("synthesized" in large.source) == large.synthesized
     assert "estimate" in large.source or "yosys" in large.source

@@ -6,6 +6,12 @@ with yosys and rewrites that file with the measured counts (``status = "synthesi
 whole arrays for the sizes it synthesized. A configuration falls back from its synthesized array to R x C
 synthesized PEs (an upper bound: synthesis prunes the last column's unused pass-through registers) to the estimate
 formula, and the result says which.
+
+The post-processing unit is counted from its own synthesis (``ppu.<unit>`` entries, one lane each): every output
+lane of the array (C columns x P pixels a cycle, the rate of an unsegmented fold's final sums) has a requantizer,
+a max pool and a residual add, so the stream is never held up; the global average pool runs once a frame on the
+last map and is counted once. A table without those entries leaves the post-processing unit out, and the source
+says so.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ class Resources:
     bram36: int
     source: str
     synthesized: bool
+    post_processing: dict[str, int] | None = None  # its share of dsps, luts and ffs; None: not counted
 
     def as_row(self) -> dict[str, Any]:
         return {"dsps": self.dsps, "luts": self.luts, "ffs": self.ffs, "bram36": self.bram36,
@@ -43,6 +50,26 @@ def estimated_pe(m: int, lanes: int = 1) -> dict[str, int]:
     the pass-through, weight, index and partial sums, LUTs of the M:1 selects (about M/4 LUT6 per bit)."""
     index_bits = BlockPattern(1, m).index_width
     return {"dsp": 1, "ff": lanes * (8 * m + 32) + 8 + index_bits, "lut": lanes * 8 * math.ceil(m / 4) if m > 1 else 0}
+
+
+PPU_STREAM_UNITS = ("requantizer", "max_pool", "residual_add")  # one of each per output lane
+PPU_FRAME_UNITS = ("avgpool",)  # one for the whole array
+
+
+def post_processing_lanes(config: AcceleratorConfig) -> int:
+    """Output lanes the post-processing unit serves: C columns x P pixels a cycle."""
+    return config.cols * config.pixels_per_cycle
+
+
+def post_processing(config: AcceleratorConfig, calibration: dict[str, Any]) -> dict[str, int] | None:
+    """DSP, LUT and FF counts of ``config``'s post-processing unit from the synthesized units, or None when the
+    table has none of them."""
+    table = calibration.get("ppu", {}) if calibration.get("status") == "synthesized" else {}
+    if not all(unit in table for unit in PPU_STREAM_UNITS + PPU_FRAME_UNITS):
+        return None
+    lanes = post_processing_lanes(config)
+    return {key: lanes * sum(int(table[unit][key]) for unit in PPU_STREAM_UNITS)
+            + sum(int(table[unit][key]) for unit in PPU_FRAME_UNITS) for key in ("dsp", "lut", "ff")}
 
 
 def load_calibration() -> dict[str, Any]:
@@ -62,7 +89,8 @@ def _pipelined_pe(table: dict[str, Any], unit: str, config: AcceleratorConfig) -
 
 def estimate_resources(config: AcceleratorConfig, calibration: dict[str, Any] | None = None) -> Resources:
     """DSP, LUT, FF and RAMB36 counts of ``config``: the synthesized array when this size and M was synthesized,
-    else R x C synthesized PEs of this M, else the estimate formula; block RAM from the buffer sizes."""
+    else R x C synthesized PEs of this M, else the estimate formula; plus the post-processing unit
+    (:func:`post_processing`); block RAM from the buffer sizes."""
     calibration = load_calibration() if calibration is None else calibration
     synthesized = calibration.get("status") == "synthesized"
     unit = f"M{config.m} L{config.pixels_per_cycle}"
@@ -85,7 +113,14 @@ def estimate_resources(config: AcceleratorConfig, calibration: dict[str, Any] | 
         counts = {key: config.pes * value for key, value in estimated_pe(config.m, config.pixels_per_cycle).items()}
         source = f"estimate ({calibration.get('source', 'formula')})"
         synthesized = False
+    ppu = post_processing(config, calibration)
+    if ppu is None:
+        source += "; post-processing unit not counted (not synthesized)"
+    else:
+        counts = {key: counts[key] + ppu[key] for key in ("dsp", "lut", "ff")}
+        source += f"; post-processing: {post_processing_lanes(config)} synthesized lanes"
     bram = sum(math.ceil(kib / BRAM36_KIB) for kib in
                (config.weight_buffer_kib, config.input_buffer_kib, config.output_buffer_kib))
     return Resources(dsps=counts["dsp"], luts=counts["lut"], ffs=counts["ff"], bram36=bram,
-                     source=source + f"; block RAM estimated at {BRAM36_KIB:g} KiB per RAMB36", synthesized=synthesized)
+                     source=source + f"; block RAM estimated at {BRAM36_KIB:g} KiB per RAMB36", synthesized=synthesized,
+                     post_processing=ppu)
