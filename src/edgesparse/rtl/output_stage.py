@@ -1,0 +1,252 @@
+"""The output stage: what sits between the pipelined array's output port and the output buffer.
+
+A layer's sums leave the array fold by fold (:class:`~edgesparse.rtl.layer_unit.LayerUnit`): per unit (tile, column
+fold) every row fold streams the tile's pixels through the C columns, column j one cycle behind column j - 1, and each
+sum is only that row fold's share of the dot product. This stage
+
+1. **accumulates over row folds** in one inferred memory per column (int32 per pixel, one tile deep: a block RAM
+   with one read and one write port, the read transparent for the write): the first row fold writes its sums, the
+   middle ones add theirs, and on the last row fold the final sum (the running total plus the last share, never
+   written back) goes on;
+2. **requantizes** it in a :class:`~edgesparse.rtl.ppu.Requantizer` lane per column, with the output channel's bias,
+   mantissa and shift read from a small parameter memory per column (channel ``c`` at word ``c // C`` of column
+   ``c % C``'s memory, written by the host) and the layer's ReLU;
+3. **deskews** the columns (column j's int8 results wait ``C - 1 - j`` cycles) so that a pixel's C channels travel
+   together, then, when the layer has one, runs the :class:`~edgesparse.rtl.ppu.MaxPool` on them in raster order;
+4. **writes** each pixel's C bytes into the output buffer laid out as the next layer's tile buffer
+   (:mod:`edgesparse.rtl.feeder`: M-byte words, channel-last, word ``pixel B + c // M``, byte ``c % M``, B words per
+   pixel): one word write a cycle with byte enables, column fold ``f`` at word ``f C // M``, bytes
+   ``[f C % M, f C % M + C)`` (hence C divides M).
+
+Throughput: C sums a cycle (one accumulator lane per column), exactly the rate of an array with one pixel lane and
+one partial-sum segment (``pixels_per_cycle = 1``, ``segments = 1``), which is all this stage is built for. An array
+with two pixel lanes delivers 2C sums a cycle and a fold running s segments s C (and the max pool and the single
+write port take one pixel a cycle): this stage refuses both configurations, and an engine built around it would
+have to stream such folds at 1 / (L s) the rate, which the Python cycle model (:mod:`edgesparse.accel.schedule`)
+does not model. Latency: :data:`OUTPUT_LATENCY`, :data:`POOLED_LATENCY` (the single home of those constants).
+
+Tiles and the pool: the stage restarts the max pool at each unit's first pixel with the layer's map size, so a
+pooled layer's tiles must hold whole pooling windows: a 2x2 pool needs tiles of an even number of whole output rows,
+a 3x3 stride-2 pool (whose windows overlap rows) one tile per map.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from edgesparse.errors import ConfigError
+from edgesparse.rtl.ppu import ACC_BITS, MAXPOOL_LATENCY, MULT_BITS, REQUANT_LATENCY, SHIFT_BITS, MaxPool, Requantizer
+
+ACCUMULATE_LATENCY = 2
+"""Cycles from a sum at ``psum_in`` to its final total at a requantizer's input: the accumulation memory's read
+(and the parameters' read) beside the sum's register, then the adder's register."""
+
+OUTPUT_LATENCY = ACCUMULATE_LATENCY + REQUANT_LATENCY + 1
+"""Cycles from the last column's (C - 1) final sum of a pixel at ``psum_in`` (cycle t) to the cycle its C bytes are
+written (``out_we`` in cycle t + 10; the buffer holds them from t + 11): accumulation (2), requantization (7), the
+write's address register (1). Column j's sum of the same pixel arrives C - 1 - j cycles earlier."""
+
+POOLED_LATENCY = OUTPUT_LATENCY + MAXPOOL_LATENCY
+"""The same for a pooled layer: from the last column's final sum of the pixel that completes a pooling window to
+the cycle its pooled value is written."""
+
+PARAM_BITS = ACC_BITS + MULT_BITS + SHIFT_BITS  # a channel's bias, mantissa and shift, bias low
+
+
+def _check_positive(name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"the output stage's {name} must be a positive integer, got {value!r}")
+
+
+def _power_of_two(value: int) -> bool:
+    return value & (value - 1) == 0
+
+
+def pack_params(bias: int, mult: int, shift: int) -> int:
+    """A channel's word in the parameter memory (``p_data``): bias (int32) low, then the mantissa, then the shift."""
+    return (int(bias) & 0xFFFFFFFF) | (int(mult) << ACC_BITS) | (int(shift) << (ACC_BITS + MULT_BITS))
+
+
+class OutputStage(wiring.Component):
+    """Accumulation over row folds, requantization, the optional max pool and the output buffer of an R x C array
+    (one pixel lane, one segment), for tiles up to ``max_groups`` pixels, ``max_col_folds`` column folds and an
+    output buffer of ``out_depth`` words of ``m_out`` bytes.
+
+    Ports (C = ``cols``; A = the output buffer's address width; G, F: widths of ``range(max_groups)``,
+    ``range(max_col_folds)``):
+
+    - ``p_we : Signal(1), in`` / ``p_channel : Signal(range(C max_col_folds)), in`` / ``p_data : Signal(69), in``:
+      the host writes output channel ``p_channel``'s parameters (:func:`pack_params`: int32 bias, 31-bit mantissa,
+      6-bit shift);
+    - ``start : Signal(1), in``: a pulse before a layer's first sum: its writes begin at word ``out_base``;
+    - ``relu : Signal(1), in`` / ``pool : Signal(1), in`` (a stage built with a ``pool_kernel``) / ``height``,
+      ``width : Signal(range(max_width + 1)), in`` / ``out_base : Signal(A), in`` / ``out_blocks : Signal(A), in``:
+      the layer's settings, held through the layer: ReLU after requantization, max pool the map of ``height`` x
+      ``width`` output pixels, the first output word and the words per pixel B (``ceil(Cout / m_out)``);
+    - ``entry_live : Signal(1), in`` / ``entry_group : Signal(G), in`` / ``entry_col_fold : Signal(F), in`` /
+      ``entry_first : Signal(1), in`` / ``entry_last : Signal(1), in``: what enters the array's row 0 this cycle
+      (the layer unit's monitor, :class:`~edgesparse.rtl.layer_unit.LayerUnit`): a pixel of the tile (its index in
+      the tile), its fold's column fold, and whether the fold is its unit's first and last row fold; column j's sum
+      of that pixel reaches ``psum_in`` R - 1 + j cycles later, and the stage delays the tag to meet it;
+    - ``psum_in : Signal(32 C), in`` / ``valid_in : Signal(C), in``: the array's output port (the layer unit's
+      ``psum_out`` and ``valid_out``): column j's int32 sum at bits ``[32 j, 32 j + 32)``, bit j set for a real
+      pixel's sum;
+    - ``r_addr : Signal(A), in`` / ``r_data : Signal(8 m_out), out``: a read port on the output buffer (the next
+      layer's feeder or the DMA's write-back; the data one cycle after the address);
+    - ``out_we : Signal(1), out`` / ``out_addr : Signal(A), out`` / ``out_data : Signal(8 m_out), out`` /
+      ``out_mask : Signal(m_out), out``: the write the output buffer takes this cycle (byte k when mask bit k;
+      the data holds the pixel's C bytes at every C-byte offset), a monitor for the cycle model.
+    """
+
+    def __init__(self, rows: int, cols: int, m_out: int, max_groups: int, max_col_folds: int, out_depth: int,
+                 pool_kernel: int | None = None, max_width: int = 64, lanes: int = 1, segments: int = 1):
+        for name, value in (("row count", rows), ("column count", cols), ("block size M", m_out),
+                            ("tile depth", max_groups), ("column fold count", max_col_folds),
+                            ("output buffer depth", out_depth), ("maximum width", max_width)):
+            _check_positive(name, value)
+        if not _power_of_two(cols) or not _power_of_two(m_out) or m_out % cols:
+            raise ConfigError(f"the output stage writes a column fold's {cols} channels into one {m_out}-byte word: "
+                              f"both must be powers of two with C <= M; got C = {cols}, M = {m_out}")
+        if lanes != 1:
+            raise ConfigError(f"the output stage takes one pixel lane (C sums a cycle); got {lanes!r} lanes")
+        if segments != 1:
+            raise ConfigError(f"the output stage takes one partial-sum segment per column; got {segments!r}")
+        if pool_kernel not in (None, 2, 3):
+            raise ConfigError(f"the output stage pools 2x2 stride 2 or 3x3 stride 2 padding 1 windows, got kernel "
+                              f"{pool_kernel!r}")
+        self.rows, self.cols, self.m_out = rows, cols, m_out
+        self.max_groups, self.max_col_folds, self.out_depth = max_groups, max_col_folds, out_depth
+        self.pool_kernel, self.max_width = pool_kernel, max_width
+        self.addr_bits = max(1, (out_depth - 1).bit_length())
+        ports = {
+            "p_we": In(1), "p_channel": In(range(cols * max_col_folds)), "p_data": In(unsigned(PARAM_BITS)),
+            "start": In(1), "relu": In(1),
+            "height": In(range(max_width + 1)), "width": In(range(max_width + 1)),
+            "out_base": In(unsigned(self.addr_bits)), "out_blocks": In(unsigned(self.addr_bits)),
+            "entry_live": In(1), "entry_group": In(range(max_groups)), "entry_col_fold": In(range(max_col_folds)),
+            "entry_first": In(1), "entry_last": In(1),
+            "psum_in": In(unsigned(ACC_BITS * cols)), "valid_in": In(unsigned(cols)),
+            "r_addr": In(unsigned(self.addr_bits)), "r_data": Out(unsigned(8 * m_out)),
+            "out_we": Out(1), "out_addr": Out(unsigned(self.addr_bits)), "out_data": Out(unsigned(8 * m_out)),
+            "out_mask": Out(unsigned(m_out)),
+        }
+        if pool_kernel is not None:
+            ports["pool"] = In(1)
+        super().__init__(ports)
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        R, C, M = self.rows, self.cols, self.m_out
+        col_bits = (C - 1).bit_length()
+        m.submodules.requant = requant = Requantizer(C)
+        m.d.comb += requant.relu.eq(self.relu)
+
+        # The entry tags, delayed: tag[d] is what entered row 0 d cycles ago (tag[0] this cycle).
+        def tag_now():
+            return (self.entry_live, self.entry_group, self.entry_col_fold, self.entry_first, self.entry_last)
+
+        tags = [tag_now()]
+        for d in range(1, R + C - 1):
+            delayed = tuple(Signal.like(s, name=f"tag{d}_{n}") for s, n in zip(
+                tags[-1], ("live", "group", "col_fold", "first", "last")))
+            m.d.sync += [a.eq(b) for a, b in zip(delayed, tags[-1])]
+            tags.append(delayed)
+
+        unit_first = None  # column C - 1's "first pixel of a unit's final stream", and its column fold
+        for j in range(C):
+            live, group, col_fold, first, last = tags[R - 1 + j]
+            psum, valid = self.psum_in.word_select(j, ACC_BITS), self.valid_in[j] & live
+            # Memories: the running totals (one tile) and the channels' parameters (one word per column fold).
+            acc_mem = Memory(shape=unsigned(ACC_BITS), depth=self.max_groups, init=[])
+            par_mem = Memory(shape=unsigned(PARAM_BITS), depth=self.max_col_folds, init=[])
+            m.submodules[f"acc{j}"], m.submodules[f"par{j}"] = acc_mem, par_mem
+            acc_w = acc_mem.write_port()
+            acc_r = acc_mem.read_port(transparent_for=(acc_w,))
+            par_w, par_r = par_mem.write_port(), par_mem.read_port(transparent_for=())
+            m.d.comb += [par_w.en.eq(self.p_we & (self.p_channel[:col_bits] == j) if C > 1 else self.p_we),
+                         par_w.addr.eq(self.p_channel >> col_bits), par_w.data.eq(self.p_data),
+                         acc_r.addr.eq(group), acc_r.en.eq(1), par_r.addr.eq(col_fold), par_r.en.eq(1)]
+            # 1: the sum and its flags beside the memories' reads; the running total, written back unless final.
+            psum1, valid1 = Signal(ACC_BITS, name=f"c{j}_psum1"), Signal(name=f"c{j}_valid1")
+            first1, last1, group1 = Signal(name=f"c{j}_first1"), Signal(name=f"c{j}_last1"), Signal.like(group)
+            m.d.sync += [psum1.eq(psum), valid1.eq(valid), first1.eq(first), last1.eq(last), group1.eq(group)]
+            running = Signal(ACC_BITS, name=f"c{j}_running")
+            m.d.comb += [running.eq(Mux(first1, 0, acc_r.data) + psum1),
+                         acc_w.addr.eq(group1), acc_w.data.eq(running), acc_w.en.eq(valid1 & ~last1)]
+            # 2: the final total and the channel's parameters, into the requantizer lane.
+            final, fvalid = Signal(ACC_BITS, name=f"c{j}_final"), Signal(name=f"c{j}_fvalid")
+            params = Signal(PARAM_BITS, name=f"c{j}_params")
+            m.d.sync += [final.eq(running), fvalid.eq(valid1 & last1), params.eq(par_r.data)]
+            m.d.comb += [requant.acc.word_select(j, ACC_BITS).eq(final),
+                         requant.bias.word_select(j, ACC_BITS).eq(params[:ACC_BITS]),
+                         requant.mult.word_select(j, MULT_BITS).eq(params[ACC_BITS:ACC_BITS + MULT_BITS]),
+                         requant.shift.word_select(j, SHIFT_BITS).eq(params[ACC_BITS + MULT_BITS:]),
+                         requant.valid[j].eq(fvalid)]
+            if j == C - 1:
+                flag1, cf1 = Signal(name="unit_first1"), Signal.like(col_fold, name="unit_cf1")
+                m.d.sync += [flag1.eq(valid & last & (group == 0)), cf1.eq(col_fold)]
+                unit_first = (flag1, cf1)
+
+        # The unit-start flag and column fold travel beside column C - 1's sum through stage 2 and the requantizer.
+        flag, cf = unit_first
+        for d in range(1, ACCUMULATE_LATENCY + REQUANT_LATENCY):
+            later = Signal(name=f"unit_first{d + 1}"), Signal.like(cf, name=f"unit_cf{d + 1}")
+            m.d.sync += [later[0].eq(flag), later[1].eq(cf)]
+            flag, cf = later
+        # Deskew: column j's result waits C - 1 - j cycles.
+        pixel = []
+        for j in range(C):
+            value = requant.out.word_select(j, 8)
+            for d in range(C - 1 - j):
+                later = Signal(8, name=f"c{j}_deskew{d}")
+                m.d.sync += later.eq(value)
+                value = later
+            pixel.append(value)
+        data, valid = Cat(*pixel), requant.out_valid[C - 1]
+        event, event_cf = valid & flag, cf
+
+        if self.pool_kernel is not None:
+            m.submodules.max_pool = pool = MaxPool(C, self.max_width, self.pool_kernel)
+            m.d.comb += [pool.start.eq(self.pool & event), pool.height.eq(self.height), pool.width.eq(self.width),
+                         pool.data.eq(data), pool.valid.eq(self.pool & valid)]
+            # The unit's start meets the pool's output MAXPOOL_LATENCY cycles later: after the previous map's last
+            # maximum, no later than this map's first.
+            p_event, p_cf = event, event_cf
+            for d in range(MAXPOOL_LATENCY):
+                later = Signal(name=f"pool_event{d}"), Signal.like(event_cf, name=f"pool_cf{d}")
+                m.d.sync += [later[0].eq(p_event), later[1].eq(p_cf)]
+                p_event, p_cf = later
+            data = Mux(self.pool, pool.out, data)
+            valid = Mux(self.pool, pool.out_valid, valid)
+            event, event_cf = Mux(self.pool, p_event, event), Mux(self.pool, p_cf, event_cf)
+
+        # The write address: a tile's column folds write the same pixels (column fold 0 starts where the previous
+        # tile ended), B words a pixel.
+        next_addr, tile_base = Signal(self.addr_bits), Signal(self.addr_bits)
+        unit_cf = Signal.like(event_cf)
+        base = Mux(event_cf == 0, next_addr, tile_base)
+        here = Mux(event, base, next_addr)
+        fold = Mux(event, event_cf, unit_cf)
+        per_word = M // C  # column folds per word
+        offset = fold[:(per_word - 1).bit_length()] if per_word > 1 else Const(0, 1)
+        with m.If(self.start):
+            m.d.sync += [next_addr.eq(self.out_base), tile_base.eq(self.out_base), unit_cf.eq(0)]
+        with m.Else():
+            m.d.sync += next_addr.eq(Mux(valid, here + self.out_blocks, here))
+            with m.If(event):
+                m.d.sync += unit_cf.eq(event_cf)
+                with m.If(event_cf == 0):
+                    m.d.sync += tile_base.eq(base)
+        m.d.sync += [self.out_we.eq(valid & ~self.start), self.out_addr.eq(here + (fold >> (per_word - 1).bit_length())),
+                     self.out_data.eq(Cat(*([data] * per_word))),
+                     self.out_mask.eq(Const((1 << C) - 1, M) << (offset * C))]
+        m.submodules.out_buffer = out_mem = Memory(shape=unsigned(8 * M), depth=self.out_depth, init=[])
+        out_w = out_mem.write_port(granularity=8)
+        out_r = out_mem.read_port(transparent_for=())
+        m.d.comb += [out_w.addr.eq(self.out_addr), out_w.data.eq(self.out_data),
+                     out_w.en.eq(Mux(self.out_we, self.out_mask, 0)),
+                     out_r.addr.eq(self.r_addr), out_r.en.eq(1), self.r_data.eq(out_r.data)]
+        return m
