@@ -227,16 +227,41 @@ def test_padded_conv_then_max_pool(pool, size):
 
 
 def test_single_pixel_map_and_one_row_fold():
-    """A 1x1 map (one-pixel tiles: the same accumulator re-read every fold) and a layer of one row fold (first
-    and last together: nothing written to the accumulation memory)."""
+    """A 1x1 map (a 1x1 conv over 128 channels: one-pixel tiles, the same accumulator re-read every fold) and a
+    layer of one row fold (first and last together: nothing written to the accumulation memory)."""
     config = AcceleratorConfig(rows=4, cols=4, m=16, n=1)
-    op, layer, x, shape = _conv(config, 1, 16, cin=32, cout=4, size=1, seed=5, shift=(28, 32))
-    geometry, _ = _check_layer(config, op, layer, x, shape)
-    assert geometry.row_folds >= 2 and shape.pixels == 1
+    op, layer, x, shape = _conv(config, 1, 16, cin=128, cout=4, size=1, kernel=1, padding=0, seed=5,
+                                shift=(36, 40))
+    geometry, reference = _check_layer(config, op, layer, x, shape)
+    assert geometry.row_folds >= 2 and shape.pixels == 1 and np.abs(reference).max() < 127
+    assert _row_fold_sums(layer, x, geometry)[:-1].any()  # the earlier row folds' shares count
     config = AcceleratorConfig(rows=16, cols=4, m=16, n=1)
     op, layer, x, shape = _conv(config, 1, 16, cin=16, cout=4, size=3, seed=6)
     assert fold_geometry(shape, config).row_folds == 1
     _check_layer(config, op, layer, x, shape)
+
+
+def test_one_row_array_rereads_the_total_it_is_writing():
+    """On a 1-row array a 1x1 map's folds come every cycle: each reads the accumulator the previous one writes in
+    the same cycle (the read port's transparency)."""
+    config = AcceleratorConfig(rows=1, cols=4, m=16, n=1)
+    op, layer, x, shape = _conv(config, 1, 16, cin=64, cout=4, size=1, kernel=1, padding=0, seed=7,
+                                shift=(40, 43))
+    geometry, reference = _check_layer(config, op, layer, x, shape)
+    assert geometry.row_folds >= 4 and np.abs(reference).max() < 127
+    assert _row_fold_sums(layer, x, geometry)[:-1].any()
+
+
+@pytest.mark.parametrize("pool", [2, 3])
+def test_pooled_units_back_to_back(pool):
+    """One row fold, two column folds streaming back to back (no idle cycle): a unit's first pixel enters the pool
+    right after the previous unit's window-completing last pixel."""
+    config = AcceleratorConfig(rows=16, cols=4, m=16, n=1)
+    op, layer, x, shape = _conv(config, 1, 16, cin=16, cout=8, size=5 if pool == 3 else 4, seed=8 + pool,
+                                relu=pool == 3)
+    geometry, _ = _check_layer(config, op, layer, x, shape, pool=pool)
+    assert geometry.row_folds == 1 and geometry.col_folds == 2
+    assert geometry.stream_lengths()[0] >= config.rows  # s_1 = s_0 + L_0: back to back
 
 
 def test_accumulators_at_the_int32_extremes():
