@@ -80,9 +80,10 @@ def _words(out: np.ndarray, m: int) -> np.ndarray:
     return padded.T.reshape(height * width * blocks, m)
 
 
-def _run_stage(config, geometry, partial, op, *, pool=None, gap=0, mutate=None):
+def _run_stage(config, geometry, partial, op, *, pool=None, gap=0, built=None):
     """Drive an output stage with the row folds' partial sums ``[row_folds, pixels, Cout]``; return the output
-    buffer's bytes [words, M] and the writes {cycle: (address, mask)}."""
+    buffer's bytes [words, M], the writes {cycle: (address, mask)} and the folds' starts. ``built``: the pool
+    the stage has when the layer has none."""
     R, C, M = config.rows, config.cols, config.m
     shape = geometry.shape
     out_h, out_w = shape.out_hw
@@ -90,9 +91,7 @@ def _run_stage(config, geometry, partial, op, *, pool=None, gap=0, mutate=None):
     pooled_pixels = shape.pixels if pool is None else len(_pool_completions(shape.out_hw, pool)[0])
     depth = pooled_pixels * blocks
     stage = OutputStage(R, C, M, max_groups=geometry.tile_pixels, max_col_folds=geometry.col_folds,
-                        out_depth=depth, pool_kernel=pool, max_width=max(out_w, 2))
-    if mutate:
-        mutate(stage)
+                        out_depth=depth, pool_kernel=pool or built, max_width=max(out_w, 2))
     starts = _timeline(geometry, R, gap)
     tile_of, col_fold_of, row_fold_of = geometry.positions()
     tags, arrivals = {}, {}
@@ -119,8 +118,8 @@ def _run_stage(config, geometry, partial, op, *, pool=None, gap=0, mutate=None):
         for name, value in (("relu", int(op.relu)), ("height", out_h), ("width", out_w), ("out_base", 0),
                             ("out_blocks", blocks)):
             ctx.set(getattr(stage, name), value)
-        if pool is not None:
-            ctx.set(stage.pool, 1)
+        if stage.pool_kernel is not None:
+            ctx.set(stage.pool, int(pool is not None))
         ctx.set(stage.start, 1)
         await ctx.tick()
         ctx.set(stage.start, 0)
@@ -185,12 +184,12 @@ def _expected_writes(config, geometry, starts, pool=None) -> dict[int, tuple[int
     return expected
 
 
-def _check_layer(config, op, layer, x, shape, pool=None, gap=0, mutate=None):
+def _check_layer(config, op, layer, x, shape, pool=None, gap=0, built=None):
     geometry = fold_geometry(shape, config)
     partial = _row_fold_sums(layer, x, geometry)
     acc, _ = run_fast(layer, x[0], schedule_layer(shape, config), config)
     assert np.array_equal(partial.sum(axis=0), acc)  # the row folds' shares add up to the fast model's sums
-    buffer, writes, starts = _run_stage(config, geometry, partial, op, pool=pool, gap=gap, mutate=mutate)
+    buffer, writes, starts = _run_stage(config, geometry, partial, op, pool=pool, gap=gap, built=built)
     reference = run_op(op, [x])
     if pool is not None:
         stride, padding = [2, 2], [pool - 2] * 2
@@ -204,12 +203,13 @@ def _check_layer(config, op, layer, x, shape, pool=None, gap=0, mutate=None):
     return geometry, reference
 
 
-def test_random_layer_with_row_and_column_folds_and_tiles():
+@pytest.mark.parametrize("built", [None, 3])
+def test_random_layer_with_row_and_column_folds_and_tiles(built):
     """A 1:16 3x3 padded conv on a 4x4 array: 5 row folds, 2 column folds (two per 16-byte output word), 3 tiles
-    (the last one short), folds back to back; saturation at both ends."""
+    (the last one short), folds back to back; saturation at both ends. Also on a stage with a max pool, off."""
     config = AcceleratorConfig(rows=4, cols=4, m=16, n=1, output_buffer_kib=0.25)
     op, layer, x, shape = _conv(config, 1, 16, cin=32, cout=8, size=6, seed=3)
-    geometry, reference = _check_layer(config, op, layer, x, shape)
+    geometry, reference = _check_layer(config, op, layer, x, shape, built=built)
     assert geometry.row_folds >= 2 and geometry.col_folds >= 2 and geometry.tiles >= 2
     assert {-128, 127} <= set(reference.ravel().tolist())
 
