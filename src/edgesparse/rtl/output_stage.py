@@ -7,7 +7,8 @@ sum is only that row fold's share of the dot product. This stage
 1. **accumulates over row folds** in one inferred memory per column (int32 per pixel, one tile deep: a block RAM
    with one read and one write port, the read transparent for the write): the first row fold writes its sums, the
    middle ones add theirs, and on the last row fold the final sum (the running total plus the last share, never
-   written back) goes on;
+   written back) goes on. One tile deep is enough, with no second buffer: folds stream in order, so the next
+   unit's first row fold overwrites a pixel's total only after the current unit's last row fold has read it;
 2. **requantizes** it in a :class:`~edgesparse.rtl.ppu.Requantizer` lane per column, with the output channel's bias,
    mantissa and shift read from a small parameter memory per column (channel ``c`` at word ``c // C`` of column
    ``c % C``'s memory, written by the host) and the layer's ReLU;
