@@ -24,7 +24,9 @@ one partial-sum segment (``pixels_per_cycle = 1``, ``segments = 1``), which is a
 with two pixel lanes delivers 2C sums a cycle and a fold running s segments s C (and the max pool and the single
 write port take one pixel a cycle): this stage refuses both configurations, and an engine built around it would
 have to stream such folds at 1 / (L s) the rate, which the Python cycle model (:mod:`edgesparse.accel.schedule`)
-does not model. Latency: :data:`OUTPUT_LATENCY`, :data:`POOLED_LATENCY` (the single home of those constants).
+does not model. Latency: :data:`OUTPUT_LATENCY`, :data:`POOLED_LATENCY` (the single home of those constants):
+the cycle model times a final sum when it leaves the array, and a unit's bytes are in the output buffer (for the
+write-back DMA or the next layer) that many cycles plus one after its last one, which it does not count yet.
 
 Tiles and the pool: the stage restarts the max pool at each unit's first pixel with the layer's map size, so a
 pooled layer's tiles must hold whole pooling windows: a 2x2 pool needs tiles of an even number of whole output rows,
