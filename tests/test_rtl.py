@@ -92,6 +92,23 @@ def test_a_pipelined_mismatch_names_the_pixel_and_channel():
         compare_layer(program, layer_outputs(wrong, program, config, int(clock.load_starts[0])), (acc, cycles))
 
 
+def test_the_rtl_and_the_model_agree_on_the_product_stages():
+    """The model's product stages are the PE's: a unit built one stage short puts every sum out a cycle early."""
+    from edgesparse.rtl.layer_unit import LayerUnit
+    from edgesparse.rtl.cosim import _run_amaranth, drive_layer
+
+    config = AcceleratorConfig(4, 4, 4, 1, dram_bytes_per_cycle=FAST_DRAM)
+    assert config.product_stages == 2 and dataclasses.replace(config, classic=True).product_stages == 0
+    layer, x, plan = random_layer(config, 1, 4, cin=8, cout=4, size=3, seed=3)
+    acc, cycles, clock = clock_layer(layer, x, plan.shape, config)
+    program = layer_program(layer, x, plan.shape, config)
+    short = LayerUnit(4, 4, 4, max_folds=program.folds, max_words=len(program.stream_words),
+                      stages=config.product_stages - 1)
+    record = _run_amaranth(short, lambda bus: drive_layer(bus, program, config))
+    with pytest.raises(AssertionError, match=r"entered row 0|unit 0: (value|cycle)"):
+        compare_layer(program, layer_outputs(record, program, config, int(clock.load_starts[0])), (acc, cycles))
+
+
 def test_a_mismatch_names_the_fold_pixel_and_column():
     config = AcceleratorConfig(4, 4, 4, 1, classic=True)
     layer, x, plan = random_layer(config, 1, 4, cin=8, cout=4, size=4, seed=3)
