@@ -259,8 +259,10 @@ def test_the_resource_model_quotes_the_synthesized_counts():
 
 def test_synthesis_counts_the_shadow_registers_and_the_segment_cut():
     """The pipelined PE adds exactly its shadow and active weight and index, the first bit and the lanes' valid
-    bits to the classic PE's flip-flops (the staging register is the classic weight register); the segment-top PE
-    adds the partial-sum cut's LUTs and one FF (the top bit), and still one DSP."""
+    bits to the classic PE's flip-flops (the staging register is the classic weight register; its product stages
+    are the DSP48E1's own A/B and M registers); the segment-top PE adds the partial-sum cut's LUTs and the top bit
+    with its product stages' delay (the first delay is the travelling top bit), and still one DSP."""
+    from edgesparse.accel.config import PRODUCT_STAGES
     from edgesparse.rtl.pe import index_bits
     from edgesparse.rtl.synth import synthesize
     from edgesparse.rtl.verilog import pe_verilog
@@ -271,4 +273,4 @@ def test_synthesis_counts_the_shadow_registers_and_the_segment_cut():
     top = synthesize(pe_verilog(m, lanes, pipelined=True, segment_top=True), "sparse_pe")
     assert classic["dsp"] == pipelined["dsp"] == top["dsp"] == 1
     assert pipelined["ff"] - classic["ff"] == 2 * (8 + index_bits(m)) + 1 + lanes
-    assert top["ff"] == pipelined["ff"] + 1 and top["lut"] > pipelined["lut"] >= classic["lut"]
+    assert top["ff"] == pipelined["ff"] + PRODUCT_STAGES and top["lut"] > pipelined["lut"] >= classic["lut"]

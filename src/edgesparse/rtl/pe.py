@@ -34,6 +34,7 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from edgesparse.accel.config import PRODUCT_STAGES
 from edgesparse.errors import ConfigError
 from edgesparse.sparsity.pattern import BlockPattern
 
@@ -82,7 +83,8 @@ class SparsePE(wiring.Component):
 
     Parameters: ``m`` (a power of two; 1 = dense), ``lanes`` (1 or 2), ``pipelined`` (shadow weights, the default
     array; False: the classic PE), ``segment_top`` (pipelined only: the PE may start a segment's partial-sum chain),
-    ``stages`` (pipelined only: 0, 1 or 2 product stages d, see the module docstring).
+    ``stages`` (pipelined only: 0, 1 or 2 product stages d, see the module docstring; default
+    :data:`~edgesparse.accel.config.PRODUCT_STAGES` on the pipelined PE, 0 on the classic one).
 
     Ports, both PEs (B = max(1, log2 M) index bits, L = ``lanes``):
 
@@ -110,8 +112,10 @@ class SparsePE(wiring.Component):
       ``act_out`` (``valid_out`` is the valid bit of ``psum_out`` d cycles later: the array delays it).
     """
 
-    def __init__(self, m: int, lanes: int = 1, pipelined: bool = False, segment_top: bool = False, stages: int = 0):
+    def __init__(self, m: int, lanes: int = 1, pipelined: bool = False, segment_top: bool = False,
+                 stages: int | None = None):
         check_block(m, lanes)
+        stages = (PRODUCT_STAGES if pipelined else 0) if stages is None else stages
         if segment_top and not pipelined:
             raise ConfigError("only the pipelined PE cuts the partial-sum chain (segment_top needs pipelined)")
         if stages not in (0, 1, 2) or (stages and not pipelined):
