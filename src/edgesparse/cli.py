@@ -450,6 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     rtl.add_argument("--seed", type=int, default=0, help="seed of the testbench's random layer [0]")
     rtl.add_argument("-o", "--output", type=Path, required=True, help="folder for the Verilog and testbench")
     rtl.set_defaults(handler=_cmd_rtl, batch=1)
+    from edgesparse.fpga_flow import add_parser as add_fpga_parser
+    add_fpga_parser(commands)
     return parser
 
 

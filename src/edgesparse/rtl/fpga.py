@@ -111,13 +111,12 @@ def ebr_blocks(width: int, depth: int) -> int:
     return min(math.ceil(width / bits) * math.ceil(depth / words) for bits, words in EBR_MODES)
 
 
-def expected_resources(unit: LayerUnit) -> dict[str, int]:
-    """The MULT18X18D and DP16KD blocks the unit needs: one multiplier per PE at one pixel per cycle (two with two
-    pixels: the packed 8 x 25-bit product exceeds 18 x 18); block RAM for the weight memory and each row's stream
-    bank (:meth:`LayerUnit.block_memories`)."""
-    per_pe = 1 if unit.lanes == 1 else 2
-    return {"dsp": unit.rows * unit.cols * per_pe,
-            "ebr": sum(ebr_blocks(width, depth) for width, depth in unit.block_memories())}
+def expected_resources(rows: int, cols: int, lanes: int, memories: list[tuple[int, int]]) -> dict[str, int]:
+    """The MULT18X18D and DP16KD blocks a layer unit needs: one multiplier per PE at one pixel per cycle (two with
+    two pixels: the packed 8 x 25-bit product exceeds 18 x 18); block RAM for its ``memories`` (width, depth: the
+    weight memory and each row's stream bank, :func:`~edgesparse.rtl.layer_unit.block_memories`)."""
+    return {"dsp": rows * cols * (1 if lanes == 1 else 2),
+            "ebr": sum(ebr_blocks(width, depth) for width, depth in memories)}
 
 
 @dataclass(frozen=True)
@@ -242,7 +241,7 @@ def run_flow(unit: LayerUnit, folder: str | Path, device: str = "85k", speed: in
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     netlist, cells = synthesize(verilog.convert(NarrowTop(unit), name="top"), folder)
-    expected = expected_resources(unit)
+    expected = expected_resources(unit.rows, unit.cols, unit.lanes, unit.block_memories())
     design = {"rows": unit.rows, "cols": unit.cols, "m": unit.m, "lanes": unit.lanes, "segments": unit.segments,
               "max_folds": unit.max_folds, "max_words": unit.max_words}
     result = FlowResult(design, device, speed, target_mhz, expected, cells, reports=str(folder))

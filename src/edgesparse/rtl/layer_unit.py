@@ -52,6 +52,11 @@ def bank_bits(m: int, lanes: int) -> int:
     return 8 * m * lanes + lanes + 1
 
 
+def block_memories(rows: int, cols: int, m: int, lanes: int, max_folds: int, max_words: int) -> list[tuple[int, int]]:
+    """(width, depth) of the layer unit's block-RAM memories: the weight memory, then the R stream banks."""
+    return [((8 + max(1, index_bits(m))) * cols, max_folds * rows)] + [(bank_bits(m, lanes), max_words)] * rows
+
+
 def _bits(count: int) -> int:
     """Bits of an address into ``count`` words (at least 1)."""
     return max(1, (count - 1).bit_length())
@@ -109,9 +114,8 @@ class LayerUnit(wiring.Component):
         })
 
     def block_memories(self) -> list[tuple[int, int]]:
-        """(width, depth) of the memories built as block RAM: the weight memory, then the R stream banks."""
-        return [((8 + self.index_width) * self.cols, self.max_folds * self.rows)] + \
-            [(bank_bits(self.m, self.lanes), self.max_words)] * self.rows
+        """(width, depth) of the memories built as block RAM (:func:`block_memories`)."""
+        return block_memories(self.rows, self.cols, self.m, self.lanes, self.max_folds, self.max_words)
 
     def elaborate(self, platform) -> Module:
         m = Module()
