@@ -62,7 +62,7 @@ def run_fpga(args: argparse.Namespace) -> int:
     from edgesparse.accel import parse_array
     from edgesparse.accel.config import array_block
     from edgesparse.errors import ConfigError
-    from edgesparse.rtl.fpga import run_flow
+    from edgesparse.rtl.fpga import check_target, run_flow
 
     rows, cols = parse_array(args.array)
     n, m = array_block(args.pattern) or (1, 1)
@@ -70,6 +70,7 @@ def run_fpga(args: argparse.Namespace) -> int:
         raise ConfigError(f"the PE selects by a log2(M)-bit index: M must be a power of two, got {args.pattern}")
     if args.max_words < 1:
         raise ConfigError(f"--max-words must be at least 1, got {args.max_words}")
+    check_target(args.device, args.speed, args.seeds)  # before the unit is built: a bad flag leaves nothing unused
     lanes = args.pixels_per_cycle
     folder = args.output or Path("build") / "fpga" / f"{rows}x{cols}_{n}-{m}_L{lanes}"
     unit = layer_unit(rows, cols, m, lanes, args.segments, args.max_words)
