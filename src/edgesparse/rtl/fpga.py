@@ -154,7 +154,7 @@ class FlowResult:
     def summary(self) -> dict[str, object]:
         """Flat figures (utilization of the best-seed run; every run's Fmax and path in ``runs``)."""
         used = self.runs[0].utilization
-        return {**self.design, "device": f"LFE5U-{self.device.upper()}F", "speed": self.speed,
+        return {**self.design, "device": f"LFE5U-{self.device[:-1]}F", "speed": self.speed,
                 "target_mhz": self.target_mhz, "seeds": [r.seed for r in self.runs],
                 "fmax_min_mhz": round(self.fmax_min, 2), "fmax_median_mhz": round(self.fmax_median, 2),
                 "lut4": used.get("TRELLIS_COMB", 0), "ff": used.get("TRELLIS_FF", 0),
@@ -232,21 +232,39 @@ def place(netlist: Path, folder: Path, device: str, speed: int, seed: int, targe
     return PlaceResult(seed, float(min(clocks)), used, critical_path(data), round(time.monotonic() - begin, 1))
 
 
+def _finished_runs(folder: Path, text: str, device: str, speed: int, target_mhz: float) -> dict[int, PlaceResult]:
+    """Seeds already placed in ``folder`` for exactly this Verilog and target (a resumed run reads them back)."""
+    source, saved = folder / "top.v", folder / "summary.json"
+    if not (source.exists() and saved.exists() and source.read_text() == text):
+        return {}
+    summary = json.loads(saved.read_text())
+    if (summary["device"], summary["speed"], summary["target_mhz"]) != (f"LFE5U-{device[:-1]}F", speed, target_mhz):
+        return {}
+    return {run["seed"]: PlaceResult(**run) for run in summary["runs"]}
+
+
 def run_flow(unit: LayerUnit, folder: str | Path, device: str = "85k", speed: int = 8, seeds: int = 3,
              target_mhz: float = 200.0, strict: bool = True) -> FlowResult:
     """Synthesize ``unit`` in :class:`NarrowTop`, place and route it with ``seeds`` seeds (1, 2, ...), keep every
-    report under ``folder``; with ``strict``, raise if the placed DSP or EBR count differs from what the unit
-    needs (the top trimmed or duplicated logic)."""
+    report under ``folder`` (seeds it already holds for the same Verilog and target are read back, not placed
+    again); with ``strict``, raise if the placed DSP or EBR count differs from what the unit needs (the top
+    trimmed or duplicated logic)."""
     check_target(device, speed, seeds)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    netlist, cells = synthesize(verilog.convert(NarrowTop(unit), name="top"), folder)
+    text = verilog.convert(NarrowTop(unit), name="top")
+    finished = _finished_runs(folder, text, device, speed, target_mhz)
+    if finished and (folder / "top.json").exists():
+        netlist = folder / "top.json"
+        cells = json.loads((folder / "summary.json").read_text())["synthesis"]
+    else:
+        netlist, cells = synthesize(text, folder)
     expected = expected_resources(unit.rows, unit.cols, unit.lanes, unit.block_memories())
     design = {"rows": unit.rows, "cols": unit.cols, "m": unit.m, "lanes": unit.lanes, "segments": unit.segments,
               "max_folds": unit.max_folds, "max_words": unit.max_words}
     result = FlowResult(design, device, speed, target_mhz, expected, cells, reports=str(folder))
     for seed in range(1, seeds + 1):
-        run = place(netlist, folder, device, speed, seed, target_mhz)
+        run = finished.get(seed) or place(netlist, folder, device, speed, seed, target_mhz)
         got = {"dsp": run.utilization.get("MULT18X18D", 0), "ebr": run.utilization.get("DP16KD", 0)}
         if strict and got != expected:
             raise EdgesparseError(f"the placed design uses {got['dsp']} MULT18X18D and {got['ebr']} DP16KD, the "
