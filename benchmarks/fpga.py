@@ -13,7 +13,7 @@ DP16KD) and the DRAM of a 16-bit DDR3-800 interface (1.6 GB/s, in bytes per cycl
 Seeds a design's folder already holds for the same Verilog are read back, not placed again; results are written
 after every design, so a long run leaves partial results.
 
-    nice -n 5 python benchmarks/fpga.py --arrays 4x4 8x8 --seeds 3
+    nice -n 5 python benchmarks/fpga.py --designs 4x4:1:16 4x4:dense 8x8:1:16 8x8:dense 12x12:1:16:1
 """
 
 from __future__ import annotations
@@ -84,22 +84,32 @@ def ratios(rows: list[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
+def parse_design(text: str, seeds: int) -> tuple[int, int, str, int]:
+    """``"8x8:1:16"`` or ``"8x8:dense:1"`` (with its own seed count) -> (rows, cols, pattern, seeds)."""
+    array, *parts = text.split(":")
+    taken = 1 if parts[:1] == ["dense"] else 2
+    pattern, rest = ":".join(parts[:taken]), parts[taken:]
+    if pattern not in PATTERNS or len(rest) > 1:
+        raise SystemExit(f"a design is RxC:PATTERN[:SEEDS] with PATTERN one of {', '.join(PATTERNS)}, got {text!r}")
+    return (*parse_array(array), pattern, int(rest[0]) if rest else seeds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arrays", nargs="+", default=["4x4", "8x8"])
-    parser.add_argument("--patterns", nargs="+", default=list(PATTERNS), choices=list(PATTERNS))
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--designs", nargs="+", default=["4x4:1:16", "4x4:dense", "8x8:1:16", "8x8:dense"],
+                        help="RxC:PATTERN[:SEEDS] in the order to place them (a design named again with more seeds replaces its row)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of a design that names none [3]")
     parser.add_argument("--reports", type=Path, default=Path("build/fpga"))
     args = parser.parse_args()
     rows: list[dict] = []
-    for array in args.arrays:
-        for pattern in args.patterns:
-            r, c = parse_array(array)
-            rows.append(row(placed(r, c, *PATTERNS[pattern], args.seeds, args.reports), pattern))
-            publish("fpga", rows, label=LABEL, placed_design="the pipelined layer unit (array, fold controller, "
-                    "weight/length/stream memories) behind a narrow top; not the whole engine",
-                    device="LFE5U-85F (CABGA381), speed 8", buffers_kib=BUFFERS_KIB,
-                    dram=f"16-bit DDR3-800, {DRAM_BYTES_PER_S / 1e9:g} GB/s", ratios_sparse_over_dense=ratios(rows))
+    for text in args.designs:
+        r, c, pattern, seeds = parse_design(text, args.seeds)
+        new = row(placed(r, c, *PATTERNS[pattern], seeds, args.reports), pattern)
+        rows = [old for old in rows if (old["array"], old["pattern"]) != (new["array"], new["pattern"])] + [new]
+        publish("fpga", rows, label=LABEL, placed_design="the pipelined layer unit (array, fold controller, "
+                "weight/length/stream memories) behind a narrow top; not the whole engine",
+                device="LFE5U-85F (CABGA381), speed 8", buffers_kib=BUFFERS_KIB,
+                dram=f"16-bit DDR3-800, {DRAM_BYTES_PER_S / 1e9:g} GB/s", ratios_sparse_over_dense=ratios(rows))
 
 
 if __name__ == "__main__":
