@@ -97,7 +97,8 @@ def parse_design(text: str, seeds: int) -> tuple[int, int, str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--designs", nargs="+", default=["4x4:1:16", "4x4:dense", "8x8:1:16", "8x8:dense"],
-                        help="RxC:PATTERN[:SEEDS] in the order to place them (a design named again with more seeds replaces its row)")
+                        help="RxC:PATTERN[:SEEDS] in the order to place them (a design named again with more "
+                             "seeds replaces its row)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds of a design that names none [3]")
     parser.add_argument("--reports", type=Path, default=Path("build/fpga"))
     args = parser.parse_args()
