@@ -23,8 +23,9 @@ each with one registered read port whose data is registered once more before the
 clock-to-output stays off the PE's select). Both memories are read two cycles ahead: what the controller decides
 in its cycle t the array takes in cycle t + 2, so the unit's cycle count (``out_cycle``) is the array's, with
 cycle 0 the cycle fold 0's first weight word enters (``a_0``). Row i reads the address row 0 read i cycles
-earlier (it travels down a delay line), so the fold's group g reaches row i at ``s_f + g + i`` and PE (i, j) at ``s_f + g + i + j``;
-the ``first`` bit of a fold's first word travels with it and switches each PE to its shadow.
+earlier (it travels down a delay line), so the fold's group g reaches row i at ``s_f + g + i`` and PE (i, j) at
+``s_f + g + i + j``; the ``first`` bit of a fold's first word travels with it and switches each PE to its shadow.
+Each PE adds its product d cycles later (``stages``, :data:`~edgesparse.accel.config.PRODUCT_STAGES`).
 """
 
 from __future__ import annotations
