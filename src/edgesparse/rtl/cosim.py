@@ -373,8 +373,8 @@ def layer_outputs(record: LayerRecord, program: LayerProgram, config: Accelerato
                   offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The layer's accumulators ``[pixels, Cout]`` summed over row folds and the cycle (plus ``offset``) each
     final sum left, from the unit's record: a sum leaving port k's row b at column j in cycle t entered row 0 at
-    ``t - b - j - d`` (d: the PE's product stages), as the group step g of the fold the monitor saw there; it belongs to that fold's segment
-    ``b // (R / s)``, group ``that * L_f + g``."""
+    ``t - b - j - d`` (d: the PE's product stages), as the group step g of the fold the monitor saw there; it
+    belongs to that fold's segment ``b // (R / s)``, group ``that * L_f + g``."""
     geometry, R, C, P = program.geometry, config.rows, config.cols, config.pixels_per_cycle
     shape = geometry.shape
     acc = np.zeros((shape.pixels, shape.cout), dtype=np.int64)
