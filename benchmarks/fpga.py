@@ -64,7 +64,8 @@ def row(summary: dict, pattern: str) -> dict:
     gops = figures["vgg16_gops"]
     return {"array": f"{summary['rows']}x{summary['cols']}", "pattern": pattern, "design": "layer unit, 1 px/cycle",
             "fmax_min_mhz": clock, "fmax_median_mhz": summary["fmax_median_mhz"], "seeds": len(summary["runs"]),
-            "lut4": summary["lut4"], "ff": summary["ff"], "dsp": summary["dsp"], "ebr": summary["ebr"],
+            "lut4": summary["lut4"], "ff": summary["ff"], "top_ff": summary["top_ff"], "dsp": summary["dsp"],
+            "ebr": summary["ebr"],
             "vgg16_fps": f"{figures['vgg16_fps']:.2f}", "resnet50_fps": f"{figures['resnet50_fps']:.2f}",
             "vgg16_gops": f"{gops:.2f}", "resnet50_gops": f"{figures['resnet50_gops']:.2f}",
             "vgg16_gops_per_dsp": f"{gops / summary['dsp']:.3f}",

@@ -52,7 +52,7 @@ def describe(summary: dict) -> str:
         f"{summary['seeds']}",
         f"  Fmax: min {summary['fmax_min_mhz']} MHz, median {summary['fmax_median_mhz']} MHz "
         f"(constraint {summary['target_mhz']:g} MHz)",
-        f"  LUT4 {summary['lut4']}, FF {summary['ff']}, MULT18X18D {summary['dsp']} (needs {summary['expected_dsp']}), "
+        f"  LUT4 {summary['lut4']}, FF {summary['ff']} (the narrow top's own: {summary['top_ff']}), MULT18X18D {summary['dsp']} (needs {summary['expected_dsp']}), "
         f"DP16KD {summary['ebr']} (needs {summary['expected_ebr']})",
         f"  critical path (slowest seed): {summary['critical_path']}",
         f"  reports: {summary['reports']}"])

@@ -46,10 +46,11 @@ def _tool(name: str) -> str:
     return found
 
 
-def xor_tree(m: Module, bits: Signal, width: int, name: str) -> Signal:
-    """Reduce ``bits`` to ``width`` bits (bit k: the XOR of bits k, k + width, ...) through a tree of 4-input XORs
-    registered at every level, so no level is longer than one LUT4."""
-    level, depth = bits, 0
+def xor_tree(m: Module, bits: Signal, width: int, name: str) -> tuple[Signal, int]:
+    """Reduce ``bits`` to ``width`` bits (every input bit reaches exactly one output bit) through a tree of 4-input
+    XORs registered at every level, so no level is longer than one LUT4; returns the output and the tree's
+    flip-flops."""
+    level, depth, registers = bits, 0, width
     while len(level) > width:
         count = max(width, -(-len(level) // 4))
         reduced = Signal(count, name=f"{name}_xor{depth}")
@@ -59,10 +60,10 @@ def xor_tree(m: Module, bits: Signal, width: int, name: str) -> Signal:
             for bit in taken[1:]:
                 term = term ^ bit
             m.d.sync += reduced[k].eq(term)
-        level, depth = reduced, depth + 1
+        level, depth, registers = reduced, depth + 1, registers + count
     out = Signal(width, name=f"{name}_out")
     m.d.sync += out.eq(level)
-    return out
+    return out, registers
 
 
 class NarrowTop(wiring.Component):
@@ -102,7 +103,9 @@ class NarrowTop(wiring.Component):
         m.d.sync += self.busy.eq(unit.busy)
         outputs = [unit.psum_out, unit.valid_out, unit.out_cycle, unit.entry_live, unit.entry_fold, unit.entry_group]
         flat = Signal(sum(len(s) for s in outputs))
-        m.d.comb += [flat.eq(Cat(*outputs)), self.q.eq(xor_tree(m, flat, OUT_PINS, "q"))]
+        reduced, tree = xor_tree(m, flat, OUT_PINS, "q")
+        m.d.comb += [flat.eq(Cat(*outputs)), self.q.eq(reduced)]
+        self.own_registers = len(word) + tree + 1  # the host word, the XOR tree, busy: not the unit's
         return m
 
 
@@ -252,7 +255,8 @@ def run_flow(unit: LayerUnit, folder: str | Path, device: str = "85k", speed: in
     check_target(device, speed, seeds)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    text = verilog.convert(NarrowTop(unit), name="top")
+    top = NarrowTop(unit)
+    text = verilog.convert(top, name="top")
     finished = _finished_runs(folder, text, device, speed, target_mhz)
     if finished and (folder / "top.json").exists():
         netlist = folder / "top.json"
@@ -261,7 +265,7 @@ def run_flow(unit: LayerUnit, folder: str | Path, device: str = "85k", speed: in
         netlist, cells = synthesize(text, folder)
     expected = expected_resources(unit.rows, unit.cols, unit.lanes, unit.block_memories())
     design = {"rows": unit.rows, "cols": unit.cols, "m": unit.m, "lanes": unit.lanes, "segments": unit.segments,
-              "max_folds": unit.max_folds, "max_words": unit.max_words}
+              "max_folds": unit.max_folds, "max_words": unit.max_words, "top_ff": top.own_registers}
     result = FlowResult(design, device, speed, target_mhz, expected, cells, reports=str(folder))
     for seed in range(1, seeds + 1):
         run = finished.get(seed) or place(netlist, folder, device, speed, seed, target_mhz)
