@@ -199,7 +199,12 @@ _MAPPED = re.compile(r"(_TRELLIS|_CCU2C|_LUT4|_PFUMX|_L6MUX|_DO_|_DP16KD|_MULT18
 
 
 def _design_name(cell: str) -> str:
-    """The design signal a mapped cell came from: ``unit.lengths.0.2_DO_1_CCU2C...`` -> ``unit.lengths.0.2``."""
+    """The design signal a mapped cell came from (``unit.lengths.0.2_DO_1_CCU2C...`` -> ``unit.lengths.0.2``); a
+    multiplier or block RAM keeps its primitive's name (``unit.array.pe_1_7.$4_MULT18X18D_P9`` ->
+    ``unit.array.pe_1_7.MULT18X18D``)."""
+    for primitive in ("MULT18X18D", "DP16KD"):
+        if primitive in cell:
+            return cell[:cell.rindex(".", 0, cell.index(primitive)) + 1] + primitive
     return _MAPPED.sub("", cell) or cell
 
 
@@ -243,7 +248,12 @@ def _finished_runs(folder: Path, text: str, device: str, speed: int, target_mhz:
     summary = json.loads(saved.read_text())
     if (summary["device"], summary["speed"], summary["target_mhz"]) != (f"LFE5U-{device[:-1]}F", speed, target_mhz):
         return {}
-    return {run["seed"]: PlaceResult(**run) for run in summary["runs"]}
+    runs = {}
+    for run in summary["runs"]:
+        report = folder / f"report_seed{run['seed']}.json"
+        path = critical_path(json.loads(report.read_text())) if report.exists() else run["critical_path"]
+        runs[run["seed"]] = PlaceResult(**{**run, "critical_path": path})
+    return runs
 
 
 def run_flow(unit: LayerUnit, folder: str | Path, device: str = "85k", speed: int = 8, seeds: int = 3,
