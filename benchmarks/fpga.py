@@ -29,7 +29,7 @@ from _common import publish  # noqa: E402
 
 from edgesparse.accel import AcceleratorConfig, parse_array, simulate  # noqa: E402
 from edgesparse.export_flow import shape_graph  # noqa: E402
-from edgesparse.fpga_flow import layer_unit  # noqa: E402
+from edgesparse.fpga_flow import folder_name, layer_unit  # noqa: E402
 from edgesparse.rtl.fpga import run_flow  # noqa: E402
 
 LABEL = "modelled cycles x measured clock"
@@ -39,10 +39,11 @@ PATTERNS = {"1:16": (1, 16), "dense": (1, 1)}
 MODELS = ("vgg16", "resnet50")
 
 
-def placed(rows: int, cols: int, n: int, m: int, seeds: int, root: Path) -> dict:
+def placed(rows: int, cols: int, n: int, m: int, seeds: int, root: Path, multiplier: str | None) -> dict:
     """The design's summary, placed and routed in the folder ``edgesparse fpga`` uses by default (seeds it already
     holds for the same Verilog are read back)."""
-    return run_flow(layer_unit(rows, cols, m, 1, 1), root / f"{rows}x{cols}_{n}-{m}_L1", seeds=seeds).summary()
+    unit = layer_unit(rows, cols, m, 1, 1, multiplier=multiplier)
+    return run_flow(unit, root / folder_name(rows, cols, n, m, 1, multiplier), seeds=seeds).summary()
 
 
 def modelled(rows: int, cols: int, n: int, m: int, clock_mhz: float) -> dict[str, float]:
@@ -62,7 +63,8 @@ def row(summary: dict, pattern: str) -> dict:
     clock = summary["fmax_min_mhz"]
     figures = modelled(summary["rows"], summary["cols"], n, m, clock)
     gops = figures["vgg16_gops"]
-    return {"array": f"{summary['rows']}x{summary['cols']}", "pattern": pattern, "design": "layer unit, 1 px/cycle",
+    design = f"layer unit, 1 px/cycle, {summary['multiplier']} multiplier"
+    return {"array": f"{summary['rows']}x{summary['cols']}", "pattern": pattern, "design": design,
             "fmax_min_mhz": clock, "fmax_median_mhz": summary["fmax_median_mhz"], "seeds": len(summary["runs"]),
             "lut4": summary["lut4"], "ff": summary["ff"], "top_ff": summary["top_ff"], "dsp": summary["dsp"],
             "ebr": summary["ebr"],
@@ -102,13 +104,17 @@ def main() -> None:
                              "seeds replaces its row)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds of a design that names none [3]")
     parser.add_argument("--reports", type=Path, default=Path("build/fpga"))
+    parser.add_argument("--multiplier", choices=["ecp5", "fabric"], default=None,
+                        help="the PEs' multiplier (edgesparse fpga --multiplier); fabric writes fpga_fabric.csv "
+                             "[ecp5: MULT18X18D instances with their registers]")
     args = parser.parse_args()
+    stem = "fpga" if args.multiplier in (None, "ecp5") else f"fpga_{args.multiplier}"
     rows: list[dict] = []
     for text in args.designs:
         r, c, pattern, seeds = parse_design(text, args.seeds)
-        new = row(placed(r, c, *PATTERNS[pattern], seeds, args.reports), pattern)
+        new = row(placed(r, c, *PATTERNS[pattern], seeds, args.reports, args.multiplier), pattern)
         rows = [old for old in rows if (old["array"], old["pattern"]) != (new["array"], new["pattern"])] + [new]
-        publish("fpga", rows, label=LABEL, placed_design="the pipelined layer unit (array, fold controller, "
+        publish(stem, rows, label=LABEL, placed_design="the pipelined layer unit (array, fold controller, "
                 "weight/length/stream memories) behind a narrow top; not the whole engine",
                 device="LFE5U-85F (CABGA381), speed 8", buffers_kib=BUFFERS_KIB,
                 dram=f"16-bit DDR3-800, {DRAM_BYTES_PER_S / 1e9:g} GB/s", ratios_sparse_over_dense=ratios(rows))

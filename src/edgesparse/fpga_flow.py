@@ -27,6 +27,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                       help="pixels per PE and cycle: ECP5's default is 1 (one MULT18X18D per PE; two pixels' "
                            "packed 25-bit operand needs two) [1]")
     fpga.add_argument("--segments", type=int, default=1, help="partial-sum segments of the array [1]")
+    fpga.add_argument("--multiplier", choices=["ecp5", "fabric"], default=None,
+                      help="ecp5: each PE's product in a MULT18X18D instance with its input and output registers "
+                           "(one pixel per cycle); fabric: a multiply yosys maps, its registers in the fabric "
+                           "[ecp5 at one pixel per cycle, fabric at two]")
     fpga.add_argument("--max-words", type=int, default=BLOCK_WORDS,
                       help=f"depth of each row's stream bank [{BLOCK_WORDS}]")
     fpga.add_argument("--seeds", type=int, default=3, help="placement seeds 1..N; min and median Fmax [3]")
@@ -37,22 +41,38 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     fpga.set_defaults(handler=run_fpga, batch=1)
 
 
-def layer_unit(rows: int, cols: int, m: int, lanes: int, segments: int, max_words: int = BLOCK_WORDS):
-    """The layer unit the flow places: its weight memory one DP16KD deep (512 // R folds)."""
+def layer_unit(rows: int, cols: int, m: int, lanes: int, segments: int, max_words: int = BLOCK_WORDS,
+               multiplier: str | None = None):
+    """The layer unit the flow places: its weight memory one DP16KD deep (512 // R folds); its PEs' products in
+    MULT18X18D instances with their own registers at one pixel per cycle (``multiplier`` None), else
+    yosys-mapped (``"fabric"``: the registers stay in the fabric)."""
     from edgesparse.rtl.layer_unit import LayerUnit
 
-    return LayerUnit(rows, cols, m, lanes, segments, max_folds=max(1, BLOCK_WORDS // rows), max_words=max_words)
+    chosen = multiplier or default_multiplier(lanes)
+    return LayerUnit(rows, cols, m, lanes, segments, max_folds=max(1, BLOCK_WORDS // rows), max_words=max_words,
+                     multiplier=chosen)
+
+
+def default_multiplier(lanes: int) -> str:
+    """ECP5's multiplier: the MULT18X18D instance at one pixel per cycle, the yosys-mapped multiply at two."""
+    return "ecp5" if lanes == 1 else "fabric"
+
+
+def folder_name(rows: int, cols: int, n: int, m: int, lanes: int, multiplier: str | None = None) -> str:
+    """The default reports folder of a design (under build/fpga)."""
+    return f"{rows}x{cols}_{n}-{m}_L{lanes}_{multiplier or default_multiplier(lanes)}"
 
 
 def describe(summary: dict) -> str:
     """The measured figures in a few lines."""
     return "\n".join([
         f"placed and routed (measured): {summary['rows']}x{summary['cols']} M={summary['m']} layer unit, "
-        f"{summary['lanes']} pixel(s)/cycle, on {summary['device']} speed {summary['speed']}, seeds "
-        f"{summary['seeds']}",
+        f"{summary['lanes']} pixel(s)/cycle, {summary['multiplier']} multiplier, on {summary['device']} "
+        f"speed {summary['speed']}, seeds {summary['seeds']}",
         f"  Fmax: min {summary['fmax_min_mhz']} MHz, median {summary['fmax_median_mhz']} MHz "
         f"(constraint {summary['target_mhz']:g} MHz)",
-        f"  LUT4 {summary['lut4']}, FF {summary['ff']} (the narrow top's own: {summary['top_ff']}), MULT18X18D {summary['dsp']} (needs {summary['expected_dsp']}), "
+        f"  LUT4 {summary['lut4']}, FF {summary['ff']} (the narrow top's own: {summary['top_ff']}), "
+        f"MULT18X18D {summary['dsp']} (needs {summary['expected_dsp']}), "
         f"DP16KD {summary['ebr']} (needs {summary['expected_ebr']})",
         f"  critical path (slowest seed): {summary['critical_path']}",
         f"  reports: {summary['reports']}"])
@@ -72,8 +92,8 @@ def run_fpga(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-words must be at least 1, got {args.max_words}")
     check_target(args.device, args.speed, args.seeds)  # before the unit is built: a bad flag leaves nothing unused
     lanes = args.pixels_per_cycle
-    folder = args.output or Path("build") / "fpga" / f"{rows}x{cols}_{n}-{m}_L{lanes}"
-    unit = layer_unit(rows, cols, m, lanes, args.segments, args.max_words)
+    folder = args.output or Path("build") / "fpga" / folder_name(rows, cols, n, m, lanes, args.multiplier)
+    unit = layer_unit(rows, cols, m, lanes, args.segments, args.max_words, args.multiplier)
     summary = run_flow(unit, folder, args.device, args.speed, args.seeds, args.target_mhz).summary()
     print(json.dumps(summary, indent=2) if args.json else describe(summary))
     return 0

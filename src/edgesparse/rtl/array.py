@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from edgesparse.accel.config import PRODUCT_STAGES
 from edgesparse.errors import ConfigError
-from edgesparse.rtl.pe import PSUM_BITS, SparsePE, check_block, index_bits
+from edgesparse.rtl.pe import PSUM_BITS, SparsePE, check_block, check_multiplier, index_bits
 
 
 def check_array(rows: int, cols: int, m: int, lanes: int, segments: int = 1) -> None:
@@ -76,7 +76,8 @@ class PipelinedArray(wiring.Component):
     through a triangle of delay registers inside the array, so a fold's word k shifts into column j at
     ``a + k + j`` and latches into its shadows at ``a + R - 1 + j``. Rows ``k R / S`` (k > 0) may start a segment;
     rows ``(k + 1) R / S - 1`` are the output ports. B = max(1, log2 M) index bits, L = ``lanes``; every PE has
-    ``stages`` d product stages (the sum of an activation reaching PE (i, j) in cycle t is latched at t + d).
+    ``stages`` d product stages (the sum of an activation reaching PE (i, j) in cycle t is latched at t + d), its
+    product from ``multiplier`` (see :class:`~edgesparse.rtl.pe.SparsePE`).
 
     Ports:
 
@@ -98,10 +99,11 @@ class PipelinedArray(wiring.Component):
     """
 
     def __init__(self, rows: int, cols: int, m: int, lanes: int = 1, segments: int = 1,
-                 stages: int = PRODUCT_STAGES):
+                 stages: int = PRODUCT_STAGES, multiplier: str = "fabric"):
         check_array(rows, cols, m, lanes, segments)
+        check_multiplier(multiplier, lanes, stages)
         self.rows, self.cols, self.m, self.lanes, self.segments = rows, cols, m, lanes, segments
-        self.stages = stages
+        self.stages, self.multiplier = stages, multiplier
         self.index_width = max(1, index_bits(m))
         super().__init__({
             "shift": In(1), "latch": In(1),
@@ -123,8 +125,8 @@ class PipelinedArray(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         R, C, L, B = self.rows, self.cols, self.lanes, self.index_width
-        pes = [[SparsePE(self.m, L, pipelined=True, segment_top=self.segment_top(i), stages=self.stages)
-                for _ in range(C)] for i in range(R)]
+        pes = [[SparsePE(self.m, L, pipelined=True, segment_top=self.segment_top(i), stages=self.stages,
+                         multiplier=self.multiplier) for _ in range(C)] for i in range(R)]
         # The skew triangle: column j's word and strobes, j cycles late.
         shift, latch = self.shift, self.latch
         for j in range(C):

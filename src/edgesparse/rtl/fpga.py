@@ -275,7 +275,8 @@ def run_flow(unit: LayerUnit, folder: str | Path, device: str = "85k", speed: in
         netlist, cells = synthesize(text, folder)
     expected = expected_resources(unit.rows, unit.cols, unit.lanes, unit.block_memories())
     design = {"rows": unit.rows, "cols": unit.cols, "m": unit.m, "lanes": unit.lanes, "segments": unit.segments,
-              "max_folds": unit.max_folds, "max_words": unit.max_words, "top_ff": top.own_registers}
+              "max_folds": unit.max_folds, "max_words": unit.max_words, "multiplier": unit.multiplier,
+              "top_ff": top.own_registers}
     result = FlowResult(design, device, speed, target_mhz, expected, cells, reports=str(folder))
     for seed in range(1, seeds + 1):
         run = finished.get(seed) or place(netlist, folder, device, speed, seed, target_mhz)

@@ -38,7 +38,7 @@ from amaranth.lib.wiring import In, Out
 from edgesparse.accel.config import PRODUCT_STAGES
 from edgesparse.errors import ConfigError
 from edgesparse.rtl.array import PipelinedArray, check_array
-from edgesparse.rtl.pe import PSUM_BITS, index_bits
+from edgesparse.rtl.pe import PSUM_BITS, check_multiplier, index_bits
 
 CYCLE_BITS = 32
 
@@ -70,7 +70,8 @@ def port_widths(rows: int, max_folds: int, max_words: int) -> dict[str, int]:
 
 
 class LayerUnit(wiring.Component):
-    """The pipelined array running up to ``max_folds`` consecutive folds, ``max_words`` stream words in all.
+    """The pipelined array running up to ``max_folds`` consecutive folds, ``max_words`` stream words in all; its PEs
+    have ``stages`` product stages from ``multiplier`` (see :class:`~edgesparse.rtl.pe.SparsePE`).
 
     Ports (B = max(1, log2 M) index bits, L = ``lanes``, S = ``segments``):
 
@@ -90,13 +91,14 @@ class LayerUnit(wiring.Component):
     """
 
     def __init__(self, rows: int, cols: int, m: int, lanes: int = 1, segments: int = 1, max_folds: int = 8,
-                 max_words: int = 64, stages: int = PRODUCT_STAGES):
+                 max_words: int = 64, stages: int = PRODUCT_STAGES, multiplier: str = "fabric"):
         check_array(rows, cols, m, lanes, segments)
+        check_multiplier(multiplier, lanes, stages)
         for name, value in (("max_folds", max_folds), ("max_words", max_words)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"the layer unit's {name} must be a positive integer, got {value!r}")
         self.rows, self.cols, self.m, self.lanes, self.segments = rows, cols, m, lanes, segments
-        self.max_folds, self.max_words, self.stages = max_folds, max_words, stages
+        self.max_folds, self.max_words, self.stages, self.multiplier = max_folds, max_words, stages, multiplier
         self.index_width = max(1, index_bits(m))
         widths = port_widths(rows, max_folds, max_words)
         self.fold_bits, self.length_bits = widths["fold"], widths["length"]
@@ -124,13 +126,13 @@ class LayerUnit(wiring.Component):
         pair = 8 + self.index_width
         block = {"ram_style": "block"}
         (w_width, w_depth), *banks = self.block_memories()
-        m.submodules.array = array = PipelinedArray(R, C, M, L, self.segments, self.stages)
+        m.submodules.array = array = PipelinedArray(R, C, M, L, self.segments, self.stages, self.multiplier)
         m.submodules.weights = weights = Memory(shape=unsigned(w_width), depth=w_depth, init=[], attrs=block)
         m.submodules.lengths = lengths = Memory(shape=unsigned(self.length_bits), depth=self.max_folds, init=[])
-        for memory, prefix in ((weights, "w"), (lengths, "n")):
-            port = memory.write_port()
+        for memory, prefix, stored in ((weights, "w", self.w_data), (lengths, "n", self.n_data - 1)):
+            port = memory.write_port()  # lengths keep L_f - 1: no subtraction on the controller's read path
             m.d.comb += [port.en.eq(getattr(self, f"{prefix}_we")), port.addr.eq(getattr(self, f"{prefix}_addr")),
-                         port.data.eq(getattr(self, f"{prefix}_data"))]
+                         port.data.eq(stored)]
         vector_bits = 8 * M * L
         stream_reads = []
         for i, (width, depth) in enumerate(banks):  # row i's share: vectors, valid bits, top bit
@@ -186,7 +188,7 @@ class LayerUnit(wiring.Component):
             with m.If(carry_on):
                 m.d.sync += [left.eq(left - 1), more.eq(left != 1)]
             with m.If(begin_stream):
-                m.d.sync += [next_stream.eq(next_stream + 1), left.eq(length.data - 1), more.eq(length.data != 1)]
+                m.d.sync += [next_stream.eq(next_stream + 1), left.eq(length.data), more.eq(length.data != 0)]
             with m.If(live):
                 m.d.sync += stream_addr.eq(stream_addr + 1)
             with m.If(shifting):

@@ -30,7 +30,7 @@ bits are ``w * a0`` (it fits, |w * a0| <= 2^14), the rest plus the low part's si
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import ClockSignal, Instance, Module, Mux, ResetSignal, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -39,6 +39,7 @@ from edgesparse.errors import ConfigError
 from edgesparse.sparsity.pattern import BlockPattern
 
 PSUM_BITS = 32
+MULTIPLIERS = ("fabric", "ecp5")  # a behavioural multiply (any target, simulation) or ECP5's MULT18X18D instance
 
 
 def index_bits(m: int) -> int:
@@ -54,14 +55,43 @@ def check_block(m: int, lanes: int) -> None:
         raise ConfigError(f"a PE packs one or two pixels per cycle into its multiplier, got {lanes!r}")
 
 
-def _products(m: Module, weight, vector, index, block: int, lanes: int, stages: int = 0) -> list:
+def check_multiplier(multiplier: str, lanes: int, stages: int) -> None:
+    """Raise :class:`ConfigError` unless ``multiplier`` is one of :data:`MULTIPLIERS` and, on ``"ecp5"``, the PE
+    has one lane and two product stages (the MULT18X18D's input and output registers)."""
+    if multiplier not in MULTIPLIERS:
+        raise ConfigError(f"the PE's multiplier is one of {', '.join(MULTIPLIERS)}, got {multiplier!r}")
+    if multiplier == "ecp5" and (lanes, stages) != (1, 2):
+        raise ConfigError(f"the ECP5 multiplier holds two product stages for one pixel per cycle, got {lanes} "
+                          f"lane(s) and {stages} stage(s)")
+
+
+def _ecp5_product(m: Module, weight, chosen) -> Signal:
+    """``weight * chosen`` through a MULT18X18D with its input and output registers: the two product stages inside
+    the multiplier (yosys's synth_ecp5 maps a multiply with REG_* = NONE and absorbs no register around it)."""
+    a, b, p = Signal(signed(18)), Signal(signed(18)), Signal(36)
+    m.d.comb += [a.eq(chosen), b.eq(weight)]
+    registered = {f"p_REG_{name}_{what}": value for name in ("INPUTA", "INPUTB", "OUTPUT")
+                  for what, value in (("CLK", "CLK0"), ("CE", "CE0"), ("RST", "RST0"))}
+    m.submodules.multiplier = Instance(
+        "MULT18X18D", **registered, p_GSR="DISABLED", p_RESETMODE="SYNC",
+        i_CLK0=ClockSignal(), i_CE0=1, i_RST0=ResetSignal(), i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0,
+        **{f"i_A{k}": a[k] for k in range(18)}, **{f"i_B{k}": b[k] for k in range(18)},
+        **{f"i_C{k}": 0 for k in range(18)}, **{f"o_P{k}": p[k] for k in range(36)})
+    return p[:16].as_signed()
+
+
+def _products(m: Module, weight, vector, index, block: int, lanes: int, stages: int = 0,
+              multiplier: str = "fabric") -> list:
     """``lanes`` signed products ``weight * vector[lane][index]`` (two lanes packed into one multiplier), ``stages``
-    cycles late: 1 registers the selected activations with the weight, 2 the product as well."""
+    cycles late: 1 registers the selected activations with the weight, 2 the product as well (on ``"ecp5"``: the
+    MULT18X18D's own registers)."""
     def select(lane: int):
         word = vector.word_select(lane, 8 * block)
         return word.as_signed() if block == 1 else word.word_select(index[:index_bits(block)], 8).as_signed()
 
     chosen = [select(lane) for lane in range(lanes)]
+    if multiplier == "ecp5":
+        return [_ecp5_product(m, weight, chosen[0])]
     if stages >= 1:
         held_w, held = Signal(signed(8), name="held_w"), [Signal(signed(8), name=f"held_a{k}") for k in range(lanes)]
         m.d.sync += [held_w.eq(weight)] + [h.eq(c) for h, c in zip(held, chosen)]
@@ -84,7 +114,9 @@ class SparsePE(wiring.Component):
     Parameters: ``m`` (a power of two; 1 = dense), ``lanes`` (1 or 2), ``pipelined`` (shadow weights, the default
     array; False: the classic PE), ``segment_top`` (pipelined only: the PE may start a segment's partial-sum chain),
     ``stages`` (pipelined only: 0, 1 or 2 product stages d, see the module docstring; default
-    :data:`~edgesparse.accel.config.PRODUCT_STAGES` on the pipelined PE, 0 on the classic one).
+    :data:`~edgesparse.accel.config.PRODUCT_STAGES` on the pipelined PE, 0 on the classic one), ``multiplier``
+    (``"fabric"``: a behavioural multiply; ``"ecp5"``: a MULT18X18D instance holding both product stages, one
+    pixel per cycle, for place and route on ECP5).
 
     Ports, both PEs (B = max(1, log2 M) index bits, L = ``lanes``):
 
@@ -113,14 +145,16 @@ class SparsePE(wiring.Component):
     """
 
     def __init__(self, m: int, lanes: int = 1, pipelined: bool = False, segment_top: bool = False,
-                 stages: int | None = None):
+                 stages: int | None = None, multiplier: str = "fabric"):
         check_block(m, lanes)
         stages = (PRODUCT_STAGES if pipelined else 0) if stages is None else stages
+        check_multiplier(multiplier, lanes, stages)
         if segment_top and not pipelined:
             raise ConfigError("only the pipelined PE cuts the partial-sum chain (segment_top needs pipelined)")
         if stages not in (0, 1, 2) or (stages and not pipelined):
             raise ConfigError(f"the pipelined PE has 0, 1 or 2 product stages (the classic PE none), got {stages!r}")
         self.m, self.lanes, self.pipelined, self.segment_top, self.stages = m, lanes, pipelined, segment_top, stages
+        self.multiplier = multiplier
         bits = max(1, index_bits(m))  # a 1-bit index port on the dense PE keeps the interface uniform (unused)
         ports = {
             "w_in": In(signed(8)), "idx_in": In(unsigned(bits)),
@@ -151,7 +185,7 @@ class SparsePE(wiring.Component):
             delayed = Signal(name=f"top_d{step}")
             m.d.sync += delayed.eq(top)
             top = delayed
-        products = _products(m, weight, self.act_in, index, self.m, self.lanes, self.stages)
+        products = _products(m, weight, self.act_in, index, self.m, self.lanes, self.stages, self.multiplier)
         for lane, value in enumerate(products):
             above = self.psum_in.word_select(lane, PSUM_BITS).as_signed()
             if self.segment_top:
