@@ -109,13 +109,13 @@ def test_classic_stepped_fast_analytic_and_reference_agree(cin, cout, size, kern
     assert analytic == plan.total_cycles
 
 
-@pytest.mark.parametrize("cout, total, streams", [(2, 26, [12]), (4, 34, [12, 18])])
+@pytest.mark.parametrize("cout, total, streams", [(2, 28, [12]), (4, 36, [12, 18])])
 def test_hand_timed_layer_pins_every_stall_to_the_cycle(cout, total, streams):
     """Derived by hand from the contract (schedule module docstring), 2x2 dense array, 1 B/cycle DRAM, a 1x1 conv
     2 -> cout on 2x2 pixels: weights(0) 4 B in [0, 4), input(0) 8 B in [4, 12), (weights(1) 4 B in [12, 16));
     fold 0 loads at 4 and streams at max(4 + 2, 12) = 12 for 4 groups, its last sum leaves column 1 at
-    12 + 3 + 1 + 1 = 17; fold 1 loads at max(16, 12) = 16 and streams at max(18, 12 + 4) = 18, last sum at 23;
-    each unit's 8 output bytes move once its last sum has left: [18, 26) and [26, 34)."""
+    12 + 3 + 1 + 1 + 2 = 19 (2 product stages); fold 1 loads at max(16, 12) = 16 and streams at max(18, 12 + 4)
+    = 18, last sum at 25; each unit's 8 output bytes move once its last sum has left: [20, 28) and [28, 36)."""
     config = AcceleratorConfig(rows=2, cols=2, m=1, n=1, dram_bytes_per_cycle=1.0)
     shape = LayerShape("conv", 2, cout, (2, 2), (2, 2, 2), (1, 1), (1, 1), 0)
     plan = schedule_layer(shape, config)

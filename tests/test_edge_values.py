@@ -33,7 +33,7 @@ def test_the_packed_multiply_is_exact_for_every_int8_triple():
 async def _drive_pe(ctx, pe, cases, m, lanes, top=False):
     """Load each weight, then present its activations (at index ``m - 1``, the others random) and a partial sum.
     The pipelined PE latches the weight into its shadow and switches to it with a ``first`` activation (``top``:
-    the PE starts a segment, the partial sum from above is dropped)."""
+    the PE starts a segment, the partial sum from above is dropped); its sum comes out after its product stages."""
     rng = np.random.default_rng(0)
     got = []
     for w, acts, psum in cases:
@@ -58,7 +58,8 @@ async def _drive_pe(ctx, pe, cases, m, lanes, top=False):
                 vector |= (value & 0xFF) << (8 * (lane * m + k))
         ctx.set(pe.act_in, vector)
         ctx.set(pe.psum_in, sum((p & 0xFFFFFFFF) << (32 * lane) for lane, p in enumerate(psum)))
-        await ctx.tick()
+        for _ in range(pe.stages + 1):  # the product stages, then the sum (inputs held)
+            await ctx.tick()
         word = ctx.get(pe.psum_out)
         lanes_out = [(word >> (32 * lane)) & 0xFFFFFFFF for lane in range(lanes)]
         got.append([v - (1 << 32) if v >= 1 << 31 else v for v in lanes_out])

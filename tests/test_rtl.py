@@ -93,6 +93,45 @@ def test_a_pipelined_mismatch_names_the_pixel_and_channel():
         compare_layer(program, layer_outputs(wrong, program, config, int(clock.load_starts[0])), (acc, cycles))
 
 
+def test_the_rtl_and_the_model_agree_on_the_product_stages():
+    """The model's product stages are the PE's: a unit built one stage short puts every sum out a cycle early."""
+    from edgesparse.rtl.layer_unit import LayerUnit
+    from edgesparse.rtl.cosim import _run_amaranth, drive_layer
+
+    config = AcceleratorConfig(4, 4, 4, 1, dram_bytes_per_cycle=FAST_DRAM)
+    assert config.product_stages == 2 and dataclasses.replace(config, classic=True).product_stages == 0
+    layer, x, plan = random_layer(config, 1, 4, cin=8, cout=4, size=3, seed=3)
+    acc, cycles, clock = clock_layer(layer, x, plan.shape, config)
+    program = layer_program(layer, x, plan.shape, config)
+    short = LayerUnit(4, 4, 4, max_folds=program.folds, max_words=len(program.stream_words),
+                      stages=config.product_stages - 1)
+    record = _run_amaranth(short, lambda bus: drive_layer(bus, program, config))
+    with pytest.raises(AssertionError, match=r"entered row 0|unit 0: (value|cycle)"):
+        compare_layer(program, layer_outputs(record, program, config, int(clock.load_starts[0])), (acc, cycles))
+
+
+def test_the_ecp5_multiplier_instance_runs_a_layer_like_the_model(tmp_path):
+    """The layer unit placed on ECP5 (each PE's product stages inside a MULT18X18D instance), simulated in Icarus
+    with a behavioural model of the primitive (tests/data), equals clock_layer value for value, cycle for cycle."""
+    from pathlib import Path
+
+    from amaranth.back import verilog
+
+    from edgesparse.rtl.cosim import _run_icarus
+    from edgesparse.rtl.layer_unit import LayerUnit
+
+    config = AcceleratorConfig(4, 4, 16, 1, dram_bytes_per_cycle=FAST_DRAM)
+    layer, x, plan = random_layer(config, 1, 16, cin=19, cout=7, size=4, seed=5)
+    acc, cycles, clock = clock_layer(layer, x, plan.shape, config)
+    program = layer_program(layer, x, plan.shape, config)
+    unit = LayerUnit(4, 4, 16, max_folds=program.folds, max_words=len(program.stream_words), multiplier="ecp5")
+    model = (Path(__file__).parent / "data" / "mult18x18d_model.v").read_text()
+    record = _run_icarus(verilog.convert(unit, name="layer_unit") + model, "layer_unit", ("layer", program, config),
+                         tmp_path)
+    assert compare_layer(program, layer_outputs(record, program, config, int(clock.load_starts[0])),
+                         (acc, cycles)) == 16 * 7
+
+
 def test_a_mismatch_names_the_fold_pixel_and_column():
     config = AcceleratorConfig(4, 4, 4, 1, classic=True)
     layer, x, plan = random_layer(config, 1, 4, cin=8, cout=4, size=4, seed=3)
@@ -247,8 +286,10 @@ def test_the_resource_model_quotes_the_synthesized_counts():
 
 def test_synthesis_counts_the_shadow_registers_and_the_segment_cut():
     """The pipelined PE adds exactly its shadow and active weight and index, the first bit and the lanes' valid
-    bits to the classic PE's flip-flops (the staging register is the classic weight register); the segment-top PE
-    adds the partial-sum cut's LUTs and one FF (the top bit), and still one DSP."""
+    bits to the classic PE's flip-flops (the staging register is the classic weight register; its product stages
+    are the DSP48E1's own A/B and M registers); the segment-top PE adds the partial-sum cut's LUTs and the top bit
+    with its product stages' delay (the first delay is the travelling top bit), and still one DSP."""
+    from edgesparse.accel.config import PRODUCT_STAGES
     from edgesparse.rtl.pe import index_bits
     from edgesparse.rtl.synth import synthesize
     from edgesparse.rtl.verilog import pe_verilog
@@ -259,4 +300,4 @@ def test_synthesis_counts_the_shadow_registers_and_the_segment_cut():
     top = synthesize(pe_verilog(m, lanes, pipelined=True, segment_top=True), "sparse_pe")
     assert classic["dsp"] == pipelined["dsp"] == top["dsp"] == 1
     assert pipelined["ff"] - classic["ff"] == 2 * (8 + index_bits(m)) + 1 + lanes
-    assert top["ff"] == pipelined["ff"] + 1 and top["lut"] > pipelined["lut"] >= classic["lut"]
+    assert top["ff"] == pipelined["ff"] + PRODUCT_STAGES and top["lut"] > pipelined["lut"] >= classic["lut"]

@@ -20,6 +20,7 @@ from typing import Any, Sequence  # noqa: E402
 
 from edgesparse.config import config_fields, load_config  # noqa: E402
 from edgesparse.errors import EdgesparseError  # noqa: E402
+from edgesparse.fpga_flow import add_parser as add_fpga_parser  # noqa: E402
 
 
 def _bool(text: str) -> bool:
@@ -479,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_parser in (_add_train_parser, _add_figures_parser, _add_export_parser, _add_inspect_parser,
-                       _add_simulate_parser, _add_report_parser, _add_rtl_parser):
+                       _add_simulate_parser, _add_report_parser, _add_rtl_parser, add_fpga_parser):
         add_parser(commands)
     return parser
 

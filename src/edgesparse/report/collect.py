@@ -74,6 +74,15 @@ def _front_rows(benchmark_csv: Path | None) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def _placed_rows(benchmark_csv: Path | None) -> list[dict[str, str]]:
+    """The ECP5 place-and-route table that ``benchmarks/fpga.py`` writes beside the accuracy CSV."""
+    path = benchmark_csv.with_name("fpga.csv") if benchmark_csv is not None else None
+    if path is None or not path.exists():
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 def _packed_section(graph: IntGraph, path: Path, dataset: str, test_images: int,
                     progress: bool) -> dict[str, Any]:
     rows = stored_layers(graph)
@@ -148,6 +157,7 @@ def collect_report(sparse_run: Path, dense_run: Path | None, packed: Path, confi
         "bit_exact": exact, "demo_figures": demo.as_row(), "demo_layers": demo_layers, "demo_energy_uj": demo_energy,
         "networks": network_rows, "comparison": comparison, "sweep": sweep_rows,
         "plan": _plan_rows(trained.model, demo_layers), "accuracy_front": _front_rows(benchmark_csv),
+        "placed": _placed_rows(benchmark_csv),
         "energy_table": {"path": table.path, "sources": table.sources, "rows": table.rows(config)},
         "resource_source": demo.resource_source,
     }

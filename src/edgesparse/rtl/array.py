@@ -14,8 +14,9 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from edgesparse.accel.config import PRODUCT_STAGES
 from edgesparse.errors import ConfigError
-from edgesparse.rtl.pe import PSUM_BITS, SparsePE, check_block, index_bits
+from edgesparse.rtl.pe import PSUM_BITS, SparsePE, check_block, check_multiplier, index_bits
 
 
 def check_array(rows: int, cols: int, m: int, lanes: int, segments: int = 1) -> None:
@@ -74,7 +75,9 @@ class PipelinedArray(wiring.Component):
     The weight word enters the top once per cycle for column 0; column j sees it (and the strobes) j cycles later,
     through a triangle of delay registers inside the array, so a fold's word k shifts into column j at
     ``a + k + j`` and latches into its shadows at ``a + R - 1 + j``. Rows ``k R / S`` (k > 0) may start a segment;
-    rows ``(k + 1) R / S - 1`` are the output ports. B = max(1, log2 M) index bits, L = ``lanes``.
+    rows ``(k + 1) R / S - 1`` are the output ports. B = max(1, log2 M) index bits, L = ``lanes``; every PE has
+    ``stages`` d product stages (the sum of an activation reaching PE (i, j) in cycle t is latched at t + d), its
+    product from ``multiplier`` (see :class:`~edgesparse.rtl.pe.SparsePE`).
 
     Ports:
 
@@ -91,12 +94,16 @@ class PipelinedArray(wiring.Component):
       feeder sets it on a segment's bottom row, for real pixels);
     - ``psum_out : Signal(32 L C S), out``: port k (row ``(k + 1) R / S - 1``), column j, lane l at element
       ``(k C + j) L + l``: that PE's partial-sum register;
-    - ``valid_out : Signal(L C S), out``: the valid bit that travelled with the same data, same element order.
+    - ``valid_out : Signal(L C S), out``: the valid bit that travelled with the same data (delayed d cycles with
+      its product), same element order.
     """
 
-    def __init__(self, rows: int, cols: int, m: int, lanes: int = 1, segments: int = 1):
+    def __init__(self, rows: int, cols: int, m: int, lanes: int = 1, segments: int = 1,
+                 stages: int = PRODUCT_STAGES, multiplier: str = "fabric"):
         check_array(rows, cols, m, lanes, segments)
+        check_multiplier(multiplier, lanes, stages)
         self.rows, self.cols, self.m, self.lanes, self.segments = rows, cols, m, lanes, segments
+        self.stages, self.multiplier = stages, multiplier
         self.index_width = max(1, index_bits(m))
         super().__init__({
             "shift": In(1), "latch": In(1),
@@ -118,8 +125,8 @@ class PipelinedArray(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         R, C, L, B = self.rows, self.cols, self.lanes, self.index_width
-        pes = [[SparsePE(self.m, L, pipelined=True, segment_top=self.segment_top(i)) for _ in range(C)]
-               for i in range(R)]
+        pes = [[SparsePE(self.m, L, pipelined=True, segment_top=self.segment_top(i), stages=self.stages,
+                         multiplier=self.multiplier) for _ in range(C)] for i in range(R)]
         # The skew triangle: column j's word and strobes, j cycles late.
         shift, latch = self.shift, self.latch
         for j in range(C):
@@ -157,8 +164,13 @@ class PipelinedArray(wiring.Component):
                         m.d.comb += pe.top_in.eq(left.top_out)
         for k, i in enumerate(self.port_rows()):
             for j, pe in enumerate(pes[i]):
+                valid = pe.valid_out
+                for step in range(self.stages):  # the valid bits wait for their products
+                    delayed = Signal(L, name=f"valid_{k}_{j}_d{step}")
+                    m.d.sync += delayed.eq(valid)
+                    valid = delayed
                 m.d.comb += [self.psum_out.word_select(k * C + j, PSUM_BITS * L).eq(pe.psum_out),
-                             self.valid_out.word_select(k * C + j, L).eq(pe.valid_out)]
+                             self.valid_out.word_select(k * C + j, L).eq(valid)]
         return m
 
 

@@ -346,7 +346,8 @@ async def drive_layer(bus: Bus, program: LayerProgram, config: AcceleratorConfig
     bus.set("start", 1)
     await bus.tick()
     bus.set("start", 0)
-    entries, sums, drain, limit = {}, [], R + C + 1, 8 * (len(program.stream_words) + program.folds * R) + 64
+    entries, sums = {}, []
+    drain, limit = R + C + config.product_stages + 4, 8 * (len(program.stream_words) + program.folds * R) + 64
     for _ in range(limit):
         await bus.tick()
         cycle = bus.get("out_cycle")
@@ -372,8 +373,8 @@ def layer_outputs(record: LayerRecord, program: LayerProgram, config: Accelerato
                   offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The layer's accumulators ``[pixels, Cout]`` summed over row folds and the cycle (plus ``offset``) each
     final sum left, from the unit's record: a sum leaving port k's row b at column j in cycle t entered row 0 at
-    ``t - b - j``, as the group step g of the fold the monitor saw there; it belongs to that fold's segment
-    ``b // (R / s)``, group ``that * L_f + g``."""
+    ``t - b - j - d`` (d: the PE's product stages), as the group step g of the fold the monitor saw there; it
+    belongs to that fold's segment ``b // (R / s)``, group ``that * L_f + g``."""
     geometry, R, C, P = program.geometry, config.rows, config.cols, config.pixels_per_cycle
     shape = geometry.shape
     acc = np.zeros((shape.pixels, shape.cout), dtype=np.int64)
@@ -381,7 +382,7 @@ def layer_outputs(record: LayerRecord, program: LayerProgram, config: Accelerato
     port_rows = [(k + 1) * config.segment_rows - 1 for k in range(config.segments)]
     for cycle, port, column, lane, value in sorted(record.sums):
         row = port_rows[port]
-        entered = cycle - row - column
+        entered = cycle - row - column - config.product_stages
         if entered not in record.entries:
             raise AssertionError(f"a valid sum left port {port}, column {column} at cycle {cycle}, but nothing "
                                  f"entered row 0 at cycle {entered}")
@@ -421,7 +422,7 @@ def layer_unit_for(program: LayerProgram, config: AcceleratorConfig):
     from edgesparse.rtl.layer_unit import LayerUnit
 
     return LayerUnit(config.rows, config.cols, config.m, config.pixels_per_cycle, config.segments,
-                     max_folds=program.folds, max_words=len(program.stream_words))
+                     max_folds=program.folds, max_words=len(program.stream_words), stages=config.product_stages)
 
 
 def run_layer_amaranth(program: LayerProgram, config: AcceleratorConfig) -> LayerRecord:

