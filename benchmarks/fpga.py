@@ -27,7 +27,8 @@ from pathlib import Path  # noqa: E402
 
 from _common import publish  # noqa: E402
 
-from edgesparse.accel import AcceleratorConfig, parse_array, simulate  # noqa: E402
+from edgesparse.accel import AcceleratorConfig, parse_array  # noqa: E402
+from edgesparse.accel.simulate import simulate  # noqa: E402
 from edgesparse.export_flow import shape_graph  # noqa: E402
 from edgesparse.fpga_flow import folder_name, layer_unit  # noqa: E402
 from edgesparse.rtl.fpga import run_flow  # noqa: E402

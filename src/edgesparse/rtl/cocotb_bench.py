@@ -1,6 +1,6 @@
-"""The cocotb testbench of the fold unit and the layer unit: runs the work pickled at $EDGESPARSE_JOBS (``(kind,
+"""The cocotb testbench of the fold unit and the layer unit: runs the work pickled at $EDGESPARSE_PAYLOAD (``(kind,
 work, config)``: ``"fold"`` jobs through :func:`drive_folds`, a ``"layer"`` program through :func:`drive_layer`) and
-pickles the result to $EDGESPARSE_RESULTS. Loaded by cocotb inside the simulator, not imported by users."""
+pickles the result to $EDGESPARSE_RESULT. Loaded by cocotb inside the simulator, not imported by users."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class CocotbBus:
 
 @cocotb.test()
 async def unit_matches_the_simulator(dut):
-    with open(os.environ["EDGESPARSE_JOBS"], "rb") as handle:
+    with open(os.environ["EDGESPARSE_PAYLOAD"], "rb") as handle:
         kind, work, config = pickle.load(handle)
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     bus = CocotbBus(dut)
@@ -45,5 +45,5 @@ async def unit_matches_the_simulator(dut):
     await bus.tick()
     driver = drive_layer if kind == "layer" else drive_folds
     results = await driver(bus, work, config)
-    with open(os.environ["EDGESPARSE_RESULTS"], "wb") as handle:
+    with open(os.environ["EDGESPARSE_RESULT"], "wb") as handle:
         pickle.dump(results, handle)

@@ -213,9 +213,10 @@ def run_amaranth(jobs: list[FoldJob], config: AcceleratorConfig) -> list[tuple[n
     return _run_amaranth(unit, lambda bus: drive_folds(bus, jobs, config))
 
 
-def _run_icarus(text: str, top: str, payload: tuple, build_dir: str | Path) -> Any:
-    """Build ``text`` (module ``top``) with Icarus and run :mod:`edgesparse.rtl.cocotb_bench` on ``payload``
-    (``(kind, work, config)``) through cocotb; return the driver's result."""
+def run_cocotb(text: str, top: str, test_module: str, payload: Any, build_dir: str | Path) -> Any:
+    """Build Verilog ``text`` (module ``top``) with Icarus and run the cocotb ``test_module`` on ``payload``
+    (pickled at ``$EDGESPARSE_PAYLOAD``; timescale 1ns/1ps); return what the test pickled at
+    ``$EDGESPARSE_RESULT``."""
     import os
     import pickle
     import sys
@@ -226,21 +227,26 @@ def _run_icarus(text: str, top: str, payload: tuple, build_dir: str | Path) -> A
 
     build_dir = Path(build_dir)
     source = write_verilog(text, build_dir / f"{top}.v")
-    jobs_path, results_path = build_dir / "jobs.pkl", build_dir / "results.pkl"
-    jobs_path.write_bytes(pickle.dumps(payload))
+    payload_path, result_path = build_dir / "payload.pkl", build_dir / "result.pkl"
+    payload_path.write_bytes(pickle.dumps(payload))
     venv_bin = str(Path(sys.executable).parent)  # cocotb's runner calls cocotb-config from PATH
     if venv_bin not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
     runner = get_runner("icarus")
     runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir, timescale=("1ns", "1ps"),
                  always=True, log_file=build_dir / "build.log")
-    results_path.unlink(missing_ok=True)
-    runner.test(test_module="edgesparse.rtl.cocotb_bench", hdl_toplevel=top, build_dir=build_dir,
-                extra_env={"EDGESPARSE_JOBS": str(jobs_path), "EDGESPARSE_RESULTS": str(results_path)},
+    result_path.unlink(missing_ok=True)
+    runner.test(test_module=test_module, hdl_toplevel=top, build_dir=build_dir,
+                extra_env={"EDGESPARSE_PAYLOAD": str(payload_path), "EDGESPARSE_RESULT": str(result_path)},
                 log_file=build_dir / "test.log")
-    if not results_path.exists():
+    if not result_path.exists():
         raise AssertionError(f"the cocotb run wrote no results; see {build_dir / 'test.log'}")
-    return pickle.loads(results_path.read_bytes())
+    return pickle.loads(result_path.read_bytes())
+
+
+def _run_icarus(text: str, top: str, payload: tuple, build_dir: str | Path) -> Any:
+    """:mod:`edgesparse.rtl.cocotb_bench` on ``payload`` (``(kind, work, config)``) in Icarus."""
+    return run_cocotb(text, top, "edgesparse.rtl.cocotb_bench", payload, build_dir)
 
 
 def run_icarus(jobs: list[FoldJob], config: AcceleratorConfig, build_dir: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -1,7 +1,7 @@
 """A stream testbench for the layer engine's components, the same in Amaranth's simulator and in Icarus Verilog
 (cocotb 2): drive a list of per-cycle port values into a component and record every ``out`` with its cycle while
 ``out_valid`` is set. The cocotb side of it is :func:`streams_through`, loaded by cocotb inside the simulator
-(payload and result pickled at $EDGESPARSE_STREAM / $EDGESPARSE_STREAM_RESULT); tests call :func:`run_stream_amaranth`
+(payload and result pickled at $EDGESPARSE_PAYLOAD / $EDGESPARSE_RESULT); tests call :func:`run_stream_amaranth`
 and :func:`run_stream_icarus` on the same inputs and compare both records with a Python reference.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import sys
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -69,31 +68,13 @@ def run_stream_amaranth(unit, steps: list[Step], drain: int) -> Record:
 
 
 def run_stream_icarus(text: str, top: str, steps: list[Step], drain: int, build_dir: str | Path) -> Record:
-    """:func:`drive_stream` on Verilog ``text`` (module ``top``) in Icarus through cocotb (timescale 1ns/1ps)."""
-    from cocotb_tools.runner import get_runner
+    """:func:`drive_stream` on Verilog ``text`` (module ``top``) in Icarus through cocotb."""
+    from edgesparse.rtl.cosim import run_cocotb
 
-    build_dir = Path(build_dir)
-    build_dir.mkdir(parents=True, exist_ok=True)
-    source = build_dir / f"{top}.v"
-    source.write_text(text)
-    payload, results = build_dir / "stream.pkl", build_dir / "stream_result.pkl"
-    payload.write_bytes(pickle.dumps((steps, drain)))
-    venv_bin = str(Path(sys.executable).parent)  # cocotb's runner calls cocotb-config from PATH
-    if venv_bin not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
-    runner = get_runner("icarus")
-    runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir, timescale=("1ns", "1ps"), always=True,
-                 log_file=build_dir / "build.log")
-    results.unlink(missing_ok=True)
-    runner.test(test_module="edgesparse.rtl.engine_bench", hdl_toplevel=top, build_dir=build_dir,
-                extra_env={"EDGESPARSE_STREAM": str(payload), "EDGESPARSE_STREAM_RESULT": str(results)},
-                log_file=build_dir / "test.log")
-    if not results.exists():
-        raise AssertionError(f"the cocotb run wrote no results; see {build_dir / 'test.log'}")
-    return pickle.loads(results.read_bytes())
+    return run_cocotb(text, top, "edgesparse.rtl.engine_bench", (steps, drain), build_dir)
 
 
-if "EDGESPARSE_STREAM" in os.environ:  # loaded by cocotb inside the simulator
+if "EDGESPARSE_PAYLOAD" in os.environ:  # loaded by cocotb inside the simulator
     import cocotb
     from cocotb.clock import Clock
     from cocotb.triggers import FallingEdge
@@ -115,7 +96,7 @@ if "EDGESPARSE_STREAM" in os.environ:  # loaded by cocotb inside the simulator
 
     @cocotb.test()
     async def streams_through(dut):
-        with open(os.environ["EDGESPARSE_STREAM"], "rb") as handle:
+        with open(os.environ["EDGESPARSE_PAYLOAD"], "rb") as handle:
             steps, drain = pickle.load(handle)
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
         bus = _CocotbBus(dut)
@@ -125,5 +106,5 @@ if "EDGESPARSE_STREAM" in os.environ:  # loaded by cocotb inside the simulator
         bus.set("rst", 0)
         await bus.tick()
         record = await drive_stream(bus, steps, drain)
-        with open(os.environ["EDGESPARSE_STREAM_RESULT"], "wb") as handle:
+        with open(os.environ["EDGESPARSE_RESULT"], "wb") as handle:
             pickle.dump(record, handle)
