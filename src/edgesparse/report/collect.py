@@ -20,11 +20,11 @@ import numpy as np
 from edgesparse.accel.config import AcceleratorConfig
 from edgesparse.accel.energy import ENERGY_MODEL, frame_energy, load_energy_table
 from edgesparse.accel.metrics import hardware_figures, pareto_front
-from edgesparse.network_flow import compare_networks, sweep
 from edgesparse.accel.simulate import simulate
 from edgesparse.data import iterate_batches, load_dataset
 from edgesparse.errors import ConfigError
 from edgesparse.export_flow import int8_accuracy
+from edgesparse.network_flow import compare_networks, sweep
 from edgesparse.pack.inspect import stored_layers, total_stored
 from edgesparse.pack.packed import load_packed
 from edgesparse.quant import quantize_input, run_graph
