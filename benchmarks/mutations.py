@@ -80,8 +80,8 @@ MUTATIONS = (
              "high = (product >> LANE_SHIFT) + ((product >> (LANE_SHIFT - 1)) & 1)",
              "high = product >> LANE_SHIFT", ("tests/test_edge_values.py",)),
     Mutation("packed multiply without its sign fix (RTL PE)", "src/edgesparse/rtl/pe.py",
-             "high = product[16:].as_signed() + product[15]",
-             "high = product[16:].as_signed()", ("tests/test_edge_values.py",)),
+             "product[16:].as_signed() + product[15]]",
+             "product[16:].as_signed()]", ("tests/test_edge_values.py",)),
     Mutation("post-processing applies ReLU before the bias", "src/edgesparse/accel/simulate.py",
              'acc = acc + op.arrays["bias"].astype(np.int64).reshape(1, -1)',
              'acc = (np.maximum(acc, 0) if op.attrs.get("relu") else acc) '
