@@ -26,7 +26,8 @@ from edgesparse.quant.graph import IntOp
 from edgesparse.quant.reference import run_op
 from edgesparse.rtl.cosim import random_layer, stream_words
 from edgesparse.rtl.dma import DMA, SimDRAM, beat_bytes, descriptor_fields, pack_descriptor, rate_fraction
-from edgesparse.rtl.feeder import FEEDER_LATENCY, ActivationFeeder, row_fields
+from edgesparse.accel.pipeline import FEED_LATENCY
+from edgesparse.rtl.feeder import ActivationFeeder, row_fields
 from edgesparse.rtl.ppu import (ADD_LATENCY, AVGPOOL_LATENCY, MAXPOOL_LATENCY, REQUANT_LATENCY, GlobalAvgPool,
                                 MaxPool, Requantizer, ResidualAdd)
 
@@ -241,7 +242,7 @@ def _tile_buffer(x: np.ndarray, m: int) -> list[int]:
 def _feeder_against_stream_words(config, layer, x, shape, max_folds: int | None = None,
                                  tile: int | None = None) -> int:
     """Every row of every fold (``max_folds`` of them at most, spread over the layer) through one feeder: each
-    vector and real flag equals the row's part of stream_words' words, vector g FEEDER_LATENCY + g cycles after
+    vector and real flag equals the row's part of stream_words' words, vector g FEED_LATENCY + g cycles after
     the row's start. Returns vectors checked."""
     geometry = fold_geometry(shape, config)
     row_acts = row_activations(layer, x).astype(np.int64)
@@ -296,7 +297,7 @@ def _feeder_against_stream_words(config, layer, x, shape, max_folds: int | None 
             ctx.set(unit.start, 1)
             await ctx.tick()
             ctx.set(unit.start, 0)
-            for g in range(1 - FEEDER_LATENCY, len(vectors)):
+            for g in range(1 - FEED_LATENCY, len(vectors)):
                 if g >= 0:
                     assert ctx.get(unit.out_valid), f"vector {g} is late"
                     out = ctx.get(unit.out)

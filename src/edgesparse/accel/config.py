@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from edgesparse.accel.pipeline import PRODUCT_STAGES
 from edgesparse.errors import AcceleratorError
 from edgesparse.pattern import BlockPattern, DensePattern, parse_pattern
-
-PRODUCT_STAGES = 2  # the pipelined PE's registers from an activation's arrival to its product's add (select, product)
 
 
 @dataclass(frozen=True)

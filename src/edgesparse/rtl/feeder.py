@@ -35,11 +35,6 @@ from edgesparse.errors import ConfigError
 
 COORD_BITS = 16  # signed map coordinates and strides (maps up to 32k pixels a side)
 
-FEEDER_LATENCY = 2
-"""Cycles from ``start`` to the first vector: with ``start`` in cycle t, group g's vectors are on ``out`` in cycle
-t + 2 + g (the counters load at the edge ending t, the memory reads their address at the edge ending t + 1)."""
-
-
 @dataclass(frozen=True)
 class RowFields:
     """The feeder's start values for one row of one fold (see :func:`row_fields`)."""
@@ -116,7 +111,8 @@ class ActivationFeeder(wiring.Component):
     - ``out : Signal(8 M L), out``: the vectors (lane l at bits ``[8 M l, 8 M (l + 1))``), zero for padding, for a
       pixel past ``pixels`` and for a row without a slot;
     - ``out_real : Signal(L), out``: lane l's vector belongs to a real pixel (a sum to keep, for the valid bits);
-    - ``out_valid : Signal(1), out``: ``out`` holds one of the row's ``groups`` vectors (:data:`FEEDER_LATENCY`).
+    - ``out_valid : Signal(1), out``: ``out`` holds one of the row's ``groups`` vectors (``start`` in cycle t: group g's
+      vectors on ``out`` in t + 2 + g, :data:`~edgesparse.accel.pipeline.FEED_LATENCY`).
     """
 
     def __init__(self, m: int, lanes: int = 1, depth: int = 256):

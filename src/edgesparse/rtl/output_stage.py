@@ -41,20 +41,9 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from edgesparse.errors import ConfigError
-from edgesparse.rtl.ppu import ACC_BITS, MAXPOOL_LATENCY, MULT_BITS, REQUANT_LATENCY, SHIFT_BITS, MaxPool, Requantizer
-
-ACCUMULATE_LATENCY = 2
-"""Cycles from a sum at ``psum_in`` to its final total at a requantizer's input: the accumulation memory's read
-(and the parameters' read) beside the sum's register, then the adder's register."""
-
-OUTPUT_LATENCY = ACCUMULATE_LATENCY + REQUANT_LATENCY + 1
-"""Cycles from the last column's (C - 1) final sum of a pixel at ``psum_in`` (cycle t) to the cycle its C bytes are
-written (``out_we`` in cycle t + 10; the buffer holds them from t + 11): accumulation (2), requantization (7), the
-write's address register (1). Column j's sum of the same pixel arrives C - 1 - j cycles earlier."""
-
-POOLED_LATENCY = OUTPUT_LATENCY + MAXPOOL_LATENCY
-"""The same for a pooled layer: from the last column's final sum of the pixel that completes a pooling window to
-the cycle its pooled value is written."""
+from edgesparse.accel.pipeline import (ACCUMULATE_LATENCY, MAXPOOL_LATENCY, OUTPUT_LATENCY,  # noqa: F401
+                                       POOLED_LATENCY, REQUANT_LATENCY)
+from edgesparse.rtl.ppu import ACC_BITS, MULT_BITS, SHIFT_BITS, MaxPool, Requantizer
 
 PARAM_BITS = ACC_BITS + MULT_BITS + SHIFT_BITS  # a channel's bias, mantissa and shift, bias low
 

@@ -22,7 +22,7 @@ window, as the reference pools (``floor`` output size; padding -128).
 
 :class:`ResidualAdd` is the reference's residual ``add`` (both operands rescaled, one rounding shift) and
 :class:`GlobalAvgPool` its whole-map ``avgpool`` (an int32 sum per channel, then a :class:`Requantizer`), each with
-its latency constant here (:data:`ADD_LATENCY`, :data:`AVGPOOL_LATENCY`). Every unit takes a result per lane per
+its latency constant in :mod:`edgesparse.accel.pipeline` (``ADD_LATENCY``, ``AVGPOOL_LATENCY``). Every unit takes a result per lane per
 cycle, so none of them slows the array's output stream.
 """
 
@@ -33,6 +33,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from edgesparse.accel.pipeline import ADD_LATENCY, AVGPOOL_LATENCY, MAXPOOL_LATENCY, REQUANT_LATENCY  # noqa: F401
 from edgesparse.errors import ConfigError
 
 ACC_BITS = 32  # the array's partial sums and the layer's bias: int32
@@ -40,24 +41,6 @@ MULT_BITS = 31  # the requantization mantissa m < 2^31 (fixedpoint.MANTISSA_BITS
 SHIFT_BITS = 6  # the shift s <= 62 (fixedpoint.MAX_SHIFT)
 _LOW = 16  # the mantissa's cut for the partial products: bits [0, 16) and [16, 31)
 _SUM_LOW = 17  # the biased sum's cut: bits [0, 17) (unsigned) and [17, 33) (signed)
-
-REQUANT_LATENCY = 7
-"""Cycles from a :class:`Requantizer` input to its output: an input presented in cycle t (sampled at the clock edge
-that ends it) is on ``out`` in cycle t + 7. Stages: bias add; four partial products; the low product plus the rounding
-term beside the two middle ones; all but the high product; the full product; the arithmetic shift; saturation and
-ReLU."""
-
-ADD_LATENCY = 7
-"""Cycles from a :class:`ResidualAdd` input to its output. Stages: the operands; four registered partial products;
-each operand's product; their sum; plus the rounding term; the arithmetic shift; saturation and ReLU."""
-
-AVGPOOL_LATENCY = 1 + REQUANT_LATENCY
-"""Cycles from the last pixel of a map at the input of :class:`GlobalAvgPool` to its average on ``out``: the sum's
-register, then a :class:`Requantizer`."""
-
-MAXPOOL_LATENCY = 3
-"""Cycles from the pixel that completes a window at the input of :class:`MaxPool` to its maximum on ``out``: the
-horizontal stage's register, the line buffers' word beside it, then the vertical stage's."""
 
 
 def _check_positive(unit: str, name: str, value) -> None:

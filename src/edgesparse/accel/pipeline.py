@@ -1,0 +1,36 @@
+"""The engine's pipeline depths in cycles: the single home of every latency the RTL builds and the cycle model
+counts (pure constants, so the model needs no Amaranth). Each RTL component documents its stages where it builds
+them; the cycle model (:mod:`edgesparse.accel.schedule`, :func:`edgesparse.accel.array.clock_layer`) adds them.
+"""
+
+PRODUCT_STAGES = 2
+"""The pipelined PE's registers from an activation's arrival to its product's add (select, product)."""
+
+FEED_LATENCY = 2
+"""Cycles from the controller's decision to the array's edge: a fold's weight word read in cycle t enters the top
+of the array in t + 2, and a row's feeder started in cycle t puts its first vector on the left edge in t + 2 (the
+block RAM's registered read, then its data register). The cycle model times the array in controller cycles; the
+array's physical events come this much later."""
+
+REQUANT_LATENCY = 7
+"""A :class:`~edgesparse.rtl.ppu.Requantizer`'s input in cycle t is on its output in t + 7."""
+
+ADD_LATENCY = 7
+"""A :class:`~edgesparse.rtl.ppu.ResidualAdd`'s input in cycle t is on its output in t + 7."""
+
+AVGPOOL_LATENCY = 1 + REQUANT_LATENCY
+"""From a map's last pixel at a :class:`~edgesparse.rtl.ppu.GlobalAvgPool` to its average: the sum's register,
+then a requantizer."""
+
+MAXPOOL_LATENCY = 3
+"""From the pixel that completes a window at a :class:`~edgesparse.rtl.ppu.MaxPool` to its maximum."""
+
+ACCUMULATE_LATENCY = 2
+"""The output stage's accumulation over row folds: the memory read beside the sum's register, then the adder's."""
+
+OUTPUT_LATENCY = ACCUMULATE_LATENCY + REQUANT_LATENCY + 1
+"""From the last column's (C - 1) final sum of a pixel at the output stage (cycle t) to the cycle its C bytes are
+written (t + 10; in the buffer from t + 11): accumulation, requantization, the write's address register."""
+
+POOLED_LATENCY = OUTPUT_LATENCY + MAXPOOL_LATENCY
+"""The same for a pooled layer, from the last column's sum of the pixel that completes a pooling window."""
