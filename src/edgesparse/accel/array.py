@@ -27,7 +27,7 @@ from edgesparse.accel.config import AcceleratorConfig
 from edgesparse.accel.geometry import INPUT, WEIGHTS, LayerShape, fold_geometry, transfer_cycles
 from edgesparse.accel.mapping import LoweredLayer, activation_blocks
 from edgesparse.accel.packing import pack_two
-from edgesparse.accel.schedule import Boundary, LayerSchedule
+from edgesparse.accel.schedule import Boundary, LayerSchedule, write_latency
 from edgesparse.errors import AcceleratorError
 
 
@@ -188,10 +188,11 @@ def _next_cycle(cycle: int, quiet: bool, thresholds: tuple) -> int:
 class LayerClock:
     """What the stepped pipelined array measured of a layer, relative to the layer's start."""
 
-    total_cycles: int  # the layer's last output left and its last transfer ended
+    total_cycles: int  # the layer's last write happened and its last transfer ended
     stream_starts: np.ndarray  # int64 [folds]: the cycle each fold's first group entered row 0
     load_starts: np.ndarray  # int64 [folds]: the cycle each fold's first weight word left the weight buffer
     next_boundary: Boundary
+    write_cycles: np.ndarray  # int64 [written pixels, col_folds]: the cycle the output stage wrote each
 
 
 def clock_layer(layer: LoweredLayer, x: np.ndarray, shape: LayerShape, config: AcceleratorConfig,
@@ -200,18 +201,20 @@ def clock_layer(layer: LoweredLayer, x: np.ndarray, shape: LayerShape, config: A
 
     Per cycle, in this order: the DMA completes a transfer whose last cycle has passed and starts the next one of
     the descriptor list when its space is free (a weight slot freed by the loader, an input half freed when the
-    bottom row read its tile's last vector, an output whose unit (tile, column fold) has left the array); the controller starts the
-    next fold's stream once the previous stream ended, the fold's shadows are loaded and its tile's input is in;
-    the loader starts shifting the next fold's weights once they are in the buffer and the previous fold has begun
-    streaming (its shadows taken); then every register of the array latches. The PEs' product stages d
-    (``config.product_stages``) delay every sum equally: a partial sum is computed here in the cycle its activation
-    reaches the PE and leaves the array (is recorded, completes its unit) d cycles later. Returns the accumulators
-    ``[pixels, Cout]``, the cycle each final sum left the array, and the layer's measured timing."""
+    bottom row read its tile's last vector, a tile's output once the output stage has written its last bytes); the
+    controller starts the next fold's stream once the previous stream ended, the fold's shadows are loaded and its
+    tile's input is in; the loader starts shifting the next fold's weights once they are in the buffer and the
+    previous fold has begun streaming (its shadows taken); then every register of the array latches. The PEs'
+    product stages d (``config.product_stages``) delay every sum equally: a partial sum is computed here in the
+    cycle its activation reaches the PE and leaves the array (is recorded) d cycles later. Once the final sums at
+    column 0 of every pixel a tile writes (the pixels completing its pooling windows when pooled) have left, in
+    every column fold, the output stage's writes of the tile are known: each such sum's recorded cycle plus
+    :func:`~edgesparse.accel.schedule.write_latency`. Returns the accumulators ``[pixels, Cout]``, the cycle each
+    final sum left the array, and the layer's measured timing (with every write's cycle)."""
     geometry = fold_geometry(shape, config)
     R, C, M, P = config.rows, config.cols, layer.m, config.pixels_per_cycle
     row_acts = row_activations(layer, x).astype(np.int64)  # [pixels, rows_needed, M]
     folds = geometry.folds
-    fold_ids = np.arange(folds)
     tile_of, col_fold_of, row_fold_of = geometry.positions()
     seg_rows = R // geometry.segments[row_fold_of]
     groups, lengths = geometry.tile_groups(), geometry.stream_lengths()
@@ -220,12 +223,16 @@ def clock_layer(layer: LoweredLayer, x: np.ndarray, shape: LayerShape, config: A
 
     acc = np.zeros((shape.pixels, shape.cout), dtype=np.int64)
     cycles = np.full(acc.shape, -1, dtype=np.int64)
-    units = geometry.tiles * geometry.col_folds
-    unit_of = fold_ids // geometry.row_folds
-    unit_sums = np.outer(geometry.tile_sizes, geometry.cols_in).ravel()  # final sums each unit produces
-    final_left = np.zeros(units, dtype=np.int64)  # final sums of each unit (tile, column fold) that have left
-    unit_done = np.full(units, -1, dtype=np.int64)  # the cycle a unit's last final sum left
     released = np.full(geometry.tiles, -1, dtype=np.int64)  # the cycle a tile's input half was freed
+    # The output stage: a tile's writes are known once the column-0 final sums of the pixels it writes have left.
+    written, written_tile = shape.written_pixels(), geometry.written_tiles()
+    writes = np.zeros(shape.pixels, dtype=bool)
+    writes[written] = True
+    awaited = np.bincount(written_tile, minlength=geometry.tiles) * geometry.col_folds  # sums still to leave
+    writing = awaited > 0  # tiles that write something
+    last_write = np.full(geometry.tiles, NOT_YET, dtype=np.int64)  # the cycle a tile's last bytes were written
+    latency = write_latency(shape, config)
+    finals = 0  # final sums (last row fold) that have left, written or not
 
     # DMA: the descriptor list, run in order.
     queue, next_item, in_flight, flight_end, dma_last = geometry.transfers(), 0, None, 0, boundary.dma_free
@@ -261,7 +268,7 @@ def clock_layer(layer: LoweredLayer, x: np.ndarray, shape: LayerShape, config: A
             return index < config.weight_buffer_folds or slot_freed[index - config.weight_buffer_folds] <= cycle
         if kind == INPUT:
             return cycle >= 0 if index < 2 else 0 <= released[index - 2] <= cycle
-        return 0 <= unit_done[index] < cycle
+        return last_write[index] < cycle
 
     def shifting_soon(at: int) -> bool:
         """A weight load still shifts a column at cycle ``at`` (or later: its last column latches at a + R + C - 2)."""
@@ -351,10 +358,13 @@ def clock_layer(layer: LoweredLayer, x: np.ndarray, shape: LayerShape, config: A
                 pixel_left = act_pixel[pe_rows, pe_cols, pe_lanes]
                 np.add.at(acc, (pixel_left, channel), psum_reg[pe_rows, pe_cols, pe_lanes])
                 cycles[pixel_left, channel] = left_at
-                finished = unit_of[fold_left[last_row_fold[fold_left]]]
-                np.add.at(final_left, finished, 1)
-                complete = np.unique(finished)
-                unit_done[complete[final_left[complete] == unit_sums[complete]]] = left_at
+                finals += int(last_row_fold[fold_left].sum())
+                final = last_row_fold[fold_left] & (pe_cols == 0) & writes[pixel_left]
+                if final.any():
+                    np.subtract.at(awaited, tile_of[fold_left[final]], 1)
+                    for tile in np.unique(tile_of[fold_left[final]]):
+                        if awaited[tile] == 0:
+                            last_write[tile] = cycles[written[written_tile == tile], ::C].max() + latency
             # The bottom row read the last vector of a tile's last fold: its input half is free.
             f_bottom = entry_fold[R - 1]
             if f_bottom >= 0 and entry_group[R - 1] == lengths[f_bottom] - 1 \
@@ -383,13 +393,15 @@ def clock_layer(layer: LoweredLayer, x: np.ndarray, shape: LayerShape, config: A
                     slot_freed[started[which[0]]] = cycle + 1  # its buffer slot's last word was read this cycle
                 for fold in started[which[latch[latch == C - 1]]]:
                     del words[int(fold)]
-        if next_stream == folds and (unit_done >= 0).all() and next_item == len(queue) and in_flight is None:
+        if next_stream == folds and finals == acc.size and (last_write[writing] <= cycle).all() \
+                and next_item == len(queue) and in_flight is None:
             break
         cycle = _next_cycle(cycle, quiet=streaming < 0 and not (entry_fold >= 0).any() and not (act_fold >= 0).any()
                             and not shifting_soon(cycle + 1),
                             thresholds=(flight_end if in_flight is not None else None,
                                         slot_freed[slot_freed < NOT_YET], released,
-                                        unit_done + 1, 0, boundary.shadow_free))
-    total = max(int(unit_done.max()) + 1, dma_last)
-    timing = LayerClock(total, stream_at, load_at, Boundary(dma_last - total, int(stream_at[-1]) - total))
+                                        last_write[last_write < NOT_YET] + 1, 0, boundary.shadow_free))
+    total = max(int(last_write[writing].max()) + 1, dma_last)
+    timing = LayerClock(total, stream_at, load_at, Boundary(dma_last - total, int(stream_at[-1]) - total),
+                        cycles[written, ::C] + latency)
     return acc, cycles, timing

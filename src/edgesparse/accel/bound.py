@@ -34,22 +34,20 @@ class LayerBound:
 
 
 def rows_read(shape: LayerShape) -> int:
-    """Distinct input rows the output windows cover, counted from row 0 and clipped at the bottom edge: the whole
-    map, except where a kernel shorter than its stride skips rows (a stride-2 1x1 convolution reads every other
-    row). Padding is left out of the count, so a padded layer's bound may count up to its padding in rows more
-    than an ideal DMA would move; never fewer than the schedule's tiles read."""
-    (kernel, stride), out_rows = (shape.kernel[0], shape.stride[0]), shape.out_hw[0]
-    starts = np.arange(out_rows) * stride
+    """Distinct input rows the output windows cover, padding rows excepted: the whole map, except where a kernel
+    shorter than its stride skips rows (a stride-2 1x1 convolution reads every other row); never more than the
+    schedule's tiles read."""
+    (kernel, stride, padding), out_rows = (shape.kernel[0], shape.stride[0], shape.padding[0]), shape.out_hw[0]
+    starts = np.arange(out_rows) * stride - padding
     covered = np.unique((starts.reshape(-1, 1) + np.arange(kernel)).ravel())
-    return int(min(shape.in_chw[1], (covered < shape.in_chw[1]).sum()))
+    return int(((covered >= 0) & (covered < shape.in_chw[1])).sum())
 
 
 def layer_bound(shape: LayerShape, config: AcceleratorConfig) -> LayerBound:
     """The bound of one weighted layer."""
     performed = shape.rows_needed * shape.cout * shape.pixels
     weights = math.ceil(shape.rows_needed * shape.cout * (8 + config.index_bits) / 8)
-    cin, height, width = shape.in_chw
-    inputs = 0 if shape.input_resident else shape.batch * cin * width * rows_read(shape)
+    inputs = 0 if shape.input_resident else shape.batch * shape.input_row_bytes() * rows_read(shape)
     moved = weights + inputs + shape.residual_bytes + shape.written_bytes
     return LayerBound(shape.name, performed / (config.pes * config.pixels_per_cycle), moved,
                       moved / config.dram_bytes_per_cycle)

@@ -84,9 +84,16 @@ class AcceleratorConfig:
         return 0 if self.classic else PRODUCT_STAGES
 
     @property
+    def row_word_bytes(self) -> int:
+        """Bytes of one row of a fold as the memory image stores it and the weight buffer holds it: the row's C int8
+        values, then its C indices bit-packed at :attr:`index_bits` bits, padded to whole bytes."""
+        return self.cols + math.ceil(self.cols * self.index_bits / 8)
+
+    @property
     def fold_weight_bytes(self) -> int:
-        """Bytes of one full fold of weights: an int8 value and an index per PE."""
-        return math.ceil(self.rows * self.cols * (8 + self.index_bits) / 8)
+        """Bytes of one full fold of weights: R row words (what the DMA moves for every fold, unused PEs' zeros
+        included)."""
+        return self.rows * self.row_word_bytes
 
     @property
     def pes(self) -> int:

@@ -9,7 +9,7 @@ buffer flags.
 
 The post-processing unit applies, in this fixed order, what follows a weighted op in its output stream: bias and
 requantization (ReLU fused), the residual add (its own requantization, ReLU fused), a ReLU, one max pooling
-(:data:`POOLS`), the global average pool. A layer whose hosted ops come in another order, or a window the unit has
+(:data:`~edgesparse.accel.geometry.POOLS`), the global average pool. A layer whose hosted ops come in another order, or a window the unit has
 no stage for, is refused here with the op's name: the engine cannot run it.
 
 Encoded as :data:`WORDS` little-endian unsigned 32-bit words in the order of the dataclass's fields.
@@ -18,20 +18,18 @@ Encoded as :data:`WORDS` little-endian unsigned 32-bit words in the order of the
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from edgesparse.accel.config import AcceleratorConfig
-from edgesparse.accel.geometry import fold_geometry
-from edgesparse.accel.residency import op_hosts, plan_maps
+from edgesparse.accel.geometry import POOLS, fold_geometry
+from edgesparse.accel.residency import hosted_ops, map_bytes, op_hosts, plan_maps
 from edgesparse.accel.simulate import plan_network
 from edgesparse.errors import AcceleratorError
-from edgesparse.quant.graph import INPUT, IntGraph, IntOp, Window
+from edgesparse.quant.graph import INPUT, IntGraph, IntOp
 
 ON_CHIP = 0xFFFF_FFFF  # the address of a map kept in the input buffer
-POOLS = {Window((2, 2), (2, 2), (0, 0)): 1, Window((3, 3), (2, 2), (1, 1)): 2}  # max-pool windows -> pool code
 KINDS = {"conv": 0, "linear": 1}
 _STAGES = ("add", "relu", "maxpool", "avgpool", "flatten")  # the unit's order after requantization
 
@@ -41,7 +39,8 @@ class LayerDescriptor:
     """One weighted layer and the post-processing it hosts, as the controller reads it (see the module docstring).
 
     Addresses are byte offsets in the engine's memory: the weight image first (:mod:`.memory_image`), then the
-    maps in the order they are written.
+    maps in the order they are written, each as the engine lays it out (every pixel's channels padded to the
+    array's M, pixel-major; :func:`~edgesparse.accel.residency.map_bytes`).
     """
 
     kind: int  # KINDS
@@ -69,14 +68,14 @@ class LayerDescriptor:
     relu: int
     input_addr: int
     output_addr: int
-    output_bytes: int
+    output_bytes: int  # int8 bytes the layer writes to DRAM per frame (padded channels, pooled); 0 when resident
     residual_addr: int  # 0 and add_shift 0: no residual add
     add_m_a: int
     add_m_b: int
     add_shift: int
     add_relu: int
     relu_after: int  # a ReLU op after the add
-    pool: int  # 0: none, else POOLS
+    pool: int  # the hosted max pool: 0 none, else its code in POOLS (2: 2x2 stride 2, 3: 3x3 stride 2 padding 1)
     gap_m: int  # 0: no global average pool
     gap_shift: int
 
@@ -99,19 +98,9 @@ class LayerDescriptor:
 WORDS = len(dataclasses.fields(LayerDescriptor))
 
 
-def _hosted(graph: IntGraph, hosts: dict[str, int]) -> dict[str, list[IntOp]]:
-    """The post-processing ops each weighted op hosts, in execution order."""
-    weighted = [op for op in graph.ops if op.weighted]
-    hosted: dict[str, list[IntOp]] = {op.name: [] for op in weighted}
-    for op in graph.ops:
-        if not op.weighted:
-            hosted[weighted[hosts[op.name]].name].append(op)
-    return hosted
-
-
 def _post_processing(host: IntOp, ops: list[IntOp], shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
     """The descriptor's post-processing fields; refuses what the unit's fixed order cannot run."""
-    fields = {"add_m_a": 0, "add_m_b": 0, "add_shift": 0, "add_relu": 0, "relu_after": 0, "pool": 0, "gap_m": 0,
+    fields = {"add_m_a": 0, "add_m_b": 0, "add_shift": 0, "add_relu": 0, "relu_after": 0, "gap_m": 0,
               "gap_shift": 0}
     stage = -1
     for op in ops:
@@ -129,7 +118,6 @@ def _post_processing(host: IntOp, ops: list[IntOp], shapes: dict[str, tuple[int,
             if op.window not in POOLS:
                 raise AcceleratorError(f"layer {host.name!r}: the post-processing unit has no stage for {op.name!r}'s "
                                        f"{op.window} max pool (it pools 2x2 stride 2 and 3x3 stride 2 padding 1)")
-            fields["pool"] = POOLS[op.window]
         elif op.kind == "avgpool":
             if shapes[op.name][1:] != (1, 1):
                 raise AcceleratorError(f"layer {host.name!r}: the post-processing unit averages whole maps only; "
@@ -144,12 +132,11 @@ def describe_network(graph: IntGraph, config: AcceleratorConfig,
     ``layout`` (:func:`.memory_image.build_memory_image`) and a map arena after it."""
     if config.classic:
         raise AcceleratorError("descriptors drive the pipelined engine; the classic array is a model-only mode")
-    shapes, hosts = graph.shapes(), op_hosts(graph)
-    hosted = _hosted(graph, hosts)
+    shapes, hosts, hosted = graph.shapes(), op_hosts(graph), hosted_ops(graph)
     maps = plan_maps(graph, config)
     entries = {entry["name"]: entry for entry in layout["layers"]}
     arena = {INPUT: layout["total_bytes"]}
-    cursor = layout["total_bytes"] + math.prod(graph.input_shape) * config.batch
+    cursor = layout["total_bytes"] + map_bytes(tuple(graph.input_shape), config.m) * config.batch
     descriptors = []
     for op, shape in plan_network(graph, config):
         if shape is None:
@@ -175,6 +162,6 @@ def describe_network(graph: IntGraph, config: AcceleratorConfig,
             requant=int(op.requant), relu=int(op.relu),
             input_addr=ON_CHIP if placement.input_resident else arena[source],
             output_addr=arena.get(last, ON_CHIP), output_bytes=placement.output_bytes,
-            residual_addr=0 if residual is None else arena.get(residual, ON_CHIP),
+            residual_addr=0 if residual is None else arena.get(residual, ON_CHIP), pool=shape.pool,
             **_post_processing(op, hosted[op.name], shapes)))
     return descriptors

@@ -11,19 +11,29 @@ col_folds``. A fold of ``h`` rows on an array of ``segments`` S runs ``s`` segme
 of two up to S, whose ``R / s`` rows hold ``h``): segment k takes groups ``[k * L, (k + 1) * L)`` of the tile's
 ``G = ceil(T / P)`` pixel groups, ``L = ceil(G / s)`` (its stream length).
 
+A feature map, in DRAM and in the engine's buffers, holds each pixel's channels padded with zeros to a multiple of
+the array's block M (:func:`padded_channels`), pixel-major (HWC), image-major for a batch. A layer that hosts a max
+pool (``pool``, :data:`POOLS`) writes one pooled pixel per window, when the map pixel that completes the window
+(:meth:`LayerShape.written_pixels`) has been computed; a 2x2-pooled layer's tiles hold an even number of whole output
+rows, so that no window straddles two tiles.
+
 The DMA's descriptor list, in order (each transfer rounds up to whole cycles, ``ceil(bytes / rate)``):
 
     weights(0), input(0)
     for each unit u = (tile t, column fold c), in fold order:
         weights of u's row folds (fold 0 excepted)
-        input(t + 1)        after the last unit of tile t, if there is a next tile
-        output(u - 2)       if u >= 2 (two units behind, so that waiting for it never starves the weights)
-    output(last two units)
+        if c is the last column fold:
+            input(t + 1)    if there is a next tile
+            output(t - 1)   if t >= 1 (a tile behind, so that waiting for it never starves the weights)
+    output(last tile)
 
-``input(t)`` carries the tile's input rows (halo included; none when the input map is resident) and its share of
-a residual operand; ``output(u)`` the unit's share of the int8 map(s) the layer writes (pooled, none when
-resident): its tile's pixels of its column fold's channels. Shares of a map are cut proportionally to pixels
-(times channels; floor of the running total). Transfers of no bytes (a resident map's) are left out.
+``weights(f)`` moves the whole fold as the memory image holds it (R row words,
+:attr:`~edgesparse.accel.config.AcceleratorConfig.fold_weight_bytes`, unused PEs' zeros included). ``input(t)``
+carries the input rows the tile's windows read (padding rows excepted; none when the input map is resident) and
+its share of a residual operand; ``output(t)`` the tile's share of the int8 map(s) the layer writes (pooled, all
+column folds' channels; none when resident). Shares of a map are cut proportionally to pixels (floor of the running
+total): residual shares to the tile's output pixels, output shares to the pixels it writes (its pooled pixels when
+pooled; exact when tiles hold whole windows). Transfers of no bytes (a resident map's) are left out.
 """
 
 from __future__ import annotations
@@ -35,8 +45,18 @@ import numpy as np
 
 from edgesparse.accel.config import AcceleratorConfig
 from edgesparse.errors import AcceleratorError
+from edgesparse.quant.graph import Window
 
 WEIGHTS, INPUT, OUTPUT = "weights", "input", "output"
+
+POOLS = {Window((2, 2), (2, 2), (0, 0)): 2, Window((3, 3), (2, 2), (1, 1)): 3}
+"""The max-pool windows the output stage hosts, by their code (a layer's ``pool``, the descriptor's field)."""
+POOL_WINDOWS = {code: window for window, code in POOLS.items()}
+
+
+def padded_channels(channels: int, block: int) -> int:
+    """Channels of a map as the engine stores them: padded with zeros to a multiple of the array's block M."""
+    return -(-channels // block) * block
 
 
 @dataclass(frozen=True)
@@ -56,6 +76,9 @@ class LayerShape:
     output_bytes: int | None = None  # int8 bytes written to DRAM per frame; None: every output once, unpooled
     residual_bytes: int = 0  # a residual operand read from DRAM per frame
     input_staging_bytes: float | None = None  # input-buffer bytes for one tile's input; None: half the buffer
+    channel_block: int = 1  # the array's M: maps hold channels padded to a multiple of it
+    padding: tuple[int, int] = (0, 0)  # the window's zero padding (height, width)
+    pool: int = 0  # the max pool hosted in the output stream: 0 none, else a code of POOLS
 
     @property
     def image_pixels(self) -> int:
@@ -67,45 +90,79 @@ class LayerShape:
 
     @property
     def written_bytes(self) -> int:
-        return self.pixels * self.cout if self.output_bytes is None else self.output_bytes
+        """int8 bytes written to DRAM per frame; by default every output pixel once, unpooled, channels padded."""
+        if self.output_bytes is None:
+            return self.pixels * padded_channels(self.cout, self.channel_block)
+        return self.output_bytes
 
     def input_rows_bytes(self, first_pixel: int, count: int) -> int:
-        """Bytes of the input rows (halo included) that output pixels [first, first + count) read; 0 when the
-        input map is resident."""
+        """Bytes of the input rows that output pixels [first, first + count) read (halo included, padding rows
+        excepted): per image the span touches, rows ``[max(0, first * sh - ph), min(H - 1, last * sh - ph + kh -
+        1)]`` of its first and last output rows; 0 when the input map is resident."""
         if self.input_resident:
             return 0
-        cin, height, width = self.in_chw
+        height = self.in_chw[1]
+        (kh, _), (sh, _), (ph, _) = self.kernel, self.stride, self.padding
         out_w, per_image = self.out_hw[1], self.image_pixels
         total, pixel, end = 0, first_pixel, first_pixel + count
         while pixel < end:  # one span per image the tile touches
             image_end = min(end, (pixel // per_image + 1) * per_image)
             first_row, last_row = (pixel % per_image) // out_w, (image_end - 1) % per_image // out_w
-            rows = (last_row - first_row) * self.stride[0] + self.kernel[0]
-            total += cin * width * min(height, rows)
+            rows = min(height - 1, last_row * sh - ph + kh - 1) - max(0, first_row * sh - ph) + 1
+            total += self.input_row_bytes() * max(0, rows)
             pixel = image_end
         return total
 
     def input_row_bytes(self) -> int:
-        """Bytes of one input row of all channels."""
-        return self.in_chw[0] * self.in_chw[2]
+        """Bytes of one input row of all channels (padded to the block)."""
+        return padded_channels(self.in_chw[0], self.channel_block) * self.in_chw[2]
+
+    @property
+    def pool_window(self) -> Window | None:
+        return POOL_WINDOWS[self.pool] if self.pool else None
+
+    def written_pixels(self) -> np.ndarray:
+        """int64 [written pixels]: for every pixel the layer writes (pooled when pooled; image-major raster), the
+        output pixel that completes it: itself unpooled; the window's bottom-right pixel, clipped to the map,
+        pooled (2x2: (2py + 1, 2px + 1); 3x3 stride 2 padding 1: (min(2py + 1, H - 1), min(2px + 1, W - 1)))."""
+        if not self.pool:
+            return np.arange(self.pixels, dtype=np.int64)
+        window, (height, width) = self.pool_window, self.out_hw
+        pooled_h, pooled_w = window.output_size(height, width)
+        (kh, kw), (sh, sw), (ph, pw) = window.kernel, window.stride, window.padding
+        y = np.minimum(np.arange(pooled_h) * sh - ph + kh - 1, height - 1)
+        x = np.minimum(np.arange(pooled_w) * sw - pw + kw - 1, width - 1)
+        images = np.arange(self.batch).reshape(-1, 1, 1) * self.image_pixels
+        return (images + (y * width).reshape(1, -1, 1) + x.reshape(1, 1, -1)).ravel().astype(np.int64)
 
 
 def tile_pixels(shape: LayerShape, config: AcceleratorConfig) -> int:
     """The most output pixels whose int32 partial sums for C columns fit the output buffer and whose input rows
-    (halo included) fit one half of the input staging (the other half is loading the next tile)."""
+    (halo included) fit one half of the input staging (the other half is loading the next tile). A 2x2-pooled
+    layer's tiles, when a tile holds less than the whole map, hold an even number of whole output rows (whole
+    windows)."""
     most = int(config.output_buffer_kib * 1024 // (4 * config.cols))
     if most < 1:
         raise AcceleratorError(f"the output buffer ({config.output_buffer_kib} KiB) cannot hold one pixel's "
                                f"partial sums for {config.cols} columns")
     if shape.input_resident:
-        return max(1, min(shape.pixels, most))
-    half = config.input_buffer_kib * 1024 / 2 if shape.input_staging_bytes is None else shape.input_staging_bytes
-    output_rows = int((half // shape.input_row_bytes() - shape.kernel[0]) // shape.stride[0]) + 1
-    if output_rows < 1:
-        raise AcceleratorError(
-            f"layer {shape.name!r}: {shape.kernel[0]} input rows of {shape.in_chw[0]}x{shape.in_chw[2]} int8 do not "
-            f"fit half the input buffer ({config.input_buffer_kib} KiB); the layer does not fit the buffers")
-    return max(1, min(shape.pixels, most, output_rows * shape.out_hw[1]))
+        pixels = max(1, min(shape.pixels, most))
+    else:
+        half = config.input_buffer_kib * 1024 / 2 if shape.input_staging_bytes is None else shape.input_staging_bytes
+        output_rows = int((half // shape.input_row_bytes() - shape.kernel[0]) // shape.stride[0]) + 1
+        if output_rows < 1:
+            raise AcceleratorError(
+                f"layer {shape.name!r}: {shape.kernel[0]} input rows of {shape.in_chw[0]}x{shape.in_chw[2]} int8 "
+                f"do not fit half the input buffer ({config.input_buffer_kib} KiB); the layer does not fit the "
+                f"buffers")
+        pixels = max(1, min(shape.pixels, most, output_rows * shape.out_hw[1]))
+    if shape.pool != 2 or pixels == shape.pixels:
+        return pixels
+    rows = pixels // shape.out_hw[1] // 2 * 2
+    if rows < 2:
+        raise AcceleratorError(f"layer {shape.name!r}: its 2x2 max pool needs tiles of two whole output rows of "
+                               f"{shape.out_hw[1]} pixels; the buffers hold {pixels} pixels")
+    return rows * shape.out_hw[1]
 
 
 def transfer_cycles(size: int, rate: float) -> int:
@@ -135,9 +192,9 @@ class FoldGeometry:
     rows_in: np.ndarray  # int64 [row_folds]: rows holding a slot
     cols_in: np.ndarray  # int64 [col_folds]: columns holding a filter
     segments: np.ndarray  # int64 [row_folds]: segments each row fold runs side by side
-    weight_bytes: np.ndarray  # int64 [col_folds, row_folds]: a value and an index per used PE
+    weight_bytes: np.ndarray  # int64 [col_folds, row_folds]: every fold's whole R row words
     input_bytes: np.ndarray  # int64 [tiles]: input rows (halo included) plus the residual share
-    output_bytes: np.ndarray  # int64 [tiles * col_folds]: int8 bytes each unit (tile, column fold) writes
+    output_bytes: np.ndarray  # int64 [tiles]: int8 bytes each tile writes (all column folds)
 
     @property
     def tiles(self) -> int:
@@ -218,18 +275,23 @@ class FoldGeometry:
         """The DMA's descriptor list: (kind, fold or tile, bytes) in the order the DMA runs them."""
         order: list[tuple[str, int, int]] = [(WEIGHTS, 0, int(self.weight_bytes.flat[0])),
                                              (INPUT, 0, int(self.input_bytes[0]))]
-        units = self.tiles * self.col_folds
         weight_bytes = self.weight_bytes.tolist()
-        for unit in range(units):
+        for unit in range(self.tiles * self.col_folds):
             tile, col_fold = divmod(unit, self.col_folds)
             first = unit * self.row_folds
             order += [(WEIGHTS, first + k, weight_bytes[col_fold][k]) for k in range(self.row_folds) if first + k > 0]
-            if col_fold == self.col_folds - 1 and tile + 1 < self.tiles:
-                order.append((INPUT, tile + 1, int(self.input_bytes[tile + 1])))
-            if unit >= 2:
-                order.append((OUTPUT, unit - 2, int(self.output_bytes[unit - 2])))
-        order += [(OUTPUT, unit, int(self.output_bytes[unit])) for unit in range(max(0, units - 2), units)]
+            if col_fold == self.col_folds - 1:
+                if tile + 1 < self.tiles:
+                    order.append((INPUT, tile + 1, int(self.input_bytes[tile + 1])))
+                if tile >= 1:
+                    order.append((OUTPUT, tile - 1, int(self.output_bytes[tile - 1])))
+        order.append((OUTPUT, self.tiles - 1, int(self.output_bytes[-1])))
         return [item for item in order if item[2] > 0]
+
+    def written_tiles(self) -> np.ndarray:
+        """int64 [written pixels]: the tile that completes each pixel the layer writes
+        (:meth:`LayerShape.written_pixels`)."""
+        return self.shape.written_pixels() // self.tile_pixels
 
 
 def fold_geometry(shape: LayerShape, config: AcceleratorConfig) -> FoldGeometry:
@@ -245,11 +307,11 @@ def fold_geometry(shape: LayerShape, config: AcceleratorConfig) -> FoldGeometry:
     cols_in = np.minimum(config.cols, shape.cout - np.arange(col_folds) * config.cols)
     tile_sizes = np.minimum(per_tile, shape.pixels - np.arange(tiles) * per_tile)
     segments = np.array([config.fold_segments(int(h)) for h in rows_in], dtype=np.int64)
-    used = cols_in.reshape(-1, 1) * rows_in.reshape(1, -1)
-    weight_bytes = np.ceil(used * (8 + config.index_bits) / 8).astype(np.int64)
+    weight_bytes = np.full((col_folds, row_folds), config.fold_weight_bytes, dtype=np.int64)
     input_rows = np.array([shape.input_rows_bytes(t * per_tile, int(n)) for t, n in enumerate(tile_sizes)])
     input_bytes = input_rows + proportional_shares(shape.residual_bytes, tile_sizes)
-    output_bytes = proportional_shares(shape.written_bytes, np.outer(tile_sizes, cols_in).ravel())
+    written = np.bincount(shape.written_pixels() // per_tile, minlength=tiles)
+    output_bytes = proportional_shares(shape.written_bytes, written)
     return FoldGeometry(shape, config.rows, config.cols, config.pixels_per_cycle, config.classic, per_tile,
                         tile_sizes, rows_in, cols_in, segments, weight_bytes, input_bytes.astype(np.int64),
                         output_bytes)

@@ -10,6 +10,10 @@ reads it.
 resident map live at any point of its life (a ResNet block's shortcut included), and every layer in that span
 whose input still streams from DRAM keeps room to double-buffer the kernel's input rows. A resident map is never
 written to or read from DRAM; every other map is written once, pooled, and read by each layer that needs it.
+
+A map's bytes are the engine's layout (:mod:`edgesparse.accel.geometry`): every pixel's channels padded to a
+multiple of the array's M (:func:`map_bytes`); a 1-D map (a linear layer's input) is one pixel of its channels. The
+network's logits, int32 when not requantized, are 4 bytes per output, unpadded.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import math
 from dataclasses import dataclass
 
 from edgesparse.accel.config import AcceleratorConfig
-from edgesparse.quant.graph import INPUT, IntGraph
+from edgesparse.accel.geometry import POOLS, padded_channels
+from edgesparse.quant.graph import INPUT, IntGraph, IntOp
 
 
 @dataclass(frozen=True)
@@ -55,8 +60,31 @@ def op_hosts(graph: IntGraph) -> dict[str, int]:
     return hosts
 
 
-def _maps(graph: IntGraph, batch: int) -> list[_Map]:
-    hosts, shapes = op_hosts(graph), graph.shapes()
+def hosted_ops(graph: IntGraph) -> dict[str, list[IntOp]]:
+    """The post-processing ops each weighted op hosts (by :func:`op_hosts`), in execution order."""
+    weighted = [op for op in graph.ops if op.weighted]
+    hosts = op_hosts(graph)
+    hosted: dict[str, list[IntOp]] = {op.name: [] for op in weighted}
+    for op in graph.ops:
+        if not op.weighted:
+            hosted[weighted[hosts[op.name]].name].append(op)
+    return hosted
+
+
+def hosted_pool(ops: list[IntOp]) -> int:
+    """The max pool among a layer's hosted ``ops`` that its output stage runs: its code in
+    :data:`~edgesparse.accel.geometry.POOLS`; 0 for none, and for a window the stage has no stage for (the
+    descriptor refuses such a layer; the model times it unpooled)."""
+    return next((POOLS.get(op.window, 0) for op in ops if op.kind == "maxpool"), 0)
+
+
+def map_bytes(shape: tuple[int, ...], block: int) -> int:
+    """int8 bytes of one image's map of ``shape`` (CHW, or C for a 1-D map), channels padded to ``block``."""
+    return padded_channels(shape[0], block) * math.prod(shape[1:])
+
+
+def _maps(graph: IntGraph, config: AcceleratorConfig) -> list[_Map]:
+    hosts, shapes, batch = op_hosts(graph), graph.shapes(), config.batch
     readers: dict[str, set[int]] = {}
     for op in graph.ops:
         for name in op.inputs:
@@ -64,33 +92,34 @@ def _maps(graph: IntGraph, batch: int) -> list[_Map]:
             if op.weighted or hosts[name] != reader:
                 readers.setdefault(name, set()).add(reader)
     output = graph.op(graph.output)
-    logits_bytes = 1 if output.requant or not output.weighted else 4
-    maps = [_Map(name, math.prod(shapes[name]) * batch, hosts[name], tuple(sorted(reader)))
+    int8_logits = output.requant or not output.weighted
+    logits = map_bytes(shapes[graph.output], config.m) if int8_logits else 4 * math.prod(shapes[graph.output])
+    maps = [_Map(name, map_bytes(shapes[name], config.m) * batch, hosts[name], tuple(sorted(reader)))
             for name, reader in readers.items()]
     last = len([op for op in graph.ops if op.weighted])
-    maps.append(_Map(graph.output, math.prod(shapes[graph.output]) * batch * logits_bytes, hosts[graph.output],
-                     (last,)))  # read by the host after the frame: never resident
+    # The logits are read by the host after the frame: never resident.
+    maps.append(_Map(graph.output, logits * batch, hosts[graph.output], (last,)))
     return sorted(maps, key=lambda item: (item.writer, item.name))
 
 
-def _minimum_staging(graph: IntGraph, batch: int) -> list[int]:
-    """Per weighted op: bytes of the kernel's input rows, double-buffered (the least a streamed input needs)."""
+def _minimum_staging(graph: IntGraph, config: AcceleratorConfig) -> list[int]:
+    """Per weighted op: bytes of the kernel's input rows (channels padded), double-buffered (the least a streamed
+    input needs)."""
     shapes, need = graph.shapes(), []
     for op in graph.ops:
         if op.weighted:
             source = shapes[op.inputs[0]]
-            rows = op.window.kernel[0]
-            row_bytes = source[0] * source[2] if len(source) == 3 else source[0]
-            need.append(2 * rows * row_bytes)
+            row_bytes = map_bytes(source[:1] + source[2:], config.m)  # one row: channels x width (1-D: channels)
+            need.append(2 * op.window.kernel[0] * row_bytes)
     return need
 
 
 def plan_maps(graph: IntGraph, config: AcceleratorConfig) -> dict[str, LayerMaps]:
     """Residency of every map by the rule above, and what each weighted layer reads and writes off chip."""
     capacity = config.input_buffer_kib * 1024
-    maps = _maps(graph, config.batch)
+    maps = _maps(graph, config)
     weighted = [op for op in graph.ops if op.weighted]
-    staging = _minimum_staging(graph, config.batch)
+    staging = _minimum_staging(graph, config)
     input_of = {index: op.inputs[0] for index, op in enumerate(weighted)}
     resident: dict[str, _Map] = {}
     for item in maps:

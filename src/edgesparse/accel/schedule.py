@@ -14,13 +14,24 @@ at column j at cycle ``s_f + g + (k + 1) R / s - 1 + j + d``, d the PE's product
     a_f = max(w_f, s_{f-1})                          (weights in the buffer; the shadows free once f-1 streams)
     s_f = max(a_f + R, s_{f-1} + L_{f-1}, i_t)       (shadows loaded; previous stream done; tile t's input in)
 
-with ``w_f`` and ``i_t`` the end cycles of the DMA's transfers. The DMA runs the geometry's descriptor list in
-order: a transfer starts once the previous one ended and its space is free, and lasts ``ceil(bytes / rate)``
-whole cycles (the rounding contract for a fractional rate). Space: ``weights(f)`` needs a weight-buffer slot
-(the buffer holds ``weight_buffer_folds`` folds; fold f - slots frees its slot at ``a + R``), ``input(t)`` the
-half that tile t - 2 frees once its last row read its last vector (``s + L + R - 1`` of t - 2's last fold), and
-``output(u)`` waits for the last output of unit u (a tile's column fold). The layer ends after its last output and its last transfer;
-the next layer's first weights may move and shift into the shadows while this one drains.
+with ``w_f`` and ``i_t`` the end cycles of the DMA's transfers. These are *controller cycles*: the array's physical
+events happen :data:`~edgesparse.accel.pipeline.FEED_LATENCY` cycles later (the weight buffer's and the feeders'
+registered reads), equally for every event, so the model leaves them out of the stream and adds them to the writes.
+
+The output stage accumulates a pixel's sums over row folds, requantizes them and writes the pixel's bytes of a
+column fold to the output buffer in cycle ``leave(p, 0) + (C - 1) + FEED_LATENCY + OUTPUT_LATENCY``, with
+``leave(p, 0)`` the cycle the pixel's final sum (last row fold) leaves column 0 of the column fold (product stages
+included), deskewed to the last column (C - 1 even when the fold holds fewer filters). A pooled layer writes one
+pooled pixel per window in ``leave(p_q, 0) + (C - 1) + FEED_LATENCY + POOLED_LATENCY``, p_q the pixel that completes
+window q (:meth:`~edgesparse.accel.geometry.LayerShape.written_pixels`); see :meth:`LayerSchedule.write_cycles`.
+
+The DMA runs the geometry's descriptor list in order: a transfer starts once the previous one ended and its space
+is free, and lasts ``ceil(bytes / rate)`` whole cycles (the rounding contract for a fractional rate). Space:
+``weights(f)`` needs a weight-buffer slot (the buffer holds ``weight_buffer_folds`` folds; fold f - slots frees its
+slot at ``a + R``, when the loader has read its last row word), ``input(t)`` the half that tile t - 2 frees once its
+last row read its last vector (``s + L + R - 1`` of t - 2's last fold), and ``output(t)`` waits for tile t's last
+write (it may start in the cycle after). The layer ends after its last write and its last transfer; the next
+layer's first weights may move and shift into the shadows while this one drains.
 
 **Classic array** (``classic``; SCALE-Sim's weight-stationary count). Every fold loads its weights (R cycles),
 then streams, fills and drains: ``2R + C + ceil(T / P) - 2`` cycles; within a tile fold f+1's weights (and the
@@ -39,6 +50,8 @@ import numpy as np
 from edgesparse.accel.config import AcceleratorConfig
 from edgesparse.accel.geometry import (INPUT, WEIGHTS, FoldGeometry, LayerShape, fold_geometry,
                                        transfer_cycles)
+from edgesparse.accel.pipeline import FEED_LATENCY, OUTPUT_LATENCY, POOLED_LATENCY
+from edgesparse.errors import AcceleratorError
 
 NEVER = -(1 << 60)  # "free since forever": a resource no earlier layer holds
 
@@ -107,18 +120,24 @@ class LayerSchedule:
         """``[pixels, Cout]``: the cycle each final partial sum leaves the array (last row fold of its column)."""
         geometry = self.geometry
         pixels = np.arange(self.shape.pixels)
-        tile, local = pixels // geometry.tile_pixels, pixels % geometry.tile_pixels
+        tile = pixels // geometry.tile_pixels
         columns = np.arange(self.shape.cout)
         col_fold, position = columns // config.cols, columns % config.cols
         last = (tile.reshape(-1, 1) * geometry.col_folds + col_fold.reshape(1, -1)) * geometry.row_folds \
             + geometry.row_folds - 1
-        group = (local // config.pixels_per_cycle).reshape(-1, 1)
         if config.classic:
+            group = (pixels % geometry.tile_pixels // config.pixels_per_cycle).reshape(-1, 1)
             return self.starts[last] + 2 * config.rows - 1 + group + position.reshape(1, -1)
-        chunk = self.fold_lengths[last]
-        segment = group // chunk
-        bottom = (segment + 1) * geometry.segment_rows(geometry.row_folds - 1) - 1
-        return self.starts[last] + group - segment * chunk + bottom + position.reshape(1, -1) + config.product_stages
+        return self.starts[last] + exit_offsets(geometry, config, pixels).reshape(-1, 1) + position.reshape(1, -1)
+
+    def write_cycles(self, config: AcceleratorConfig) -> np.ndarray:
+        """int64 ``[written pixels, col_folds]`` (pooled pixels when pooled, image-major raster): the cycle the
+        output stage writes each pixel's bytes of each column fold to the output buffer (see the module docstring).
+        Pipelined array only: the classic array has no output stage."""
+        if config.classic:
+            raise AcceleratorError("write cycles are the pipelined engine's; the classic array has no output stage")
+        leave = self.output_cycles(config)[:, ::config.cols]  # column 0 of every column fold
+        return leave[self.shape.written_pixels()] + write_latency(self.shape, config)
 
 
 def fold_cycles(config: AcceleratorConfig, pixels: int | np.ndarray) -> int | np.ndarray:
@@ -128,11 +147,22 @@ def fold_cycles(config: AcceleratorConfig, pixels: int | np.ndarray) -> int | np
     return 2 * config.rows + config.cols + groups - 2
 
 
-def last_exit(length: int, groups: int, segments: int, segment_rows: int) -> int:
-    """Cycles from a fold's stream start to its last group's sum leaving column 0 of its segment's bottom row."""
-    counts = np.minimum(length, groups - np.arange(segments) * length)
-    used = np.flatnonzero(counts > 0)
-    return int((counts[used] - 1 + (used + 1) * segment_rows - 1).max())
+def exit_offsets(geometry: FoldGeometry, config: AcceleratorConfig, pixels: np.ndarray) -> np.ndarray:
+    """Pipelined array: int64 [pixels]: cycles from the stream start of a pixel's last row fold to its final sum
+    leaving column 0 (its segment's bottom row ``(k + 1) R / s - 1``, then the product stages)."""
+    local = pixels % geometry.tile_pixels
+    group = local // config.pixels_per_cycle
+    chunk = geometry.stream_lengths()[geometry.fold_index(0, 0, geometry.row_folds - 1)
+                                      + (pixels // geometry.tile_pixels) * geometry.folds_per_tile]
+    segment = group // chunk
+    bottom = (segment + 1) * geometry.segment_rows(geometry.row_folds - 1) - 1
+    return group - segment * chunk + bottom + config.product_stages
+
+
+def write_latency(shape: LayerShape, config: AcceleratorConfig) -> int:
+    """Cycles from a pixel's final sum leaving column 0 to the output stage writing its bytes: the deskew to the
+    last column, the feed latency of controller cycles, the output stage (pooled or not)."""
+    return config.cols - 1 + FEED_LATENCY + (POOLED_LATENCY if shape.pool else OUTPUT_LATENCY)
 
 
 def buffer_traffic(geometry: FoldGeometry, config: AcceleratorConfig) -> dict[str, int]:
@@ -206,9 +236,10 @@ def _schedule_pipelined(shape: LayerShape, config: AcceleratorConfig, boundary: 
     weights_end = [None] * folds  # None: not moved yet
     input_end = [None if size > 0 else 0 for size in geometry.input_bytes.tolist()]  # 0 bytes: on chip already
     load, stream = [0] * folds, [0] * folds
-    exit_after: dict[tuple[int, int], int] = {}  # (stream length, tile) -> cycles to a unit's last sum, column 0
-    segments, segment_rows = int(geometry.segments[-1]), geometry.segment_rows(row_folds - 1)
-    cols_in, groups = geometry.cols_in.tolist(), geometry.tile_groups()
+    # Per tile: cycles from its last fold's stream start to its last write (-1: a tile that completes no write).
+    after = np.full(geometry.tiles, -1, dtype=np.int64)
+    np.maximum.at(after, geometry.written_tiles(), exit_offsets(geometry, config, shape.written_pixels()))
+    write_after = np.where(after >= 0, after + write_latency(shape, config), -1).tolist()
     timed = 0  # folds whose a_f and s_f are known
 
     def time_folds() -> None:
@@ -219,15 +250,12 @@ def _schedule_pipelined(shape: LayerShape, config: AcceleratorConfig, boundary: 
             stream[f] = max(load[f] + R, stream[f - 1] + lengths[f - 1] if f else 0, input_end[tile_of[f]])
             timed += 1
 
-    def unit_last_output(unit: int) -> int:
-        """The cycle the last final sum of a unit (tile, column fold) leaves the array."""
-        f = (unit + 1) * row_folds - 1
+    def last_write(tile: int) -> int:
+        """The cycle the output stage writes tile ``tile``'s last bytes (its last column fold's last pixel)."""
+        f = (tile + 1) * geometry.folds_per_tile - 1
         if f >= timed:
-            raise AssertionError(f"layer {shape.name!r}: unit {unit}'s output queued before its folds could run")
-        key = (lengths[f], tile_of[f])
-        if key not in exit_after:
-            exit_after[key] = last_exit(lengths[f], int(groups[tile_of[f]]), segments, segment_rows)
-        return stream[f] + exit_after[key] + cols_in[unit % geometry.col_folds] - 1 + config.product_stages
+            raise AssertionError(f"layer {shape.name!r}: tile {tile}'s output queued before its folds could run")
+        return stream[f] + write_after[tile]
 
     def free_at(kind: str, index: int) -> int:
         if kind == WEIGHTS:
@@ -237,7 +265,7 @@ def _schedule_pipelined(shape: LayerShape, config: AcceleratorConfig, boundary: 
                 return 0
             last = geometry.fold_index(index - 2, geometry.col_folds - 1, row_folds - 1)
             return stream[last] + lengths[last] + R - 1
-        return unit_last_output(index) + 1
+        return last_write(index) + 1
 
     dma = boundary.dma_free
     for kind, index, size in geometry.transfers():
@@ -247,7 +275,7 @@ def _schedule_pipelined(shape: LayerShape, config: AcceleratorConfig, boundary: 
         elif kind == INPUT:
             input_end[index] = dma
         time_folds()
-    end = max(dma, max(unit_last_output(unit) for unit in range(geometry.tiles * geometry.col_folds)) + 1)
+    end = max(dma, max(last_write(tile) for tile in range(geometry.tiles) if write_after[tile] >= 0) + 1)
     used = int((geometry.cols_in.reshape(-1, 1) * geometry.rows_in.reshape(1, -1)).sum())
     return LayerSchedule(shape, geometry, np.array(stream, dtype=np.int64), np.array(lengths, dtype=np.int64), end,
                          int(geometry.weight_bytes.sum()) * geometry.tiles + int(geometry.input_bytes.sum())

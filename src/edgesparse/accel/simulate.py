@@ -22,7 +22,7 @@ from edgesparse.accel.bound import layer_bound
 from edgesparse.accel.config import AcceleratorConfig
 from edgesparse.accel.geometry import LayerShape
 from edgesparse.accel.mapping import lower, slots_for
-from edgesparse.accel.residency import plan_maps
+from edgesparse.accel.residency import hosted_ops, hosted_pool, plan_maps
 from edgesparse.accel.schedule import Boundary, LayerSchedule, prologue_bytes, schedule_layer
 from edgesparse.errors import AcceleratorError
 from edgesparse.progress import progress_bar
@@ -127,9 +127,10 @@ class SimulationResult:
 
 
 def plan_network(graph: IntGraph, config: AcceleratorConfig) -> list[tuple[IntOp, LayerShape | None]]:
-    """Every op of ``graph`` with, for weighted ops, its shape on the array (no weights are lowered) and, on the
-    pipelined array, where its maps live."""
-    shapes = graph.shapes()
+    """Every op of ``graph`` with, for weighted ops, its shape on the array (no weights are lowered): its maps'
+    channels padded to the array's M, its window's padding, the max pool its output stream hosts and, on the
+    pipelined array, where its maps live. A linear layer reads its input as one pixel of ``cin`` channels."""
+    shapes, hosted = graph.shapes(), hosted_ops(graph)
     maps = {} if config.classic else plan_maps(graph, config)
     plan: list[tuple[IntOp, LayerShape | None]] = []
     for op in graph.ops:
@@ -150,7 +151,8 @@ def plan_network(graph: IntGraph, config: AcceleratorConfig) -> list[tuple[IntOp
             "residual_bytes": memory.residual_bytes, "input_staging_bytes": memory.staging_bytes}
         plan.append((op, LayerShape(op.name, rows_needed, cout, out_hw, in_chw, kernel, op.window.stride,
                                     config.batch * cout * cin * kernel[0] * kernel[1] * math.prod(out_hw),
-                                    config.batch, **placement)))
+                                    config.batch, channel_block=config.m, padding=op.window.padding,
+                                    pool=hosted_pool(hosted[op.name]), **placement)))
     return plan
 
 
