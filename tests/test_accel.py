@@ -118,17 +118,21 @@ def test_classic_stepped_fast_analytic_and_reference_agree(cin, cout, size, kern
     assert analytic == plan.total_cycles
 
 
-@pytest.mark.parametrize("cout, total, streams", [(2, 28, [12]), (4, 36, [12, 18])])
-def test_hand_timed_layer_pins_every_stall_to_the_cycle(cout, total, streams):
+@pytest.mark.parametrize("cout, total, streams, writes", [
+    (2, 40, [12], [[28], [29], [30], [31]]), (4, 54, [12, 18], [[28, 34], [29, 35], [30, 36], [31, 37]])])
+def test_hand_timed_layer_pins_every_stall_to_the_cycle(cout, total, streams, writes):
     """Derived by hand from the contract (schedule module docstring), 2x2 dense array, 1 B/cycle DRAM, a 1x1 conv
     2 -> cout on 2x2 pixels: weights(0) 4 B in [0, 4), input(0) 8 B in [4, 12), (weights(1) 4 B in [12, 16));
-    fold 0 loads at 4 and streams at max(4 + 2, 12) = 12 for 4 groups, its last sum leaves column 1 at
-    12 + 3 + 1 + 1 + 2 = 19 (2 product stages); fold 1 loads at max(16, 12) = 16 and streams at max(18, 12 + 4)
-    = 18, last sum at 25; each unit's 8 output bytes move once its last sum has left: [20, 28) and [28, 36)."""
+    fold 0 loads at 4 and streams at max(4 + 2, 12) = 12 for 4 groups, pixel g's sum leaves column 0 at
+    12 + g + 1 + 2 (bottom row 1, 2 product stages) and is written at + (C - 1) + FEED 2 + OUTPUT 10: 28 + g;
+    fold 1 loads at max(16, 12) = 16 and streams at max(18, 12 + 4) = 18, its pixels written at 34 + g. Outputs
+    move per tile (since the engine writes back tiles, not column folds): the one tile's 4 x cout bytes start after
+    its last write: [32, 40) for cout 2, [38, 54) for cout 4."""
     config = AcceleratorConfig(rows=2, cols=2, m=1, n=1, dram_bytes_per_cycle=1.0)
     shape = LayerShape("conv", 2, cout, (2, 2), (2, 2, 2), (1, 1), (1, 1), 0)
     plan = schedule_layer(shape, config)
     assert plan.total_cycles == total and list(plan.starts) == streams
+    assert plan.write_cycles(config).tolist() == writes
     rng = np.random.default_rng(0)
     op = IntOp("conv", "conv", ["input"], {"kernel": [1, 1], "stride": [1, 1], "padding": [0, 0]},
                {"weight": rng.integers(-128, 128, (cout, 2, 1, 1)).astype(np.int8),
@@ -136,6 +140,7 @@ def test_hand_timed_layer_pins_every_stall_to_the_cycle(cout, total, streams):
     layer = lower(op, "dense", config)
     _, _, clock = clock_layer(layer, rng.integers(-128, 128, (2, 2, 2)).astype(np.int8), shape, config)
     assert clock.total_cycles == total and list(clock.stream_starts) == streams
+    assert clock.write_cycles.tolist() == writes
 
 
 def _network(name="vgg16_small", pattern="1:16"):
@@ -323,7 +328,8 @@ def test_buffer_traffic_counts_each_access_once():
     plan = schedule_layer(shape, config)
     traffic = plan.buffer_bytes
     assert plan.tiles == 1 and plan.row_folds == 3 and plan.col_folds == 2
-    assert traffic["weight_buffer_reads"] == 10 * 6 + 10 * 6 // 2  # an int8 value and a 4-bit index per slot
+    # The loader reads every fold's 4 whole row words (4 values, 4 4-bit indices: 6 bytes), unused PEs' zeros too.
+    assert traffic["weight_buffer_reads"] == 3 * 2 * 4 * 6
     assert traffic["input_buffer_reads"] == 10 * 2 * 25 * 16  # every row, every column fold, every pixel, M bytes
     assert traffic["output_buffer_writes"] == traffic["output_buffer_reads"] == 6 * 3 * 25 * 4
 

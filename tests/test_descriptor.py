@@ -47,7 +47,7 @@ def test_fields_of_a_small_layer_by_hand():
     assert (first.kind, first.cin, first.cout, first.in_h, first.out_h, first.kernel_h, first.pad_h) == (0, 3, 8, 8, 8, 3, 1)
     assert (first.slots, first.row_folds, first.col_folds, first.tile_pixels) == (3, 7, 2, 64)
     assert (first.weights_addr, first.bias_addr, first.m_addr, first.shift_addr) == (0, 336, 368, 400)
-    assert (first.relu, first.requant, first.pool, first.gap_m, first.residual_addr) == (1, 1, 1, 0, 0)
+    assert (first.relu, first.requant, first.pool, first.gap_m, first.residual_addr) == (1, 1, 2, 0, 0)  # 2x2 pool
     # the dense linear layer: 128 inputs in 8 full blocks of 16 -> 16 slots, 128 rows -> 32 row folds; 5 outputs
     # -> 2 column folds
     assert (last.kind, last.cin, last.cout, last.slots, last.row_folds, last.col_folds, last.requant) == (
@@ -68,12 +68,13 @@ def test_encoding_round_trips_and_refuses_what_does_not_fit():
 
 def test_maps_chain_from_layer_to_layer_and_the_shortcut_is_read_where_it_was_written():
     graph = _graph(Residual(), (3, 16, 16))
-    streamed = _describe(graph, input_buffer_kib=1)  # a 8x16x16 map (2 KiB) does not fit: every map goes through DRAM
+    # An 8x16x16 map, its channels padded to M = 16 (4 KiB), does not fit: every map goes through DRAM.
+    streamed = _describe(graph, input_buffer_kib=2)
     stem, first, second, head = streamed
     assert stem.output_addr == first.input_addr != ON_CHIP
     assert second.input_addr == first.output_addr != ON_CHIP
     assert second.residual_addr == stem.output_addr  # the add reads the block's input back
-    assert second.add_shift > 0 and second.add_relu == 1 and second.pool == 2 and second.gap_m > 0  # ReLU fused
+    assert second.add_shift > 0 and second.add_relu == 1 and second.pool == 3 and second.gap_m > 0  # ReLU fused
     assert head.input_addr == second.output_addr and head.residual_addr == 0
     resident = _describe(graph)  # 512 KiB: the inner maps stay on chip
     assert resident[1].input_addr == resident[2].residual_addr == ON_CHIP
@@ -100,19 +101,20 @@ def test_a_pooled_map_is_written_once_pooled_and_read_back_by_the_next_layer():
     graph = _graph(nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                                  nn.Conv2d(32, 8, 3, padding=1), nn.Flatten(), nn.Linear(8 * 8 * 8, 5)), (3, 16, 16))
     conv, second, _ = _describe(graph, input_buffer_kib=2)  # the 2 KiB pooled map does not stay on chip
-    assert conv.output_bytes == 32 * 8 * 8 and conv.pool == 1
+    assert conv.output_bytes == 32 * 8 * 8 and conv.pool == 2
     assert second.input_addr == conv.output_addr != ON_CHIP
-    assert conv.input_addr == conv.output_addr - 3 * 16 * 16  # the arena: the input image, then the pooled map
+    # The arena: the input image (its 3 channels padded to M = 16), then the pooled map.
+    assert conv.input_addr == conv.output_addr - 16 * 16 * 16
 
 
 def test_the_memory_image_comes_with_the_descriptors(tmp_path):
     from edgesparse.accel.memory_image import write_memory_image
 
     graph = _graph(Residual(), (3, 16, 16))
-    config = AcceleratorConfig(rows=4, cols=4, m=16, input_buffer_kib=1)
+    config = AcceleratorConfig(rows=4, cols=4, m=16, input_buffer_kib=2)
     layout = write_memory_image(graph, config, tmp_path)
     data = (tmp_path / "descriptors.bin").read_bytes()
     assert layout["descriptors"]["layers"] == 4 and len(data) == 4 * WORDS * 4
     read = [LayerDescriptor.decode(data[k * 4 * WORDS:(k + 1) * 4 * WORDS]) for k in range(4)]
-    assert read == _describe(graph, input_buffer_kib=1)
+    assert read == _describe(graph, input_buffer_kib=2)
     assert layout["descriptors"]["fields"][-2:] == ["gap_m", "gap_shift"]

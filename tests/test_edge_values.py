@@ -144,7 +144,7 @@ def test_buffers_that_barely_fit_give_the_smallest_tiles():
     x = np.where(rng.random((cin, size + 2, size + 2)) < 0.5, -128, 127).astype(np.int8)  # padded by hand
     op.attrs["padding"] = [0, 0]
     rows_bytes = kernel * cin * (size + 2)  # the input rows one output row reads
-    fold_bytes = 4 * 2 * (8 + 2) // 8  # 4x2 values and 2-bit indices
+    fold_bytes = 4 * (2 + 1)  # 4 row words: 2 values and 2 2-bit indices padded to a byte
     config = AcceleratorConfig(rows=4, cols=2, m=4, n=1, input_buffer_kib=2 * rows_bytes / 1024,
                                output_buffer_kib=size * 2 * 4 / 1024,  # exactly one output row of partial sums
                                weight_buffer_kib=2 * fold_bytes / 1024)  # exactly two folds of weights
