@@ -38,8 +38,8 @@ class Residual(nn.Module):
 
 def test_fields_of_a_small_layer_by_hand():
     """A dense 3 -> 8 3x3 conv (padding 1) with ReLU and a 2x2 max pool on 8x8, on a 4x4 array built for M = 16:
-    3 of 16 channels occupied -> 3 slots, 9 x 3 = 27 rows -> 7 row folds, 2 column folds; a fold is 16 values and
-    16 x 4 index bits = 24 bytes, so the bias follows 14 x 24 = 336 bytes of weights, then 8 int32 mantissas and
+    3 of 16 channels occupied -> 3 slots, 9 x 3 = 27 rows -> 7 row folds, 2 column folds; a fold is 4 row words of
+    4 values and 4 x 4 index bits (6 bytes) = 24 bytes, so the bias follows 14 x 24 = 336 bytes of weights, then 8 int32 mantissas and
     8 shifts."""
     graph = _graph(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                                  nn.Linear(8 * 4 * 4, 5)), (3, 8, 8))

@@ -9,8 +9,8 @@ buffer flags.
 
 The post-processing unit applies, in this fixed order, what follows a weighted op in its output stream: bias and
 requantization (ReLU fused), the residual add (its own requantization, ReLU fused), a ReLU, one max pooling
-(:data:`~edgesparse.accel.geometry.POOLS`), the global average pool. A layer whose hosted ops come in another order, or a window the unit has
-no stage for, is refused here with the op's name: the engine cannot run it.
+(:data:`~edgesparse.accel.geometry.POOLS`), the global average pool. A layer whose hosted ops come in another
+order, or a window the unit has no stage for, is refused here with the op's name: the engine cannot run it.
 
 Encoded as :data:`WORDS` little-endian unsigned 32-bit words in the order of the dataclass's fields.
 """

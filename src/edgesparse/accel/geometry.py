@@ -119,6 +119,7 @@ class LayerShape:
 
     @property
     def pool_window(self) -> Window | None:
+        """The hosted max pool's window (None: no pool)."""
         return POOL_WINDOWS[self.pool] if self.pool else None
 
     def written_pixels(self) -> np.ndarray:

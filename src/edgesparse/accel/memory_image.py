@@ -5,10 +5,10 @@ same folds again for every pixel tile). A fold is R *row words*, bottom row firs
 from the top ends at the bottom. A row word is the row's C int8 values (columns 0..C-1) followed by its C indices
 bit-packed at ``B = ceil(log2 M)`` bits (little-endian, as in the packed model; none for M = 1), padded to whole
 bytes: :attr:`~edgesparse.accel.config.AcceleratorConfig.row_word_bytes`, the word the weight loader reads per
-cycle. PEs without a slot hold value 0 and index 0. After a layer's folds: its int32 bias, requantization mantissas and shifts (little-endian).
-The layout (JSON) gives every offset and size, so a testbench can load a fold without knowing the format. On the
-pipelined array the image comes with the layers' descriptors (:mod:`edgesparse.accel.descriptor`), what the engine's
-controller reads to run each layer.
+cycle. PEs without a slot hold value 0 and index 0. After a layer's folds: its int32 bias, requantization
+mantissas and shifts (little-endian). The layout (JSON) gives every offset and size, so a testbench can load a fold
+without knowing the format. On the pipelined array the image comes with the layers' descriptors
+(:mod:`edgesparse.accel.descriptor`), what the engine's controller reads to run each layer.
 """
 
 from __future__ import annotations

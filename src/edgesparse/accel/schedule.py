@@ -168,7 +168,7 @@ def write_latency(shape: LayerShape, config: AcceleratorConfig) -> int:
 def buffer_traffic(geometry: FoldGeometry, config: AcceleratorConfig) -> dict[str, int]:
     """Bytes read from and written to the on-chip buffers by one layer.
 
-    - weight buffer: each fold's values and indices are read once into the PEs (every tile);
+    - weight buffer: each fold's R whole row words (values and indices) are read once into the PEs (every tile);
     - input buffer: every used row receives its M-wide int8 activation vector once per pixel;
     - output buffer: int32 partial sums are written by every row fold and read back by every row fold after
       the first (accumulation), and the post-processing unit reads the final sums once.

@@ -2,10 +2,12 @@
 
 Weighted ops (conv, linear) run on the array, one layer after another. The post-processing unit adds the bias,
 requantizes, applies ReLU and runs the ops that follow in the stream (max/average pool, residual add, flatten) at
-the rate outputs leave the array, so they add no cycles. On the pipelined array, :mod:`edgesparse.accel.residency`
-decides which maps stay on chip (the rest are written pooled and read back), and each layer starts from what the
-previous one left (:class:`~edgesparse.accel.schedule.Boundary`); the stepped view chains its own measured
-boundaries, the analytic and fast views the schedule's. On the classic array every output goes to DRAM and a
+the rate outputs leave the array. On the pipelined array its pipeline delays each layer's writes (and so its
+write-back and its end) by a fixed latency (:mod:`edgesparse.accel.schedule`), maps hold every pixel's channels
+padded to the array's M, :mod:`edgesparse.accel.residency` decides which maps stay on chip (the rest are written
+pooled and read back), and each layer starts from what the previous one left
+(:class:`~edgesparse.accel.schedule.Boundary`); the stepped view chains its own measured boundaries, the analytic
+and fast views the schedule's. On the classic array every output goes to DRAM and a
 residual add reads its second operand from DRAM. ``stepped`` and ``fast`` compute every output (bit-exact
 against the integer reference); ``analytic`` computes cycles and traffic only.
 """
