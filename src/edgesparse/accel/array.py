@@ -192,7 +192,7 @@ class LayerClock:
     stream_starts: np.ndarray  # int64 [folds]: the cycle each fold's first group entered row 0
     load_starts: np.ndarray  # int64 [folds]: the cycle each fold's first weight word left the weight buffer
     next_boundary: Boundary
-    write_cycles: np.ndarray  # int64 [written pixels, col_folds]: the cycle the output stage wrote each
+    write_cycles: np.ndarray  # int64 [written pixels, col_folds]: the cycle the output stage wrote each pixel's bytes
 
 
 def clock_layer(layer: LoweredLayer, x: np.ndarray, shape: LayerShape, config: AcceleratorConfig,

@@ -2,7 +2,8 @@
 
 Per weighted layer, ``max(performed MACs / (R x C x pixels per cycle), minimum DRAM bytes / bandwidth)`` cycles,
 where the minimum DRAM bytes are the layer's weights and indices once, its input unless resident (the rows its
-outputs read: a stride-2 1x1 convolution skips every other row), its residual
+outputs read, padding rows excepted: a stride-2 1x1 convolution skips every other row; channels padded to M as the
+map is stored), its residual
 operand unless resident and its (pooled) output unless resident (residency by the one rule of
 :mod:`edgesparse.accel.residency`, carried by the :class:`~edgesparse.accel.geometry.LayerShape`). The frame's
 bound is the sum. It takes nothing from the schedule: tiles, folds and their timing play no part.

@@ -153,8 +153,8 @@ def tile_pixels(shape: LayerShape, config: AcceleratorConfig) -> int:
         output_rows = int((half // shape.input_row_bytes() - shape.kernel[0]) // shape.stride[0]) + 1
         if output_rows < 1:
             raise AcceleratorError(
-                f"layer {shape.name!r}: {shape.kernel[0]} input rows of {shape.in_chw[0]}x{shape.in_chw[2]} int8 "
-                f"do not fit half the input buffer ({config.input_buffer_kib} KiB); the layer does not fit the "
+                f"layer {shape.name!r}: {shape.kernel[0]} input rows of {shape.input_row_bytes()} bytes (channels "
+                f"padded to {shape.channel_block}) do not fit half the input buffer ({config.input_buffer_kib} KiB); the layer does not fit the "
                 f"buffers")
         pixels = max(1, min(shape.pixels, most, output_rows * shape.out_hw[1]))
     if shape.pool != 2 or pixels == shape.pixels:
