@@ -241,10 +241,11 @@ def _tile_buffer(x: np.ndarray, m: int) -> list[int]:
 
 
 def _feeder_against_stream_words(config, layer, x, shape, max_folds: int | None = None,
-                                 tile: int | None = None) -> int:
-    """Every row of every fold (``max_folds`` of them at most, spread over the layer) through one feeder: each
-    vector and real flag equals the row's part of stream_words' words, vector g FEED_LATENCY + g cycles after
-    the row's start. Returns vectors checked."""
+                                 tile: int | None = None, window: int | None = None) -> int:
+    """The tile buffer written as the DMA writes it, a byte stream ``window`` bytes a cycle at most (a random
+    count each cycle, so windows start at any byte lane), then every row of every fold (``max_folds`` of them at
+    most, spread over the layer) through the feeder: each vector and real flag equals the row's part of
+    stream_words' words, vector g FEED_LATENCY + g cycles after the row's start. Returns vectors checked."""
     geometry = fold_geometry(shape, config)
     row_acts = row_activations(layer, x).astype(np.int64)
     M, P, R = config.m, config.pixels_per_cycle, config.rows
@@ -254,7 +255,9 @@ def _feeder_against_stream_words(config, layer, x, shape, max_folds: int | None 
         first_row = tile * geometry.tile_pixels // shape.out_hw[1]
         base = max(0, first_row * layer.stride[0] - layer.padding[0])
     words = _tile_buffer(x[:, base:] if tile is not None else x, M)
-    unit = ActivationFeeder(M, P, depth=len(words))
+    unit = ActivationFeeder(M, P, depth=len(words), window=window)
+    stream = b"".join(word.to_bytes(M, "little") for word in words)
+    rng = np.random.default_rng(len(stream))
     count = geometry.folds if max_folds is None else min(max_folds, geometry.folds)
     runs = []  # (fields, expected vectors [L, P], expected real flags or None)
     chosen = np.linspace(0, geometry.folds - 1, count).astype(int).tolist()  # first, last, between
@@ -284,12 +287,16 @@ def _feeder_against_stream_words(config, layer, x, shape, max_folds: int | None 
 
     async def bench(ctx):
         nonlocal checked
-        for address, word in enumerate(words):
-            ctx.set(unit.w_en, 1)
-            ctx.set(unit.w_addr, address)
-            ctx.set(unit.w_data, word)
+        at = 0
+        while at < len(stream):
+            count = min(int(rng.integers(0, unit.window + 1)), len(stream) - at)
+            ctx.set(unit.w_row, at // M)
+            ctx.set(unit.w_pos, at % M)
+            ctx.set(unit.w_data, int.from_bytes(stream[at:at + count], "little"))
+            ctx.set(unit.w_mask, (1 << count) - 1)
+            at += count
             await ctx.tick()
-        ctx.set(unit.w_en, 0)
+        ctx.set(unit.w_mask, 0)
         static = {"height": shape.in_chw[1], "width": shape.in_chw[2], "out_height": shape.out_hw[0],
                   "out_width": shape.out_hw[1], "stride_y": layer.stride[0], "stride_x": layer.stride[1]}
         for fields, vectors, flags in runs:
@@ -318,19 +325,19 @@ def _feeder_against_stream_words(config, layer, x, shape, max_folds: int | None 
     return checked
 
 
-@pytest.mark.parametrize("lanes, size, kernel, stride, padding, segments, out_kib", [
-    (1, 5, 3, 1, 1, 1, 256.0),       # a padded 3x3 convolution, odd map size
-    (2, 7, 3, 2, 1, 2, 4 * 4 * 6 / 1024),  # strided, both lanes, two segments, tiles of 6 pixels (odd tiles)
-    (2, 1, 3, 1, 1, 1, 256.0),       # a 1x1 map: every tap but the centre is padding
-    (1, 6, 3, 2, 0, 2, 4 * 4 * 5 / 1024),  # strided, unpadded, tiles of 5 pixels
-    (2, 3, 1, 1, 0, 1, 256.0),       # a 1x1 convolution
+@pytest.mark.parametrize("lanes, size, kernel, stride, padding, segments, out_kib, window", [
+    (1, 5, 3, 1, 1, 1, 256.0, None),       # a padded 3x3 convolution, odd map size
+    (2, 7, 3, 2, 1, 2, 4 * 4 * 6 / 1024, 3),  # strided, both lanes, two segments, tiles of 6 pixels (odd tiles)
+    (2, 1, 3, 1, 1, 1, 256.0, 1),       # a 1x1 map: every tap but the centre is padding
+    (1, 6, 3, 2, 0, 2, 4 * 4 * 5 / 1024, 2),  # strided, unpadded, tiles of 5 pixels
+    (2, 3, 1, 1, 0, 1, 256.0, None),       # a 1x1 convolution
 ])
-def test_feeder_matches_stream_words(lanes, size, kernel, stride, padding, segments, out_kib):
+def test_feeder_matches_stream_words(lanes, size, kernel, stride, padding, segments, out_kib, window):
     config = AcceleratorConfig(4, 4, 4, 1, pixels_per_cycle=lanes, segments=segments, output_buffer_kib=out_kib)
     layer, x, plan = random_layer(config, 1, 4, cin=7, cout=4, size=size, kernel=kernel, stride=stride,
                                   padding=padding, seed=size + lanes)
     assert layer.blocks == 2
-    checked = _feeder_against_stream_words(config, layer, x, plan.shape, max_folds=6)
+    checked = _feeder_against_stream_words(config, layer, x, plan.shape, max_folds=6, window=window)
     assert checked > 0
 
 
@@ -360,6 +367,9 @@ def test_feeder_parameters_are_validated():
         ActivationFeeder(4, 3)
     with pytest.raises(ConfigError, match="depth must be a positive integer, got 0"):
         ActivationFeeder(4, 1, 0)
+    for bad in (0, 8, 2.0):
+        with pytest.raises(ConfigError, match=f"window must be 1 to M = 4 bytes, got {bad}"):
+            ActivationFeeder(4, 1, 16, window=bad)
 
 
 # --- The word buffer against a byte-array model. ---
