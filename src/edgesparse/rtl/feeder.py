@@ -16,11 +16,13 @@ written by the DMA a window of up to M bytes a cycle at any byte lane::
 
 The feeder walks its pixels with counters and adders only (no multiplier, no division): each lane holds its
 pixel's output column, input tap position and word address in registers, and a word read port of the buffer reads
-that registered address (a registered read: the old fold unit's critical path was a combinational read behind an address adder).
-The per-row start values and address steps are the controller's arithmetic, once per fold and row; the Python
-form, which a test and the future controller share, is :func:`row_fields`. At M = 16 with a 1024-word buffer the
-feeder infers block RAM (4 RAMB36 on xc7 per read port, 8 DP16KD on ECP5) and placed and routed alone on ECP5 at
-172.6 MHz (``benchmarks/engine_fmax.py``, measured when its buffer was one M-byte-wide memory); its walker's critical path is a zero test, a step select and the address adder.
+that registered address (a registered read: the old fold unit's critical path was a combinational read behind an
+address adder). The per-row start values and address steps are the controller's arithmetic, once per fold and row;
+the Python form, which a test and the future controller share, is :func:`row_fields`. At M = 16 with a 1024-word
+buffer the feeder infers block RAM, one block per byte lane (yosys: 16 RAMB18E1 on xc7, 16 DP16KD on ECP5, each
+lane using half its block; the buffer was one M-byte-wide memory in 4 RAMB36 or 8 DP16KD before it took unaligned
+windows), and placed and routed alone on ECP5 at 172.6 MHz with that earlier buffer (``benchmarks/engine_fmax.py``);
+its walker's critical path is a zero test, a step select and the address adder.
 """
 
 from __future__ import annotations
