@@ -6,7 +6,9 @@ of ``word_bytes`` bytes (the weight buffer's words are ``C + C B / 8`` bytes, 6 
 two). :class:`WordBuffer` serves both: it stores ``depth`` words as ``word_bytes`` byte-wide memories, one per byte
 lane, so a window of up to ``word_bytes`` bytes starting at any byte lane touches each lane at most once, in the
 window's word or the next. Every read is registered (the data one cycle after the address), so each lane infers
-block RAM.
+block RAM: a block per lane and read port, filled at 2048 words (a byte-wide lane of 1024 words, the 16-byte feeder
+buffer's, uses half of an ECP5 DP16KD or an xc7 RAMB18). A port left unconnected (the feeder's window read, the
+weight buffer's) is dropped by synthesis.
 
 The window mapping: window byte i (from 0) at ``(row, pos)`` is byte lane ``pos + i`` of word ``row`` if
 ``pos + i < word_bytes``, else lane ``pos + i - word_bytes`` of word ``row + 1``. Per lane that is one comparison
