@@ -80,10 +80,11 @@ def _words(out: np.ndarray, m: int) -> np.ndarray:
     return padded.T.reshape(height * width * blocks, m)
 
 
-def _run_stage(config, geometry, partial, op, *, pool=None, gap=0, built=None):
+def _run_stage(config, geometry, partial, op, *, pool=None, gap=0, built=None, window=3):
     """Drive an output stage with the row folds' partial sums ``[row_folds, pixels, Cout]``; return the output
-    buffer's bytes [words, M], the writes {cycle: (address, mask)} and the folds' starts. ``built``: the pool
-    the stage has when the layer has none."""
+    buffer's bytes [words, M] (read back through the window port as the write-back DMA reads it, ``window`` bytes a
+    cycle from byte 0 on, so windows straddle words unless ``window`` divides M), the writes {cycle: (address,
+    mask)} and the folds' starts. ``built``: the pool the stage has when the layer has none."""
     R, C, M = config.rows, config.cols, config.m
     shape = geometry.shape
     out_h, out_w = shape.out_hw
@@ -91,7 +92,7 @@ def _run_stage(config, geometry, partial, op, *, pool=None, gap=0, built=None):
     pooled_pixels = shape.pixels if pool is None else len(_pool_completions(shape.out_hw, pool)[0])
     depth = pooled_pixels * blocks
     stage = OutputStage(R, C, M, max_groups=geometry.tile_pixels, max_col_folds=geometry.col_folds,
-                        out_depth=depth, pool_kernel=pool or built, max_width=max(out_w, 2))
+                        out_depth=depth, pool_kernel=pool or built, max_width=max(out_w, 2), window=window)
     starts = _timeline(geometry, R, gap)
     tile_of, col_fold_of, row_fold_of = geometry.positions()
     tags, arrivals = {}, {}
@@ -105,7 +106,7 @@ def _run_stage(config, geometry, partial, op, *, pool=None, gap=0, built=None):
                 value = int(partial[rf, first_pixel + g, channel]) if channel < shape.cout else 0
                 arrivals.setdefault(start + g + R - 1 + j, {})[j] = value
     end = max(arrivals) + POOLED_LATENCY + 4
-    writes, result = {}, []
+    writes, result = {}, bytearray(depth * M)
 
     async def bench(ctx):
         for channel in range(shape.cout):
@@ -135,17 +136,18 @@ def _run_stage(config, geometry, partial, op, *, pool=None, gap=0, built=None):
             if ctx.get(stage.out_we):
                 writes[cycle] = (ctx.get(stage.out_addr), ctx.get(stage.out_mask))
             await ctx.tick()
-        for address in range(depth):
-            ctx.set(stage.r_addr, address)
+        for at in range(0, depth * M, window):
+            at = min(at, depth * M - window)  # the last window ends at the buffer's last byte
+            ctx.set(stage.r_row, at // M)
+            ctx.set(stage.r_pos, at % M)
             await ctx.tick()
-            result.append(ctx.get(stage.r_data))
+            result[at:at + window] = ctx.get(stage.r_data).to_bytes(window, "little")
 
     simulator = Simulator(stage)
     simulator.add_clock(1e-8)
     simulator.add_testbench(bench)
     simulator.run()
-    buffer = np.array([[(word >> (8 * k)) & 0xFF for k in range(M)] for word in result], dtype=np.uint8)
-    return buffer, writes, starts
+    return np.frombuffer(bytes(result), dtype=np.uint8).reshape(depth, M), writes, starts
 
 
 def _pool_completions(out_hw, kernel):
@@ -184,12 +186,13 @@ def _expected_writes(config, geometry, starts, pool=None) -> dict[int, tuple[int
     return expected
 
 
-def _check_layer(config, op, layer, x, shape, pool=None, gap=0, built=None):
+def _check_layer(config, op, layer, x, shape, pool=None, gap=0, built=None, window=3):
     geometry = fold_geometry(shape, config)
     partial = _row_fold_sums(layer, x, geometry)
     acc, _ = run_fast(layer, x[0], schedule_layer(shape, config), config)
     assert np.array_equal(partial.sum(axis=0), acc)  # the row folds' shares add up to the fast model's sums
-    buffer, writes, starts = _run_stage(config, geometry, partial, op, pool=pool, gap=gap, built=built)
+    buffer, writes, starts = _run_stage(config, geometry, partial, op, pool=pool, gap=gap, built=built,
+                                        window=window)
     reference = run_op(op, [x])
     if pool is not None:
         stride, padding = [2, 2], [pool - 2] * 2
@@ -203,13 +206,14 @@ def _check_layer(config, op, layer, x, shape, pool=None, gap=0, built=None):
     return geometry, reference
 
 
-@pytest.mark.parametrize("built", [None, 3])
-def test_random_layer_with_row_and_column_folds_and_tiles(built):
+@pytest.mark.parametrize("built, window", [(None, 3), (3, 16)])
+def test_random_layer_with_row_and_column_folds_and_tiles(built, window):
     """A 1:16 3x3 padded conv on a 4x4 array: 5 row folds, 2 column folds (two per 16-byte output word), 3 tiles
-    (the last one short), folds back to back; saturation at both ends. Also on a stage with a max pool, off."""
+    (the last one short), folds back to back; saturation at both ends. Also on a stage with a max pool, off (the
+    buffer read back a whole word a cycle)."""
     config = AcceleratorConfig(rows=4, cols=4, m=16, n=1, output_buffer_kib=0.25)
     op, layer, x, shape = _conv(config, 1, 16, cin=32, cout=8, size=6, seed=3)
-    geometry, reference = _check_layer(config, op, layer, x, shape, built=built)
+    geometry, reference = _check_layer(config, op, layer, x, shape, built=built, window=window)
     assert geometry.row_folds >= 2 and geometry.col_folds >= 2 and geometry.tiles >= 2
     assert {-128, 127} <= set(reference.ravel().tolist())
 
@@ -314,3 +318,6 @@ def test_output_stage_parameters_are_validated():
         OutputStage(4, 4, 16, 8, 1, 8, pool_kernel=4)
     with pytest.raises(ConfigError, match="tile depth must be a positive integer, got 1.5"):
         OutputStage(4, 4, 16, 1.5, 1, 8)
+    for bad in (0, 32, 2.0):
+        with pytest.raises(ConfigError, match=f"read window must be 1 to M = 16 bytes, got {bad}"):
+            OutputStage(4, 4, 16, 8, 1, 8, window=bad)

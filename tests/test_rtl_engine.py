@@ -25,6 +25,7 @@ from edgesparse.quant.fixedpoint import quantize_multiplier, requantize
 from edgesparse.quant.graph import IntOp
 from edgesparse.quant.reference import run_op
 from edgesparse.rtl.cosim import random_layer, stream_words
+from edgesparse.rtl.buffer import WordBuffer
 from edgesparse.rtl.dma import DMA, SimDRAM, beat_bytes, descriptor_fields, pack_descriptor, rate_fraction
 from edgesparse.accel.pipeline import FEED_LATENCY
 from edgesparse.rtl.feeder import ActivationFeeder, row_fields
@@ -240,10 +241,11 @@ def _tile_buffer(x: np.ndarray, m: int) -> list[int]:
 
 
 def _feeder_against_stream_words(config, layer, x, shape, max_folds: int | None = None,
-                                 tile: int | None = None) -> int:
-    """Every row of every fold (``max_folds`` of them at most, spread over the layer) through one feeder: each
-    vector and real flag equals the row's part of stream_words' words, vector g FEED_LATENCY + g cycles after
-    the row's start. Returns vectors checked."""
+                                 tile: int | None = None, window: int | None = None) -> int:
+    """The tile buffer written as the DMA writes it, a byte stream ``window`` bytes a cycle at most (a random
+    count each cycle, so windows start at any byte lane), then every row of every fold (``max_folds`` of them at
+    most, spread over the layer) through the feeder: each vector and real flag equals the row's part of
+    stream_words' words, vector g FEED_LATENCY + g cycles after the row's start. Returns vectors checked."""
     geometry = fold_geometry(shape, config)
     row_acts = row_activations(layer, x).astype(np.int64)
     M, P, R = config.m, config.pixels_per_cycle, config.rows
@@ -253,7 +255,9 @@ def _feeder_against_stream_words(config, layer, x, shape, max_folds: int | None 
         first_row = tile * geometry.tile_pixels // shape.out_hw[1]
         base = max(0, first_row * layer.stride[0] - layer.padding[0])
     words = _tile_buffer(x[:, base:] if tile is not None else x, M)
-    unit = ActivationFeeder(M, P, depth=len(words))
+    unit = ActivationFeeder(M, P, depth=len(words), window=window)
+    stream = b"".join(word.to_bytes(M, "little") for word in words)
+    rng = np.random.default_rng(len(stream))
     count = geometry.folds if max_folds is None else min(max_folds, geometry.folds)
     runs = []  # (fields, expected vectors [L, P], expected real flags or None)
     chosen = np.linspace(0, geometry.folds - 1, count).astype(int).tolist()  # first, last, between
@@ -283,12 +287,16 @@ def _feeder_against_stream_words(config, layer, x, shape, max_folds: int | None 
 
     async def bench(ctx):
         nonlocal checked
-        for address, word in enumerate(words):
-            ctx.set(unit.w_en, 1)
-            ctx.set(unit.w_addr, address)
-            ctx.set(unit.w_data, word)
+        at = 0
+        while at < len(stream):
+            count = min(int(rng.integers(0, unit.window + 1)), len(stream) - at)
+            ctx.set(unit.w_row, at // M)
+            ctx.set(unit.w_pos, at % M)
+            ctx.set(unit.w_data, int.from_bytes(stream[at:at + count], "little"))
+            ctx.set(unit.w_mask, (1 << count) - 1)
+            at += count
             await ctx.tick()
-        ctx.set(unit.w_en, 0)
+        ctx.set(unit.w_mask, 0)
         static = {"height": shape.in_chw[1], "width": shape.in_chw[2], "out_height": shape.out_hw[0],
                   "out_width": shape.out_hw[1], "stride_y": layer.stride[0], "stride_x": layer.stride[1]}
         for fields, vectors, flags in runs:
@@ -317,19 +325,19 @@ def _feeder_against_stream_words(config, layer, x, shape, max_folds: int | None 
     return checked
 
 
-@pytest.mark.parametrize("lanes, size, kernel, stride, padding, segments, out_kib", [
-    (1, 5, 3, 1, 1, 1, 256.0),       # a padded 3x3 convolution, odd map size
-    (2, 7, 3, 2, 1, 2, 4 * 4 * 6 / 1024),  # strided, both lanes, two segments, tiles of 6 pixels (odd tiles)
-    (2, 1, 3, 1, 1, 1, 256.0),       # a 1x1 map: every tap but the centre is padding
-    (1, 6, 3, 2, 0, 2, 4 * 4 * 5 / 1024),  # strided, unpadded, tiles of 5 pixels
-    (2, 3, 1, 1, 0, 1, 256.0),       # a 1x1 convolution
+@pytest.mark.parametrize("lanes, size, kernel, stride, padding, segments, out_kib, window", [
+    (1, 5, 3, 1, 1, 1, 256.0, None),       # a padded 3x3 convolution, odd map size
+    (2, 7, 3, 2, 1, 2, 4 * 4 * 6 / 1024, 3),  # strided, both lanes, two segments, tiles of 6 pixels (odd tiles)
+    (2, 1, 3, 1, 1, 1, 256.0, 1),       # a 1x1 map: every tap but the centre is padding
+    (1, 6, 3, 2, 0, 2, 4 * 4 * 5 / 1024, 2),  # strided, unpadded, tiles of 5 pixels
+    (2, 3, 1, 1, 0, 1, 256.0, None),       # a 1x1 convolution
 ])
-def test_feeder_matches_stream_words(lanes, size, kernel, stride, padding, segments, out_kib):
+def test_feeder_matches_stream_words(lanes, size, kernel, stride, padding, segments, out_kib, window):
     config = AcceleratorConfig(4, 4, 4, 1, pixels_per_cycle=lanes, segments=segments, output_buffer_kib=out_kib)
     layer, x, plan = random_layer(config, 1, 4, cin=7, cout=4, size=size, kernel=kernel, stride=stride,
                                   padding=padding, seed=size + lanes)
     assert layer.blocks == 2
-    checked = _feeder_against_stream_words(config, layer, x, plan.shape, max_folds=6)
+    checked = _feeder_against_stream_words(config, layer, x, plan.shape, max_folds=6, window=window)
     assert checked > 0
 
 
@@ -359,18 +367,110 @@ def test_feeder_parameters_are_validated():
         ActivationFeeder(4, 3)
     with pytest.raises(ConfigError, match="depth must be a positive integer, got 0"):
         ActivationFeeder(4, 1, 0)
+    for bad in (0, 8, 2.0):
+        with pytest.raises(ConfigError, match=f"window must be 1 to M = 4 bytes, got {bad}"):
+            ActivationFeeder(4, 1, 16, window=bad)
 
 
-# --- The DMA and the simulation DRAM against transfer_cycles and FoldGeometry.transfers(). ---
+# --- The word buffer against a byte-array model. ---
+
+
+def _load_words(ctx, buffer: WordBuffer, contents: bytes) -> None:
+    """Set a WordBuffer's words (``contents``: its bytes in address order) before the first clock edge."""
+    N = buffer.word_bytes
+    for row in range(len(contents) // N):
+        for lane, memory in enumerate(buffer.lanes):
+            ctx.set(memory.data[row], contents[row * N + lane])
+
+
+def _word_contents(ctx, buffer: WordBuffer) -> bytes:
+    return bytes(ctx.get(buffer.lanes[k % buffer.word_bytes].data[k // buffer.word_bytes])
+                 for k in range(buffer.depth * buffer.word_bytes))
+
+
+@pytest.mark.parametrize("word_bytes, depth, window, word_reads, word_write", [
+    (6, 5, 4, 1, False),   # the weight buffer's shape: a 6-byte word, a 4-byte window
+    (6, 7, 6, 2, True),    # a window as wide as the word; two word reads; both write ports
+    (16, 4, 4, 0, True),   # the output buffer's shape: no word read, the stage's word writes
+    (16, 3, 16, 1, False),
+    (1, 3, 1, 1, True),
+])
+def test_word_buffer_matches_a_byte_array(word_bytes, depth, window, word_reads, word_write):
+    """Random cycles of window writes (masks with holes, windows straddling words, ending at the last byte), window
+    reads, word reads and word writes (in the same cycles) against a byte array: every read one cycle after its
+    address, the value before that cycle's writes; a lane both ports write takes the window's byte."""
+    rng = np.random.default_rng(word_bytes * 31 + window + word_reads)
+    N, W = word_bytes, window
+    buffer = WordBuffer(N, depth, W, word_reads, word_write)
+    model = bytearray(rng.integers(0, 256, N * depth, dtype=np.uint8).tobytes())
+    last = N * depth - W  # the last window start: its last byte is the buffer's last
+    seen = {"straddle": 0, "holes": 0, "last": 0}
+
+    async def bench(ctx):
+        _load_words(ctx, buffer, model)
+        expected = None
+        for t in range(250):
+            at = last if t % 17 == 0 else int(rng.integers(0, last + 1))
+            mask = int(rng.integers(0, 1 << W)) if t % 5 else 0
+            data = rng.integers(0, 256, W, dtype=np.uint8).tobytes()
+            read_at = last if t % 13 == 0 else int(rng.integers(0, last + 1))
+            words = [int(rng.integers(0, depth)) for _ in range(word_reads)]
+            ports = {"w_row": at // N, "w_pos": at % N, "w_data": int.from_bytes(data, "little"), "w_mask": mask,
+                     "r_row": read_at // N, "r_pos": read_at % N}
+            ports.update({f"rd{k}_addr": word for k, word in enumerate(words)})
+            if word_write:
+                ww_addr, ww_mask = int(rng.integers(0, depth)), int(rng.integers(0, 1 << N))
+                ww_data = rng.integers(0, 256, N, dtype=np.uint8).tobytes()
+                ports.update(ww_addr=ww_addr, ww_data=int.from_bytes(ww_data, "little"), ww_mask=ww_mask)
+            for name, value in ports.items():
+                ctx.set(getattr(buffer, name), value)
+            if expected is not None:
+                window_bytes, word_values = expected
+                assert ctx.get(buffer.r_data).to_bytes(W, "little") == window_bytes, f"window read, cycle {t}"
+                for k, word in enumerate(word_values):
+                    assert ctx.get(getattr(buffer, f"rd{k}_data")).to_bytes(N, "little") == word, f"rd{k}, {t}"
+            expected = bytes(model[read_at:read_at + W]), [bytes(model[w * N:(w + 1) * N]) for w in words]
+            taken = {(at + i) % N for i in range(W) if mask >> i & 1}
+            if word_write:
+                for lane in set(range(N)) - taken:
+                    if ww_mask >> lane & 1:
+                        model[ww_addr * N + lane] = ww_data[lane]
+            for i in range(W):
+                if mask >> i & 1:
+                    model[at + i] = data[i]
+            seen["straddle"] += at % N + W > N and mask >> (N - at % N) > 0
+            seen["holes"] += (mask + (mask & -mask)) & mask != 0  # set bits not contiguous
+            seen["last"] += at == last and mask >> (W - 1) & 1
+            await ctx.tick()
+        assert ctx.get(buffer.r_data).to_bytes(W, "little") == expected[0]
+        assert _word_contents(ctx, buffer) == bytes(model)
+
+    _simulate(buffer, bench)
+    assert seen["last"] and (seen["straddle"] or N == 1) and (seen["holes"] or W < 3)
+
+
+def test_word_buffer_parameters_are_validated():
+    with pytest.raises(ConfigError, match="word size must be a positive integer, got 0"):
+        WordBuffer(0, 4, 1)
+    with pytest.raises(ConfigError, match="depth must be a positive integer, got 2.5"):
+        WordBuffer(4, 2.5, 1)
+    with pytest.raises(ConfigError, match="window \\(8 bytes\\) must not exceed its word \\(6 bytes\\)"):
+        WordBuffer(6, 4, 8)
+    with pytest.raises(ConfigError, match="word read port count must be a non-negative integer, got -1"):
+        WordBuffer(6, 4, 4, -1)
+
+
+# --- The DMA between a SimDRAM and WordBuffers against transfer_cycles and FoldGeometry.transfers(). ---
 
 
 class _DMABench(Elaboratable):
-    """A DMA between a SimDRAM and ``buffers`` SimDRAM-shaped buffers (the buffer the DMA selects answers)."""
+    """A DMA between a SimDRAM and one WordBuffer of ``depth`` words per entry of ``word_bytes``, wired as the engine
+    wires them: the window write gated by ``buf_sel``, the window read answered by buffer ``buf_r_sel``."""
 
-    def __init__(self, rate, dram: bytes, buffers: list[bytes], size: int, queue: int):
-        self.dma = DMA(rate, len(dram), size, len(buffers), queue)
+    def __init__(self, rate, dram: bytes, word_bytes: tuple[int, ...], depth: int, queue: int):
+        self.dma = DMA(rate, len(dram), depth, word_bytes, queue)
         self.dram = SimDRAM(len(dram), self.dma.beat, dram)
-        self.buffers = [SimDRAM(size, self.dma.beat, init) for init in buffers]
+        self.buffers = [WordBuffer(size, depth, self.dma.beat, word_reads=0) for size in word_bytes]
 
     def elaborate(self, platform):
         m = Module()
@@ -380,10 +480,10 @@ class _DMABench(Elaboratable):
                      dram.w_mask.eq(dma.dram_w_mask)]
         for k, buffer in enumerate(self.buffers):
             m.submodules[f"buffer{k}"] = buffer
-            chosen = dma.buf_sel == k
-            m.d.comb += [buffer.r_addr.eq(dma.buf_r_addr), buffer.w_addr.eq(dma.buf_w_addr),
-                         buffer.w_data.eq(dma.buf_w_data), buffer.w_mask.eq(Mux(chosen, dma.buf_w_mask, 0))]
-            with m.If(chosen):
+            m.d.comb += [buffer.w_row.eq(dma.buf_row), buffer.w_pos.eq(dma.buf_pos), buffer.w_data.eq(dma.buf_w_data),
+                         buffer.w_mask.eq(Mux(dma.buf_sel == k, dma.buf_w_mask, 0)),
+                         buffer.r_row.eq(dma.buf_row), buffer.r_pos.eq(dma.buf_pos)]
+            with m.If(dma.buf_r_sel == k):
                 m.d.comb += dma.buf_r_data.eq(buffer.r_data)
         return m
 
@@ -395,15 +495,18 @@ def _contents(ctx, memory: SimDRAM) -> bytes:
 
 
 def _run_dma(rate: float, transfers: list[tuple[bool, int, int, int, int]], allow: np.ndarray, dram: bytes,
-             buffers: list[bytes], size: int):
-    """Run ``transfers`` (to_dram, buffer, DRAM address, buffer address, bytes); ``allow[t]`` gates cycle t. Returns
-    the done cycle of each transfer and the final DRAM and buffer contents."""
-    bench = _DMABench(rate, dram, buffers, size, queue=len(transfers))
+             buffers: list[bytes], word_bytes: tuple[int, ...], depth: int):
+    """Run ``transfers`` (to_dram, buffer, DRAM address, buffer word address, bytes) between a DRAM and WordBuffers
+    of ``depth`` words of ``word_bytes`` (initial contents ``buffers``); ``allow[t]`` gates cycle t. Returns the
+    done cycle of each transfer and the final DRAM and buffer contents."""
+    bench = _DMABench(rate, dram, word_bytes, depth, queue=len(transfers))
     dma = bench.dma
     done = [None] * len(transfers)
     final = {}
 
     async def run(ctx):
+        for buffer, init in zip(bench.buffers, buffers):
+            _load_words(ctx, buffer, init)
         for k, (to_dram, buffer, dram_addr, buf_addr, count) in enumerate(transfers):
             ctx.set(dma.q_we, 1)
             ctx.set(dma.q_addr, k)
@@ -419,10 +522,22 @@ def _run_dma(rate: float, transfers: list[tuple[bool, int, int, int, int]], allo
             await ctx.tick()
         assert ctx.get(dma.head) == len(transfers) and not ctx.get(dma.busy), "the DMA did not finish"
         final["dram"] = _contents(ctx, bench.dram)
-        final["buffers"] = [_contents(ctx, buffer) for buffer in bench.buffers]
+        final["buffers"] = [_word_contents(ctx, buffer) for buffer in bench.buffers]
 
     _simulate(bench, run)
     return done, final["dram"], final["buffers"]
+
+
+def _replay(transfers, dram: bytes, buffers: list[bytes], word_bytes: tuple[int, ...]):
+    """The transfers' effect in Python: the DRAM's and the buffers' final bytes."""
+    want_dram, want_buffers = bytearray(dram), [bytearray(b) for b in buffers]
+    for to_dram, buffer, dram_addr, buf_addr, count in transfers:
+        at = buf_addr * word_bytes[buffer]
+        if to_dram:
+            want_dram[dram_addr:dram_addr + count] = want_buffers[buffer][at:at + count]
+        else:
+            want_buffers[buffer][at:at + count] = want_dram[dram_addr:dram_addr + count]
+    return bytes(want_dram), [bytes(b) for b in want_buffers]
 
 
 def _contract(rate: float, sizes: list[int], allow: np.ndarray) -> list[int]:
@@ -440,15 +555,15 @@ def _contract(rate: float, sizes: list[int], allow: np.ndarray) -> list[int]:
 @pytest.mark.parametrize("rate", [3.5, 0.75, 4.0, 1.0])
 def test_dma_completion_cycles_follow_the_transfer_contract(rate):
     """The transfers of a real layer's descriptor list (FoldGeometry.transfers: weights, input, output) with the
-    sizes scaled to a small DRAM; allow held low at times (a full buffer); every done pulse in the contract's cycle,
-    every byte where it belongs."""
+    sizes scaled to a small DRAM, into a weight buffer of 6-byte words and input and output buffers of 16-byte words;
+    allow held low at times (a full buffer); every done pulse in the contract's cycle, every byte where it belongs."""
     config = AcceleratorConfig(4, 4, 4, 1, output_buffer_kib=4 * 4 * 6 / 1024)
     layer, x, plan = random_layer(config, 1, 4, cin=7, cout=6, size=5, seed=1)
     full = fold_geometry(plan.shape, config).transfers()
     kinds_at = {kind: [k for k, item in enumerate(full) if item[0] == kind] for kind in ("input", "output")}
     listed = [full[k] for k in sorted({0, 1, 2, 3, *kinds_at["input"][1:3], *kinds_at["output"][:3]})]
     rng = np.random.default_rng(int(rate * 4))
-    size = 64
+    word_bytes, depth = (6, 16, 16), 8
     # Sizes scaled down to a small DRAM: one-byte and one-cycle transfers, and sizes whose last cycle a rounding
     # error (a ceil for the floor of the bytes moved so far) would move.
     sizes = [(1, 4, 3, 11, 2, 5, 13, 22, 7, 9, 6)[k % 11] for k in range(len(listed))]
@@ -458,34 +573,64 @@ def test_dma_completion_cycles_follow_the_transfer_contract(rate):
     buffer_next = [0, 0, 0]
     for kind, count in zip(kinds, sizes):
         buffer = ("weights", "input", "output").index(kind)
-        at = buffer_next[buffer] % (size - 24)
+        words = -(-count // word_bytes[buffer])
+        at = buffer_next[buffer] % (depth - words + 1)
         transfers.append((kind == "output", buffer, dram_next, at, count))
         dram_next += count
-        buffer_next[buffer] += count + 3
+        buffer_next[buffer] += words + 1
     cycles = sum(transfer_cycles(s, rate) for s in sizes)
     allow = rng.random(cycles * 2 + 40) < 0.7
     allow[-8:] = True
     dram = bytes(rng.integers(0, 256, 256, dtype=np.uint8))
-    buffers = [bytes(size), bytes(size), bytes(rng.integers(0, 256, size, dtype=np.uint8))]
-    done, final_dram, final_buffers = _run_dma(rate, transfers, allow, dram, buffers, size)
+    buffers = [bytes(depth * n) for n in word_bytes[:2]] + [bytes(rng.integers(0, 256, depth * 16, dtype=np.uint8))]
+    done, final_dram, final_buffers = _run_dma(rate, transfers, allow, dram, buffers, word_bytes, depth)
     assert done == _contract(rate, sizes, allow)
-    # The bytes: replay the transfers in Python.
-    want_dram, want_buffers = bytearray(dram), [bytearray(b) for b in buffers]
-    for to_dram, buffer, dram_addr, buf_addr, count in transfers:
-        if to_dram:
-            want_dram[dram_addr:dram_addr + count] = want_buffers[buffer][buf_addr:buf_addr + count]
-        else:
-            want_buffers[buffer][buf_addr:buf_addr + count] = want_dram[dram_addr:dram_addr + count]
-    assert final_dram == bytes(want_dram) and final_buffers == [bytes(b) for b in want_buffers]
+    assert (final_dram, final_buffers) == _replay(transfers, dram, buffers, word_bytes)
+
+
+@pytest.mark.parametrize("rate", [0.75, 1.5, 2.0, 3.25])
+def test_dma_moves_unaligned_windows_between_dram_and_word_buffers(rate):
+    """Random transfers both ways between any DRAM byte and a 6-byte-word and a 16-byte-word buffer: lengths that
+    straddle words and end mid-word (and ones of a single byte and of whole words), some back to back (allow high:
+    a transfer starting in its predecessor's done cycle, a DRAM-to-buffer transfer while the previous write-back's
+    last bytes go to the DRAM), some behind gaps; done cycles against transfer_cycles, every byte."""
+    rng = np.random.default_rng(int(rate * 8))
+    word_bytes, depth = (6, 16), 6
+    transfers = []
+    dram_next = 0
+    for k in range(14):
+        buffer = k % 2 if k < 8 else int(rng.integers(0, 2))
+        at = int(rng.integers(0, depth - 2))
+        most = (depth - at) * word_bytes[buffer]
+        count = (1, word_bytes[buffer], most)[k] if k < 3 else int(rng.integers(1, min(most, 40) + 1))
+        transfers.append((bool(k % 3 == 1 or rng.random() < 0.4), buffer, dram_next, at, count))
+        dram_next += count  # each transfer its own DRAM bytes: what a write-back writes is not read again
+    assert any(t[4] % word_bytes[t[1]] and t[4] > word_bytes[t[1]] for t in transfers)  # straddles, ends mid-word
+    sizes = [t[4] for t in transfers]
+    cycles = sum(transfer_cycles(s, rate) for s in sizes)
+    allow = np.ones(cycles * 2 + 40, dtype=bool)
+    allow[cycles // 2:cycles // 2 + 5] = False
+    allow[cycles:cycles + 3] = False
+    dram = bytes(rng.integers(0, 256, 512, dtype=np.uint8))
+    buffers = [bytes(rng.integers(0, 256, depth * n, dtype=np.uint8)) for n in word_bytes]
+    done, final_dram, final_buffers = _run_dma(rate, transfers, allow, dram, buffers, word_bytes, depth)
+    assert done == _contract(rate, sizes, allow)
+    assert (final_dram, final_buffers) == _replay(transfers, dram, buffers, word_bytes)
 
 
 def test_dma_parameters_are_validated():
     assert rate_fraction(3.5) == (7, 1) and rate_fraction(0.75) == (3, 2) and beat_bytes(3.5) == 4
     for bad in (0, -1.0, float("inf"), float("nan"), True, "4"):
         with pytest.raises(ConfigError, match="positive, finite"):
-            DMA(bad, 64, 64)
+            DMA(bad, 64, 64, (4,))
     with pytest.raises(ConfigError, match="0.1 needs k"):
-        DMA(0.1, 64, 64)
+        DMA(0.1, 64, 64, (4,))
+    with pytest.raises(ConfigError, match="beat of 8 bytes \\(rate 5.5\\) does not fit a buffer word of 6 bytes"):
+        DMA(5.5, 64, 16, (16, 6))
+    with pytest.raises(ConfigError, match="tuple of word sizes, one per buffer, got 6"):
+        DMA(1.0, 64, 16, 6)
+    with pytest.raises(ConfigError, match="buffer word size must be a positive integer, got 0"):
+        DMA(1.0, 64, 16, (6, 0))
     with pytest.raises(ConfigError, match="size \\(60 bytes\\) must be a multiple of its beat \\(8\\)"):
         SimDRAM(60, 8)
     with pytest.raises(ConfigError, match="moves 1 to"):

@@ -1,18 +1,25 @@
-"""A simulation DRAM and the DMA that moves transfers between it and the on-chip buffers at a fixed rate in bytes per
-cycle, with the rounding contract of :func:`edgesparse.accel.geometry.transfer_cycles`.
+"""A simulation DRAM and the DMA that moves transfers between it and the on-chip word buffers at a fixed rate in
+bytes per cycle, with the rounding contract of :func:`edgesparse.accel.geometry.transfer_cycles`.
 
 The contract: transfers run in queue order, one at a time; a transfer of ``n`` bytes at ``r`` bytes per cycle that
 starts in cycle ``s`` moves its bytes in cycles ``s .. s + T - 1``, ``T = ceil(n / r)``, and is done in cycle
-``s + T`` (its bytes are in the destination then, and the next transfer may start in that same cycle: a transfer
-never shares a cycle with the next). The DMA realizes a fractional rate ``r = p / 2^k`` (every float rate is such a
-fraction; the DMA accepts ``k <= 16``) exactly: in its j-th cycle (from 0) a transfer has moved
-``min(n, floor((j + 1) p / 2^k))`` bytes, so it ends after ``ceil(n 2^k / p) = ceil(n / r)`` cycles.
+``s + T`` (the next transfer may start in that same cycle: a transfer never shares a cycle with the next). The DMA
+realizes a fractional rate ``r = p / 2^k`` (every float rate is such a fraction; the DMA accepts ``k <= 16``)
+exactly: in its j-th cycle (from 0) a transfer has moved ``min(n, floor((j + 1) p / 2^k))`` bytes, so it ends
+after ``ceil(n 2^k / p) = ceil(n / r)`` cycles.
+
+Where the bytes are when ``done`` pulses (cycle ``s + T``): a transfer into a buffer wrote its last bytes at the
+edge ending cycle ``s + T - 1``, so they are in the buffer in ``s + T`` (a word read then returns them in
+``s + T + 1``). A transfer to DRAM reads the buffer through its registered window read: the bytes presented in
+cycle ``j`` reach the DRAM's write port in ``j + 1``, so the last ones are written at the edge ending ``s + T`` and
+are in the DRAM from ``s + T + 1`` on (a transfer that reads them back from the DRAM must start after ``s + T``).
 
 :class:`SimDRAM` is a byte-addressed memory read and written ``beat`` bytes at a time at any byte address (``beat``
-byte-wide banks, combinational reads: a simulation model of a memory whose latency the rate already covers; the
-on-chip buffers take the same shape in tests). :class:`DMA` runs a descriptor queue (:func:`pack_descriptor`)
-against two such ports, the DRAM's and the buffers', and starts each transfer in the first cycle the previous one
-is done and ``allow`` holds (the controller's "the destination has room", the schedule's ``free_at``).
+byte-wide banks, combinational reads: a simulation model of a memory whose latency the rate already covers).
+:class:`DMA` runs a descriptor queue (:func:`pack_descriptor`) between the DRAM's ports and the window ports of
+:class:`~edgesparse.rtl.buffer.WordBuffer` s (a buffer address is a word address: a transfer starts at byte 0 of a
+word), and starts each transfer in the first cycle the previous one is done and ``allow`` holds (the controller's
+"the destination has room", the schedule's ``free_at``).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-from amaranth import Const, Module, Mux, Signal, unsigned
+from amaranth import Array, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -113,16 +120,17 @@ class SimDRAM(wiring.Component):
         return m
 
 
-def descriptor_fields(dram_size: int, buffer_size: int, buffers: int) -> dict[str, int]:
-    """Bit widths of a descriptor's fields, low bits first: direction, buffer, DRAM address, buffer address, bytes."""
-    return {"to_dram": 1, "buffer": _bits(buffers), "dram_addr": _bits(dram_size), "buf_addr": _bits(buffer_size),
+def descriptor_fields(dram_size: int, buffer_words: int, buffers: int) -> dict[str, int]:
+    """Bit widths of a descriptor's fields, low bits first: direction, buffer, DRAM address (a byte), buffer address
+    (a word), bytes."""
+    return {"to_dram": 1, "buffer": _bits(buffers), "dram_addr": _bits(dram_size), "buf_addr": _bits(buffer_words),
             "bytes": BYTES_BITS}
 
 
 def pack_descriptor(widths: dict[str, int], *, to_dram: bool, buffer: int, dram_addr: int, buf_addr: int,
                     size: int) -> int:
-    """One queue word: move ``size`` bytes between DRAM ``dram_addr`` and buffer ``buffer`` at ``buf_addr``
-    (``to_dram``: from the buffer to DRAM, an output write-back)."""
+    """One queue word: move ``size`` bytes between DRAM byte ``dram_addr`` and buffer ``buffer`` from byte 0 of its
+    word ``buf_addr`` on (``to_dram``: from the buffer to DRAM, an output write-back)."""
     values = {"to_dram": int(to_dram), "buffer": buffer, "dram_addr": dram_addr, "buf_addr": buf_addr, "bytes": size}
     if not 0 < size < 1 << BYTES_BITS:
         raise ConfigError(f"a DMA transfer moves 1 to {(1 << BYTES_BITS) - 1} bytes, got {size!r}")
@@ -136,11 +144,13 @@ def pack_descriptor(widths: dict[str, int], *, to_dram: bool, buffer: int, dram_
 
 
 class DMA(wiring.Component):
-    """Runs a queue of up to ``queue`` transfers between a :class:`SimDRAM` of ``dram_size`` bytes and ``buffers``
-    byte-addressed buffers of ``buffer_size`` bytes, at ``rate`` bytes per cycle (the contract in the module
-    docstring), one transfer at a time, in order.
+    """Runs a queue of up to ``queue`` transfers between a :class:`SimDRAM` of ``dram_size`` bytes and
+    ``len(word_bytes)`` :class:`~edgesparse.rtl.buffer.WordBuffer` s of up to ``buffer_words`` words, buffer b's of
+    ``word_bytes[b]`` bytes, at ``rate`` bytes per cycle (the contract in the module docstring), one transfer at a
+    time, in order. A cycle moves at most W bytes, so each word size must be at least W.
 
-    Ports (W = :func:`beat_bytes` of ``rate``, D = the descriptor's width, :func:`descriptor_fields`):
+    Ports (W = :func:`beat_bytes` of ``rate``, D = the descriptor's width, :func:`descriptor_fields`; A, P: the
+    widths of a buffer address and of ``range(max(word_bytes))``):
 
     - ``q_we : Signal(1), in`` / ``q_addr : Signal(range(queue)), in`` / ``q_data : Signal(D), in``: write queue
       entry ``q_addr`` (:func:`pack_descriptor`);
@@ -149,22 +159,36 @@ class DMA(wiring.Component):
     - ``allow : Signal(1), in``: the head entry may start this cycle (its destination has room);
     - ``head : Signal(range(queue + 1)), out``: the entry to start next (== ``q_count``: none queued);
     - ``busy : Signal(1), out``: a transfer moves bytes this cycle;
-    - ``done : Signal(1), out`` / ``done_index : out``: entry ``done_index`` finished in the previous cycle: its
-      bytes are in place in this one (a pulse);
+    - ``done : Signal(1), out`` / ``done_index : out``: entry ``done_index`` finished in the previous cycle (a
+      pulse; where its bytes are then: the module docstring);
     - ``dram_r_addr``, ``dram_w_addr : out``, ``dram_r_data : Signal(8 W), in``, ``dram_w_data : Signal(8 W),
-      out``, ``dram_w_mask : Signal(W), out``: a :class:`SimDRAM`'s ports;
-    - ``buf_sel : Signal(range(buffers)), out``: the buffer both sides below address this cycle;
-      ``buf_r_addr``, ``buf_w_addr``, ``buf_r_data``, ``buf_w_data``, ``buf_w_mask``: its ports, the same shapes.
+      out``, ``dram_w_mask : Signal(W), out``: a :class:`SimDRAM`'s ports (a write to DRAM takes the buffer's data
+      of the previous cycle: its address and mask are registered);
+    - ``buf_sel : Signal(range(len(word_bytes))), out``: the buffer the ports below address this cycle;
+    - ``buf_row : Signal(A), out`` / ``buf_pos : Signal(P), out``: the word and byte lane of this cycle's first
+      byte, for both directions (a WordBuffer's ``w_row``, ``w_pos`` and ``r_row``, ``r_pos``);
+    - ``buf_w_data : Signal(8 W), out`` / ``buf_w_mask : Signal(W), out``: its window write (``w_data``,
+      ``w_mask``; gate the mask with ``buf_sel``), zero mask on a transfer to DRAM;
+    - ``buf_r_data : Signal(8 W), in`` / ``buf_r_sel : Signal(range(len(word_bytes))), out``: the window read
+      (``r_data``) of buffer ``buf_r_sel`` (``buf_sel`` of the previous cycle: the data answers its ``buf_row``,
+      ``buf_pos``).
     """
 
-    def __init__(self, rate: float, dram_size: int, buffer_size: int, buffers: int = 1, queue: int = 16):
+    def __init__(self, rate: float, dram_size: int, buffer_words: int, word_bytes: tuple[int, ...],
+                 queue: int = 16):
         self.p, self.k = rate_fraction(rate)
-        for name, value in (("DRAM size", dram_size), ("buffer size", buffer_size), ("buffer count", buffers),
-                            ("queue depth", queue)):
+        for name, value in (("DRAM size", dram_size), ("buffer depth", buffer_words), ("queue depth", queue)):
             _check_positive("DMA", name, value)
         self.rate, self.beat = rate, beat_bytes(rate)
-        self.dram_size, self.buffer_size, self.buffers, self.queue = dram_size, buffer_size, buffers, queue
-        self.fields = descriptor_fields(dram_size, buffer_size, buffers)
+        if not isinstance(word_bytes, tuple) or not word_bytes:
+            raise ConfigError(f"the DMA takes a tuple of word sizes, one per buffer, got {word_bytes!r}")
+        for size in word_bytes:
+            _check_positive("DMA", "buffer word size", size)
+            if size < self.beat:
+                raise ConfigError(f"the DMA's beat of {self.beat} bytes (rate {rate!r}) does not fit a buffer word "
+                                  f"of {size} bytes")
+        self.dram_size, self.buffer_words, self.word_bytes, self.queue = dram_size, buffer_words, word_bytes, queue
+        self.fields = descriptor_fields(dram_size, buffer_words, len(word_bytes))
         W, da, ba = self.beat, self.fields["dram_addr"], self.fields["buf_addr"]
         super().__init__({
             "q_we": In(1), "q_addr": In(range(queue)), "q_data": In(unsigned(sum(self.fields.values()))),
@@ -172,9 +196,10 @@ class DMA(wiring.Component):
             "head": Out(range(queue + 1)), "busy": Out(1), "done": Out(1), "done_index": Out(range(queue + 1)),
             "dram_r_addr": Out(unsigned(da)), "dram_r_data": In(unsigned(8 * W)), "dram_w_addr": Out(unsigned(da)),
             "dram_w_data": Out(unsigned(8 * W)), "dram_w_mask": Out(unsigned(W)),
-            "buf_sel": Out(range(max(2, buffers))), "buf_r_addr": Out(unsigned(ba)),
-            "buf_r_data": In(unsigned(8 * W)), "buf_w_addr": Out(unsigned(ba)), "buf_w_data": Out(unsigned(8 * W)),
-            "buf_w_mask": Out(unsigned(W)),
+            "buf_sel": Out(range(max(2, len(word_bytes)))), "buf_row": Out(unsigned(ba)),
+            "buf_pos": Out(range(max(word_bytes))), "buf_w_data": Out(unsigned(8 * W)),
+            "buf_w_mask": Out(unsigned(W)), "buf_r_data": In(unsigned(8 * W)),
+            "buf_r_sel": Out(range(max(2, len(word_bytes)))),
         })
 
     def elaborate(self, platform) -> Module:
@@ -197,6 +222,7 @@ class DMA(wiring.Component):
         index = Signal.like(head)
         units = Signal(BYTES_BITS + RATE_FRACTION_BITS + self.p.bit_length() + 1)  # (j + 1) p so far, in 2^-k B
         sent = Signal(BYTES_BITS)
+        row, pos = Signal.like(self.buf_row, name="row"), Signal.like(self.buf_pos, name="pos")  # the next byte's
         start = ~active & (head < self.q_count) & self.allow
         moving = active | start
         cur = {name: Mux(active, held[name], fields[name]) for name in self.fields}
@@ -209,14 +235,20 @@ class DMA(wiring.Component):
         m.d.comb += mask.eq(Mux(moving, (Const(1, W + 1) << count) - 1, 0))
         finish = moving & (target == cur["bytes"])
 
+        # The buffer side: the word and lane of this cycle's first byte, stepped by the bytes moved (at most one
+        # word boundary a cycle, as W <= the word size).
+        row_now, pos_now = Mux(active, row, cur["buf_addr"]), Mux(active, pos, 0)
+        word_bytes = Array(Const(size, range(max(self.word_bytes) + 1)) for size in self.word_bytes)[cur["buffer"]]
+        step = pos_now + count
+        wrap = step >= word_bytes
         dram_addr = (cur["dram_addr"] + sent_now)[:self.fields["dram_addr"]]
-        buf_addr = (cur["buf_addr"] + sent_now)[:self.fields["buf_addr"]]
         to_dram = cur["to_dram"]
-        m.d.comb += [self.busy.eq(moving), self.buf_sel.eq(cur["buffer"]),
-                     self.dram_r_addr.eq(dram_addr), self.dram_w_addr.eq(dram_addr),
-                     self.buf_r_addr.eq(buf_addr), self.buf_w_addr.eq(buf_addr),
-                     self.dram_w_data.eq(self.buf_r_data), self.buf_w_data.eq(self.dram_r_data),
-                     self.dram_w_mask.eq(Mux(to_dram, mask, 0)), self.buf_w_mask.eq(Mux(to_dram, 0, mask))]
+        dram_w_addr, dram_w_mask = Signal.like(self.dram_w_addr), Signal.like(self.dram_w_mask)
+        m.d.sync += [dram_w_addr.eq(dram_addr), dram_w_mask.eq(Mux(to_dram, mask, 0)), self.buf_r_sel.eq(cur["buffer"])]
+        m.d.comb += [self.busy.eq(moving), self.buf_sel.eq(cur["buffer"]), self.buf_row.eq(row_now),
+                     self.buf_pos.eq(pos_now), self.dram_r_addr.eq(dram_addr), self.dram_w_addr.eq(dram_w_addr),
+                     self.dram_w_data.eq(self.buf_r_data), self.dram_w_mask.eq(dram_w_mask),
+                     self.buf_w_data.eq(self.dram_r_data), self.buf_w_mask.eq(Mux(to_dram, 0, mask))]
 
         m.d.sync += [self.done.eq(finish), self.done_index.eq(Mux(active, index, head))]
         with m.If(self.reset_queue):
@@ -225,5 +257,6 @@ class DMA(wiring.Component):
             with m.If(start):
                 m.d.sync += [held[name].eq(fields[name]) for name in self.fields]
                 m.d.sync += [index.eq(head), head.eq(head + 1)]
-            m.d.sync += [active.eq(moving & ~finish), units.eq(next_units), sent.eq(target)]
+            m.d.sync += [active.eq(moving & ~finish), units.eq(next_units), sent.eq(target),
+                         row.eq(row_now + wrap), pos.eq(Mux(wrap, step - word_bytes, step))]
         return m

@@ -7,19 +7,22 @@ feeder builds one row's part of it (both pixel lanes): row ``r`` of a layer hold
 row_block`), and takes, for output pixel ``(image, oy, ox)``, channels ``[b M, (b + 1) M)`` of input pixel
 ``(image, oy sh - ph + ky, ox sw - pw + kx)``, zeros outside the map (padding) and beyond ``Cin``.
 
-The tile buffer is an inferred memory of M-byte words, byte per channel, channel-last::
+The tile buffer is a :class:`~edgesparse.rtl.buffer.WordBuffer` of M-byte words, byte per channel, channel-last,
+written by the DMA a window of up to M bytes a cycle at any byte lane::
 
     word ((image H + y - base) W + x) B + b  =  channels [b M, (b + 1) M) of input pixel (y, x), byte j = b M + j
 
 ``base`` is the first input row (of image 0) the buffer holds (a tile's halo); channels past ``Cin`` are zero.
 
 The feeder walks its pixels with counters and adders only (no multiplier, no division): each lane holds its
-pixel's output column, input tap position and word address in registers, and the memory reads that registered
-address (a registered read: the old fold unit's critical path was a combinational read behind an address adder).
-The per-row start values and address steps are the controller's arithmetic, once per fold and row; the Python
-form, which a test and the future controller share, is :func:`row_fields`. At M = 16 with a 1024-word buffer the
-feeder infers block RAM (4 RAMB36 on xc7 per read port) and places and routes alone on ECP5 at 172.6 MHz
-(``benchmarks/engine_fmax.py``); its walker's critical path is a zero test, a step select and the address adder.
+pixel's output column, input tap position and word address in registers, and a word read port of the buffer reads
+that registered address (a registered read: the old fold unit's critical path was a combinational read behind an
+address adder). The per-row start values and address steps are the controller's arithmetic, once per fold and row;
+the Python form, which a test and the future controller share, is :func:`row_fields`. At M = 16 with a 1024-word
+buffer the feeder infers block RAM, one block per byte lane (yosys: 16 RAMB18E1 on xc7, 16 DP16KD on ECP5, each
+lane using half its block; the buffer was one M-byte-wide memory in 4 RAMB36 or 8 DP16KD before it took unaligned
+windows), and placed and routed alone on ECP5 at 172.6 MHz with that earlier buffer (``benchmarks/engine_fmax.py``);
+its walker's critical path is a zero test, a step select and the address adder.
 """
 
 from __future__ import annotations
@@ -28,10 +31,10 @@ from dataclasses import dataclass
 
 from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from edgesparse.errors import ConfigError
+from edgesparse.rtl.buffer import WordBuffer
 
 COORD_BITS = 16  # signed map coordinates and strides (maps up to 32k pixels a side)
 
@@ -93,13 +96,17 @@ def _walk(state, count: int, settings: dict):
 
 
 class ActivationFeeder(wiring.Component):
-    """One array row's activation vectors for ``lanes`` pixels a cycle from a tile buffer of ``depth`` M-byte words.
+    """One array row's activation vectors for ``lanes`` pixels a cycle from a tile buffer of ``depth`` M-byte words,
+    written ``window`` bytes (default M) a cycle.
 
-    Ports (M = ``m``, L = ``lanes``; every ``in`` below ``start`` is sampled with ``start``; coordinates and steps
-    are signed ``COORD_BITS``-bit, addresses signed ``A + 2`` bits, A the buffer's address width):
+    Ports (M = ``m``, L = ``lanes``, W = ``window``; every ``in`` below ``start`` is sampled with ``start``;
+    coordinates and steps are signed ``COORD_BITS``-bit, addresses signed ``A + 2`` bits, A the buffer's address
+    width):
 
-    - ``w_en : Signal(1), in`` / ``w_addr : Signal(A), in`` / ``w_data : Signal(8 M), in``: write a word of the tile
-      buffer (channel j of the word's block at bits ``[8 j, 8 j + 8)``);
+    - ``w_row : Signal(A), in`` / ``w_pos : Signal(range(M)), in`` / ``w_data : Signal(8 W), in`` /
+      ``w_mask : Signal(W), in``: the tile buffer's window write (:class:`~edgesparse.rtl.buffer.WordBuffer`: window
+      byte i, where mask bit i is set, to byte ``w_pos + i`` from byte 0 of word ``w_row`` on; channel j of a word's
+      block is its byte j);
     - ``start : Signal(1), in``: a pulse: put out ``groups`` vectors per lane from the values below;
     - ``height``, ``width : in``: the input map's size; ``out_height``, ``out_width : in``: the output map's;
     - ``stride_y``, ``stride_x : in``: the convolution's stride;
@@ -115,19 +122,23 @@ class ActivationFeeder(wiring.Component):
       vectors on ``out`` in t + 2 + g, :data:`~edgesparse.accel.pipeline.FEED_LATENCY`).
     """
 
-    def __init__(self, m: int, lanes: int = 1, depth: int = 256):
+    def __init__(self, m: int, lanes: int = 1, depth: int = 256, window: int | None = None):
         if not isinstance(m, int) or isinstance(m, bool) or m < 1 or m & (m - 1):
             raise ConfigError(f"the feeder's block size M must be a power of two, got {m!r}")
         if lanes not in (1, 2):
             raise ConfigError(f"the feeder serves one or two pixel lanes, got {lanes!r}")
         if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
             raise ConfigError(f"the feeder's tile buffer depth must be a positive integer, got {depth!r}")
-        self.m, self.lanes, self.depth = m, lanes, depth
+        window = m if window is None else window
+        if not isinstance(window, int) or isinstance(window, bool) or not 1 <= window <= m:
+            raise ConfigError(f"the feeder's write window must be 1 to M = {m} bytes, got {window!r}")
+        self.m, self.lanes, self.depth, self.window = m, lanes, depth, window
         self.addr_bits = max(1, (depth - 1).bit_length())
         coord, address = signed(COORD_BITS), signed(self.addr_bits + 2)
         count = unsigned(COORD_BITS)
         super().__init__({
-            "w_en": In(1), "w_addr": In(unsigned(self.addr_bits)), "w_data": In(unsigned(8 * m)),
+            "w_row": In(unsigned(self.addr_bits)), "w_pos": In(range(m)), "w_data": In(unsigned(8 * window)),
+            "w_mask": In(unsigned(window)),
             "start": In(1),
             "height": In(count), "width": In(count), "out_height": In(count), "out_width": In(count),
             "stride_y": In(coord), "stride_x": In(coord),
@@ -142,9 +153,9 @@ class ActivationFeeder(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         M, L = self.m, self.lanes
-        m.submodules.buffer = buffer = Memory(shape=unsigned(8 * M), depth=self.depth, init=[])
-        write = buffer.write_port()
-        m.d.comb += [write.en.eq(self.w_en), write.addr.eq(self.w_addr), write.data.eq(self.w_data)]
+        m.submodules.buffer = buffer = WordBuffer(M, self.depth, self.window, word_reads=L)
+        m.d.comb += [buffer.w_row.eq(self.w_row), buffer.w_pos.eq(self.w_pos), buffer.w_data.eq(self.w_data),
+                     buffer.w_mask.eq(self.w_mask)]
 
         # Per-fold settings, held from `start`.
         names = ("height", "width", "stride_y", "stride_x", "iy_top", "ix_left", "col_step", "row_step",
@@ -165,14 +176,13 @@ class ActivationFeeder(wiring.Component):
         for lane in range(L):
             state = tuple(Signal(shape, name=f"l{lane}_{name}") for shape, name in (
                 (coord, "rows_left"), (coord, "cols_left"), (coord, "iy"), (coord, "ix"), (address, "addr")))
-            read = buffer.read_port(transparent_for=())
-            m.d.comb += [read.addr.eq(state[4][:self.addr_bits]), read.en.eq(1)]
+            m.d.comb += getattr(buffer, f"rd{lane}_addr").eq(state[4][:self.addr_bits])
             inside = ((state[2] >= 0) & (state[2] < held["height"]) & (state[3] >= 0)
                       & (state[3] < held["width"]) & held["enable"])
             lane_real = live & (remaining > lane)
             keep, is_real = Signal(name=f"l{lane}_keep"), Signal(name=f"l{lane}_real")
             m.d.sync += [keep.eq(inside & lane_real), is_real.eq(lane_real)]
-            data.append(Mux(keep, read.data, 0))
+            data.append(Mux(keep, getattr(buffer, f"rd{lane}_data"), 0))
             real.append(is_real)
             # Start: lane l's first pixel is lane 0's, l pixels on (walked with the inputs: they are held from
             # the next cycle on); then every lane moves L pixels a cycle.

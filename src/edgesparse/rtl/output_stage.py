@@ -14,7 +14,8 @@ sum is only that row fold's share of the dot product. This stage
    ``c % C``'s memory, written by the host) and the layer's ReLU;
 3. **deskews** the columns (column j's int8 results wait ``C - 1 - j`` cycles) so that a pixel's C channels travel
    together, then, when the layer has one, runs the :class:`~edgesparse.rtl.ppu.MaxPool` on them in raster order;
-4. **writes** each pixel's C bytes into the output buffer laid out as the next layer's tile buffer
+4. **writes** each pixel's C bytes into the output buffer (a :class:`~edgesparse.rtl.buffer.WordBuffer`, read back
+   by the write-back DMA through its window port) laid out as the next layer's tile buffer
    (:mod:`edgesparse.rtl.feeder`: M-byte words, channel-last, word ``pixel B + c // M``, byte ``c % M``, B words per
    pixel): one word write a cycle with byte enables, column fold ``f`` at word ``f C // M``, bytes
    ``[f C % M, f C % M + C)`` (hence C divides M).
@@ -43,6 +44,7 @@ from amaranth.lib.wiring import In, Out
 from edgesparse.errors import ConfigError
 from edgesparse.accel.pipeline import (ACCUMULATE_LATENCY, MAXPOOL_LATENCY, OUTPUT_LATENCY,  # noqa: F401
                                        POOLED_LATENCY, REQUANT_LATENCY)
+from edgesparse.rtl.buffer import WordBuffer
 from edgesparse.rtl.ppu import ACC_BITS, MULT_BITS, SHIFT_BITS, MaxPool, Requantizer
 
 PARAM_BITS = ACC_BITS + MULT_BITS + SHIFT_BITS  # a channel's bias, mantissa and shift, bias low
@@ -65,10 +67,10 @@ def pack_params(bias: int, mult: int, shift: int) -> int:
 class OutputStage(wiring.Component):
     """Accumulation over row folds, requantization, the optional max pool and the output buffer of an R x C array
     (one pixel lane, one segment), for tiles up to ``max_groups`` pixels, ``max_col_folds`` column folds and an
-    output buffer of ``out_depth`` words of ``m_out`` bytes.
+    output buffer of ``out_depth`` words of ``m_out`` bytes, read back ``window`` bytes (default ``m_out``) a cycle.
 
-    Ports (C = ``cols``; A = the output buffer's address width; G, F: widths of ``range(max_groups)``,
-    ``range(max_col_folds)``):
+    Ports (C = ``cols``; A = the output buffer's address width; W = ``window``; G, F: widths of
+    ``range(max_groups)``, ``range(max_col_folds)``):
 
     - ``p_we : Signal(1), in`` / ``p_channel : Signal(range(C max_col_folds)), in`` / ``p_data : Signal(69), in``:
       the host writes output channel ``p_channel``'s parameters (:func:`pack_params`: int32 bias, 31-bit mantissa,
@@ -86,15 +88,18 @@ class OutputStage(wiring.Component):
     - ``psum_in : Signal(32 C), in`` / ``valid_in : Signal(C), in``: the array's output port (the layer unit's
       ``psum_out`` and ``valid_out``): column j's int32 sum at bits ``[32 j, 32 j + 32)``, bit j set for a real
       pixel's sum;
-    - ``r_addr : Signal(A), in`` / ``r_data : Signal(8 m_out), out``: a read port on the output buffer (the next
-      layer's feeder or the DMA's write-back; the data one cycle after the address);
+    - ``r_row : Signal(A), in`` / ``r_pos : Signal(range(m_out)), in`` / ``r_data : Signal(8 W), out``: the output
+      buffer's window read (the DMA's write-back, :class:`~edgesparse.rtl.buffer.WordBuffer`): the W bytes from
+      byte ``r_pos`` of word ``r_row`` on, one cycle after the address;
     - ``out_we : Signal(1), out`` / ``out_addr : Signal(A), out`` / ``out_data : Signal(8 m_out), out`` /
       ``out_mask : Signal(m_out), out``: the write the output buffer takes this cycle (byte k when mask bit k;
-      the data holds the pixel's C bytes at every C-byte offset), a monitor for the cycle model.
+      the data holds the pixel's C bytes at every C-byte offset), a monitor for the cycle model: the buffer's word
+      write port takes it.
     """
 
     def __init__(self, rows: int, cols: int, m_out: int, max_groups: int, max_col_folds: int, out_depth: int,
-                 pool_kernel: int | None = None, max_width: int = 64, lanes: int = 1, segments: int = 1):
+                 pool_kernel: int | None = None, max_width: int = 64, lanes: int = 1, segments: int = 1,
+                 window: int | None = None):
         for name, value in (("row count", rows), ("column count", cols), ("block size M", m_out),
                             ("tile depth", max_groups), ("column fold count", max_col_folds),
                             ("output buffer depth", out_depth), ("maximum width", max_width)):
@@ -109,7 +114,10 @@ class OutputStage(wiring.Component):
         if pool_kernel not in (None, 2, 3):
             raise ConfigError(f"the output stage pools 2x2 stride 2 or 3x3 stride 2 padding 1 windows, got kernel "
                               f"{pool_kernel!r}")
-        self.rows, self.cols, self.m_out = rows, cols, m_out
+        window = m_out if window is None else window
+        if not isinstance(window, int) or isinstance(window, bool) or not 1 <= window <= m_out:
+            raise ConfigError(f"the output stage's read window must be 1 to M = {m_out} bytes, got {window!r}")
+        self.rows, self.cols, self.m_out, self.window = rows, cols, m_out, window
         self.max_groups, self.max_col_folds, self.out_depth = max_groups, max_col_folds, out_depth
         self.pool_kernel, self.max_width = pool_kernel, max_width
         self.addr_bits = max(1, (out_depth - 1).bit_length())
@@ -121,7 +129,7 @@ class OutputStage(wiring.Component):
             "entry_live": In(1), "entry_group": In(range(max_groups)), "entry_col_fold": In(range(max_col_folds)),
             "entry_first": In(1), "entry_last": In(1),
             "psum_in": In(unsigned(ACC_BITS * cols)), "valid_in": In(unsigned(cols)),
-            "r_addr": In(unsigned(self.addr_bits)), "r_data": Out(unsigned(8 * m_out)),
+            "r_row": In(unsigned(self.addr_bits)), "r_pos": In(range(m_out)), "r_data": Out(unsigned(8 * window)),
             "out_we": Out(1), "out_addr": Out(unsigned(self.addr_bits)), "out_data": Out(unsigned(8 * m_out)),
             "out_mask": Out(unsigned(m_out)),
         }
@@ -235,10 +243,9 @@ class OutputStage(wiring.Component):
         m.d.sync += [self.out_we.eq(valid & ~self.start), self.out_addr.eq(here + (fold >> (per_word - 1).bit_length())),
                      self.out_data.eq(Cat(*([data] * per_word))),
                      self.out_mask.eq(Const((1 << C) - 1, M) << (offset * C))]
-        m.submodules.out_buffer = out_mem = Memory(shape=unsigned(8 * M), depth=self.out_depth, init=[])
-        out_w = out_mem.write_port(granularity=8)
-        out_r = out_mem.read_port(transparent_for=())
-        m.d.comb += [out_w.addr.eq(self.out_addr), out_w.data.eq(self.out_data),
-                     out_w.en.eq(Mux(self.out_we, self.out_mask, 0)),
-                     out_r.addr.eq(self.r_addr), out_r.en.eq(1), self.r_data.eq(out_r.data)]
+        m.submodules.out_buffer = out_buffer = WordBuffer(M, self.out_depth, self.window, word_reads=0,
+                                                          word_write=True)
+        m.d.comb += [out_buffer.ww_addr.eq(self.out_addr), out_buffer.ww_data.eq(self.out_data),
+                     out_buffer.ww_mask.eq(Mux(self.out_we, self.out_mask, 0)),
+                     out_buffer.r_row.eq(self.r_row), out_buffer.r_pos.eq(self.r_pos), self.r_data.eq(out_buffer.r_data)]
         return m

@@ -1,0 +1,118 @@
+"""The on-chip word buffer between the DMA and a consumer that reads whole words.
+
+The DMA moves a variable number of bytes a cycle (0 to its beat W, :mod:`edgesparse.rtl.dma`) at a sequential but
+unaligned position, while the weight loader, the activation feeders and the output stage read or write whole words
+of ``word_bytes`` bytes (the weight buffer's words are ``C + C B / 8`` bytes, 6 for C = 4 and B = 4: not a power of
+two). :class:`WordBuffer` serves both: it stores ``depth`` words as ``word_bytes`` byte-wide memories, one per byte
+lane, so a window of up to ``word_bytes`` bytes starting at any byte lane touches each lane at most once, in the
+window's word or the next. Every read is registered (the data one cycle after the address), so each lane infers
+block RAM: a block per lane and read port, filled at 2048 words (a byte-wide lane of 1024 words, the 16-byte feeder
+buffer's, uses half of an ECP5 DP16KD or an xc7 RAMB18). A port left unconnected (the feeder's window read, the
+weight buffer's) is dropped by synthesis.
+
+The window mapping: window byte i (from 0) at ``(row, pos)`` is byte lane ``pos + i`` of word ``row`` if
+``pos + i < word_bytes``, else lane ``pos + i - word_bytes`` of word ``row + 1``. Per lane that is one comparison
+with the constant lane index and one subtraction, no division by a word size that is not a power of two.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from edgesparse.errors import ConfigError
+
+
+def _check_count(name: str, value, least: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        kind = "a positive" if least == 1 else "a non-negative"
+        raise ConfigError(f"the word buffer's {name} must be {kind} integer, got {value!r}")
+
+
+class WordBuffer(wiring.Component):
+    """``depth`` words of ``word_bytes`` bytes (byte j of a word at bits ``[8 j, 8 j + 8)``), written and read a
+    ``window`` of bytes at any byte lane by the DMA, read a word at a time on ``word_reads`` ports and, with
+    ``word_write``, written a word at a time with byte enables.
+
+    Ports (A = the address width of ``depth`` words, N = ``word_bytes``, W = ``window``; rows at or past ``depth``
+    are not stored):
+
+    - ``w_row : Signal(A), in`` / ``w_pos : Signal(range(N)), in`` / ``w_data : Signal(8 W), in`` /
+      ``w_mask : Signal(W), in``: write window byte i (bits ``[8 i, 8 i + 8)``), where bit i of ``w_mask`` is set,
+      to the byte ``pos + i`` bytes past byte 0 of word ``w_row`` (the module docstring's mapping);
+    - ``r_row : Signal(A), in`` / ``r_pos : Signal(range(N)), in`` / ``r_data : Signal(8 W), out``: the W bytes
+      from byte ``r_pos`` of word ``r_row`` on (the same mapping), one cycle after the address;
+    - ``rd{k}_addr : Signal(A), in`` / ``rd{k}_data : Signal(8 N), out`` for k in ``range(word_reads)``: word
+      ``rd{k}_addr``, one cycle after the address;
+    - with ``word_write``: ``ww_addr : Signal(A), in`` / ``ww_data : Signal(8 N), in`` / ``ww_mask : Signal(N),
+      in``: write byte j of ``ww_data`` to byte j of word ``ww_addr`` where bit j of ``ww_mask`` is set.
+
+    Every read is read-before-write: a read in the cycle of a write to the same byte returns the old byte. A byte
+    lane that both write ports write in one cycle takes the window's byte (to the window's word); the word write's
+    byte in that lane is dropped.
+    """
+
+    def __init__(self, word_bytes: int, depth: int, window: int, word_reads: int = 1, word_write: bool = False):
+        _check_count("word size", word_bytes, 1)
+        _check_count("depth", depth, 1)
+        _check_count("window", window, 1)
+        _check_count("word read port count", word_reads, 0)
+        if window > word_bytes:
+            raise ConfigError(f"the word buffer's window ({window} bytes) must not exceed its word "
+                              f"({word_bytes} bytes)")
+        if not isinstance(word_write, bool):
+            raise ConfigError(f"the word buffer's word_write must be a bool, got {word_write!r}")
+        self.word_bytes, self.depth, self.window = word_bytes, depth, window
+        self.word_reads, self.word_write = word_reads, word_write
+        self.addr_bits = max(1, (depth - 1).bit_length())
+        row, pos = unsigned(self.addr_bits), range(word_bytes)
+        ports = {"w_row": In(row), "w_pos": In(pos), "w_data": In(unsigned(8 * window)), "w_mask": In(window),
+                 "r_row": In(row), "r_pos": In(pos), "r_data": Out(unsigned(8 * window))}
+        for k in range(word_reads):
+            ports[f"rd{k}_addr"], ports[f"rd{k}_data"] = In(row), Out(unsigned(8 * word_bytes))
+        if word_write:
+            ports.update(ww_addr=In(row), ww_data=In(unsigned(8 * word_bytes)), ww_mask=In(word_bytes))
+        super().__init__(ports)
+        # One byte-wide memory per lane (a testbench reads and sets their rows: ``lanes[j].data[row]``).
+        self.lanes = [Memory(shape=unsigned(8), depth=depth, init=[]) for _ in range(word_bytes)]
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        N, W = self.word_bytes, self.window
+        w_next, r_next = self.w_row + 1, self.r_row + 1
+        r_pos = Signal.like(self.r_pos, name="r_pos_held")  # the window read's lane rotation, beside its data
+        m.d.sync += r_pos.eq(self.r_pos)
+        lane_data = []
+        for lane, memory in enumerate(self.lanes):
+            m.submodules[f"lane{lane}"] = memory
+            # The window byte this lane takes: i = lane - pos in the window's word, lane + N - pos in the next.
+            here = self.w_pos <= lane
+            index = Signal(range(N), name=f"lane{lane}_index")
+            m.d.comb += index.eq(Mux(here, lane - self.w_pos, lane + N - self.w_pos))
+            window_en = Signal(name=f"lane{lane}_window_en")
+            m.d.comb += window_en.eq((index < W) & self.w_mask.bit_select(index, 1))
+            write = memory.write_port()
+            m.d.comb += [write.addr.eq(Mux(here, self.w_row, w_next)), write.data.eq(self.w_data.word_select(index, 8)),
+                         write.en.eq(window_en)]
+            if self.word_write:
+                with m.If(~window_en):
+                    m.d.comb += [write.addr.eq(self.ww_addr), write.data.eq(self.ww_data.word_select(lane, 8)),
+                                 write.en.eq(self.ww_mask[lane])]
+            read = memory.read_port(transparent_for=())
+            m.d.comb += [read.addr.eq(Mux(self.r_pos <= lane, self.r_row, r_next)), read.en.eq(1)]
+            lane_data.append(read.data)
+            for k in range(self.word_reads):
+                word = memory.read_port(transparent_for=())
+                m.d.comb += [word.addr.eq(getattr(self, f"rd{k}_addr")), word.en.eq(1),
+                             getattr(self, f"rd{k}_data").word_select(lane, 8).eq(word.data)]
+        # Window byte i of the read is lane pos + i, less N past the word's end.
+        for i in range(W):
+            lane = Signal(range(N), name=f"r_lane{i}")
+            m.d.comb += lane.eq(Mux(r_pos + i < N, r_pos + i, r_pos + i - N))
+            with m.Switch(lane):
+                for j in range(N):
+                    with m.Case(j):
+                        m.d.comb += self.r_data.word_select(i, 8).eq(lane_data[j])
+        return m
