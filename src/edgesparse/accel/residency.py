@@ -73,7 +73,7 @@ def hosted_ops(graph: IntGraph) -> dict[str, list[IntOp]]:
 
 def hosted_pool(ops: list[IntOp]) -> int:
     """The max pool among a layer's hosted ``ops`` that its output stage runs: its code in
-    :data:`~edgesparse.accel.geometry.POOLS`; 0 for none, and for a window the stage has no stage for (the
+    :data:`~edgesparse.accel.geometry.POOLS`; 0 for none, and for a window the output stage cannot pool (the
     descriptor refuses such a layer; the model times it unpooled)."""
     return next((POOLS.get(op.window, 0) for op in ops if op.kind == "maxpool"), 0)
 
