@@ -117,7 +117,7 @@ def _run_stage(config, geometry, partial, op, *, pool=None, gap=0, built=None, w
             await ctx.tick()
         ctx.set(stage.p_we, 0)
         for name, value in (("relu", int(op.relu)), ("height", out_h), ("width", out_w), ("out_base", 0),
-                            ("out_blocks", blocks)):
+                            ("out_blocks", blocks), ("last_col_fold", geometry.col_folds - 1)):
             ctx.set(getattr(stage, name), value)
         if stage.pool_kernel is not None:
             ctx.set(stage.pool, int(pool is not None))
@@ -172,7 +172,8 @@ def _expected_writes(config, geometry, starts, pool=None) -> dict[int, tuple[int
         span = geometry.tile_range(tile)
         for cf in range(geometry.col_folds):
             fold = geometry.fold_index(tile, cf, geometry.row_folds - 1)
-            mask = ((1 << C) - 1) << (C * (cf % folds_per_word))
+            width = M if cf == geometry.col_folds - 1 else C  # the last column fold zeroes the rest of its word
+            mask = (((1 << width) - 1) << (C * (cf % folds_per_word))) & ((1 << M) - 1)
             last_column = int(starts[fold]) + R - 1 + C - 1
             if pool is None:
                 for g, pixel in enumerate(span):

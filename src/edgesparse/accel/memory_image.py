@@ -32,7 +32,7 @@ from edgesparse.quant.graph import IntGraph
 LAYOUT_VERSION = 2
 
 
-def _fold_words(layer: LoweredLayer, config: AcceleratorConfig, col_fold: int, row_fold: int) -> bytes:
+def fold_words(layer: LoweredLayer, config: AcceleratorConfig, col_fold: int, row_fold: int) -> bytes:
     """One fold's R row words, bottom row first (the order rows shift in)."""
     R, C = config.rows, config.cols
     rows = slice(row_fold * R, min(layer.rows_needed, (row_fold + 1) * R))
@@ -60,7 +60,7 @@ def build_memory_image(graph: IntGraph, config: AcceleratorConfig) -> tuple[byte
                  "col_folds": col_folds, "rows_needed": layer.rows_needed, "cout": layer.cout, "cin": layer.cin,
                  "kernel": list(layer.kernel), "stride": list(layer.stride), "padding": list(layer.padding),
                  "slots": layer.slots, "blocks": layer.blocks, "fold_bytes": fold_bytes}
-        chunks += [_fold_words(layer, config, col_fold, row_fold)
+        chunks += [fold_words(layer, config, col_fold, row_fold)
                    for col_fold in range(col_folds) for row_fold in range(row_folds)]
         offset += row_folds * col_folds * fold_bytes
         entry["params_offset"] = offset

@@ -12,6 +12,10 @@ of the array in t + 2, and a row's feeder started in cycle t puts its first vect
 block RAM's registered read, then its data register). The cycle model times the array in controller cycles; the
 array's physical events come this much later."""
 
+SUM_REGISTER = 1
+"""A final sum leaves the array in cycle t (the cycle model's exit: the bottom PE latches it at the edge ending t) and
+is on the output stage's input in cycle t + 1."""
+
 REQUANT_LATENCY = 7
 """A :class:`~edgesparse.rtl.ppu.Requantizer`'s input in cycle t is on its output in t + 7."""
 

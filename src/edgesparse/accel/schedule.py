@@ -19,10 +19,10 @@ events happen :data:`~edgesparse.accel.pipeline.FEED_LATENCY` cycles later (the 
 registered reads), equally for every event, so the model leaves them out of the stream and adds them to the writes.
 
 The output stage accumulates a pixel's sums over row folds, requantizes them and writes the pixel's bytes of a
-column fold to the output buffer in cycle ``leave(p, 0) + (C - 1) + FEED_LATENCY + OUTPUT_LATENCY``, with
+column fold to the output buffer in cycle ``leave(p, 0) + (C - 1) + FEED_LATENCY + SUM_REGISTER + OUTPUT_LATENCY``, with
 ``leave(p, 0)`` the cycle the pixel's final sum (last row fold) leaves column 0 of the column fold (product stages
 included), deskewed to the last column (C - 1 even when the fold holds fewer filters). A pooled layer writes one
-pooled pixel per window in ``leave(p_q, 0) + (C - 1) + FEED_LATENCY + POOLED_LATENCY``, p_q the pixel that completes
+pooled pixel per window in ``leave(p_q, 0) + (C - 1) + FEED_LATENCY + SUM_REGISTER + POOLED_LATENCY``, p_q the pixel that completes
 window q (:meth:`~edgesparse.accel.geometry.LayerShape.written_pixels`); see :meth:`LayerSchedule.write_cycles`.
 
 The DMA runs the geometry's descriptor list in order: a transfer starts once the previous one ended and its space
@@ -50,7 +50,7 @@ import numpy as np
 from edgesparse.accel.config import AcceleratorConfig
 from edgesparse.accel.geometry import (INPUT, WEIGHTS, FoldGeometry, LayerShape, fold_geometry,
                                        transfer_cycles)
-from edgesparse.accel.pipeline import FEED_LATENCY, OUTPUT_LATENCY, POOLED_LATENCY
+from edgesparse.accel.pipeline import FEED_LATENCY, OUTPUT_LATENCY, POOLED_LATENCY, SUM_REGISTER
 from edgesparse.errors import AcceleratorError
 
 NEVER = -(1 << 60)  # "free since forever": a resource no earlier layer holds
@@ -161,8 +161,8 @@ def exit_offsets(geometry: FoldGeometry, config: AcceleratorConfig, pixels: np.n
 
 def write_latency(shape: LayerShape, config: AcceleratorConfig) -> int:
     """Cycles from a pixel's final sum leaving column 0 to the output stage writing its bytes: the deskew to the
-    last column, the feed latency of controller cycles, the output stage (pooled or not)."""
-    return config.cols - 1 + FEED_LATENCY + (POOLED_LATENCY if shape.pool else OUTPUT_LATENCY)
+    last column, the feed latency of controller cycles, the sum's register, the output stage (pooled or not)."""
+    return config.cols - 1 + FEED_LATENCY + SUM_REGISTER + (POOLED_LATENCY if shape.pool else OUTPUT_LATENCY)
 
 
 def buffer_traffic(geometry: FoldGeometry, config: AcceleratorConfig) -> dict[str, int]:

@@ -72,9 +72,10 @@ class OutputStage(wiring.Component):
     Ports (C = ``cols``; A = the output buffer's address width; W = ``window``; G, F: widths of
     ``range(max_groups)``, ``range(max_col_folds)``):
 
-    - ``p_we : Signal(1), in`` / ``p_channel : Signal(range(C max_col_folds)), in`` / ``p_data : Signal(69), in``:
-      the host writes output channel ``p_channel``'s parameters (:func:`pack_params`: int32 bias, 31-bit mantissa,
-      6-bit shift);
+    - ``p_we : Signal(1), in`` / ``p_channel : Signal(range(C P)), in`` / ``p_data : Signal(69), in``: the host
+      writes channel ``p_channel``'s parameters (:func:`pack_params`: int32 bias, 31-bit mantissa, 6-bit shift);
+      P = ``param_words`` (default ``max_col_folds``) column folds' worth, several layers' one after another;
+    - ``param_base : Signal(range(P)), in``: the layer's first column fold in the parameter memories;
     - ``start : Signal(1), in``: a pulse before a layer's first sum: its writes begin at word ``out_base``;
     - ``relu : Signal(1), in`` / ``pool : Signal(1), in`` (a stage built with a ``pool_kernel``) / ``height``,
       ``width : Signal(range(max_width + 1)), in`` / ``out_base : Signal(A), in`` / ``out_blocks : Signal(A), in``:
@@ -91,6 +92,8 @@ class OutputStage(wiring.Component):
     - ``r_row : Signal(A), in`` / ``r_pos : Signal(range(m_out)), in`` / ``r_data : Signal(8 W), out``: the output
       buffer's window read (the DMA's write-back, :class:`~edgesparse.rtl.buffer.WordBuffer`): the W bytes from
       byte ``r_pos`` of word ``r_row`` on, one cycle after the address;
+    - ``last_col_fold : Signal(range(max_col_folds)), in``: the layer's last column fold: its write also zeroes the
+      rest of its word (the channels past Cout, padding in the next layer's layout, whatever a previous layer left);
     - ``out_we : Signal(1), out`` / ``out_addr : Signal(A), out`` / ``out_data : Signal(8 m_out), out`` /
       ``out_mask : Signal(m_out), out``: the write the output buffer takes this cycle (byte k when mask bit k;
       the data holds the pixel's C bytes at every C-byte offset), a monitor for the cycle model: the buffer's word
@@ -99,9 +102,11 @@ class OutputStage(wiring.Component):
 
     def __init__(self, rows: int, cols: int, m_out: int, max_groups: int, max_col_folds: int, out_depth: int,
                  pool_kernel: int | None = None, max_width: int = 64, lanes: int = 1, segments: int = 1,
-                 window: int | None = None):
+                 window: int | None = None, param_words: int | None = None):
+        param_words = max_col_folds if param_words is None else param_words
         for name, value in (("row count", rows), ("column count", cols), ("block size M", m_out),
                             ("tile depth", max_groups), ("column fold count", max_col_folds),
+                            ("parameter memory depth", param_words),
                             ("output buffer depth", out_depth), ("maximum width", max_width)):
             _check_positive(name, value)
         if not _power_of_two(cols) or not _power_of_two(m_out) or m_out % cols:
@@ -119,13 +124,14 @@ class OutputStage(wiring.Component):
             raise ConfigError(f"the output stage's read window must be 1 to M = {m_out} bytes, got {window!r}")
         self.rows, self.cols, self.m_out, self.window = rows, cols, m_out, window
         self.max_groups, self.max_col_folds, self.out_depth = max_groups, max_col_folds, out_depth
-        self.pool_kernel, self.max_width = pool_kernel, max_width
+        self.pool_kernel, self.max_width, self.param_words = pool_kernel, max_width, param_words
         self.addr_bits = max(1, (out_depth - 1).bit_length())
         ports = {
-            "p_we": In(1), "p_channel": In(range(cols * max_col_folds)), "p_data": In(unsigned(PARAM_BITS)),
-            "start": In(1), "relu": In(1),
+            "p_we": In(1), "p_channel": In(range(cols * param_words)), "p_data": In(unsigned(PARAM_BITS)),
+            "param_base": In(range(param_words)), "start": In(1), "relu": In(1),
             "height": In(range(max_width + 1)), "width": In(range(max_width + 1)),
             "out_base": In(unsigned(self.addr_bits)), "out_blocks": In(unsigned(self.addr_bits)),
+            "last_col_fold": In(range(max_col_folds)),
             "entry_live": In(1), "entry_group": In(range(max_groups)), "entry_col_fold": In(range(max_col_folds)),
             "entry_first": In(1), "entry_last": In(1),
             "psum_in": In(unsigned(ACC_BITS * cols)), "valid_in": In(unsigned(cols)),
@@ -161,14 +167,14 @@ class OutputStage(wiring.Component):
             psum, valid = self.psum_in.word_select(j, ACC_BITS), self.valid_in[j] & live
             # Memories: the running totals (one tile) and the channels' parameters (one word per column fold).
             acc_mem = Memory(shape=unsigned(ACC_BITS), depth=self.max_groups, init=[])
-            par_mem = Memory(shape=unsigned(PARAM_BITS), depth=self.max_col_folds, init=[])
+            par_mem = Memory(shape=unsigned(PARAM_BITS), depth=self.param_words, init=[])
             m.submodules[f"acc{j}"], m.submodules[f"par{j}"] = acc_mem, par_mem
             acc_w = acc_mem.write_port()
             acc_r = acc_mem.read_port(transparent_for=(acc_w,))
             par_w, par_r = par_mem.write_port(), par_mem.read_port(transparent_for=())
             m.d.comb += [par_w.en.eq(self.p_we & (self.p_channel[:col_bits] == j) if C > 1 else self.p_we),
                          par_w.addr.eq(self.p_channel >> col_bits), par_w.data.eq(self.p_data),
-                         acc_r.addr.eq(group), acc_r.en.eq(1), par_r.addr.eq(col_fold), par_r.en.eq(1)]
+                         acc_r.addr.eq(group), acc_r.en.eq(1), par_r.addr.eq(col_fold + self.param_base), par_r.en.eq(1)]
             # 1: the sum and its flags beside the memories' reads; the running total, written back unless final.
             psum1, valid1 = Signal(ACC_BITS, name=f"c{j}_psum1"), Signal(name=f"c{j}_valid1")
             first1, last1, group1 = Signal(name=f"c{j}_first1"), Signal(name=f"c{j}_last1"), Signal.like(group)
@@ -241,8 +247,10 @@ class OutputStage(wiring.Component):
                 with m.If(event_cf == 0):
                     m.d.sync += tile_base.eq(base)
         m.d.sync += [self.out_we.eq(valid & ~self.start), self.out_addr.eq(here + (fold >> (per_word - 1).bit_length())),
-                     self.out_data.eq(Cat(*([data] * per_word))),
-                     self.out_mask.eq(Const((1 << C) - 1, M) << (offset * C))]
+                     self.out_data.eq(Cat(*([data] * per_word))
+                                      & (Const((1 << 8 * C) - 1, 8 * M) << (offset * 8 * C))),
+                     self.out_mask.eq(Mux(fold == self.last_col_fold, Const((1 << M) - 1, M),
+                                          Const((1 << C) - 1, M)) << (offset * C))]
         m.submodules.out_buffer = out_buffer = WordBuffer(M, self.out_depth, self.window, word_reads=0,
                                                           word_write=True)
         m.d.comb += [out_buffer.ww_addr.eq(self.out_addr), out_buffer.ww_data.eq(self.out_data),

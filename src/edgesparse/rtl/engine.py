@@ -1,0 +1,436 @@
+"""The layer engine: one weighted layer from DRAM to DRAM — the DMA, the weight buffer, the double-buffered tile
+buffer, one activation feeder per array row, the pipelined array, the output stage and the write-back — run by a
+controller whose timing comes only from the DMA's handshakes and the buffers' flags.
+
+The cycle model it implements is :mod:`edgesparse.accel.schedule` (and :func:`edgesparse.accel.array.clock_layer`),
+in controller cycles: cycle 0 is the first cycle the DMA may start the layer's first transfer. Per cycle:
+
+- **DMA.** It runs the layer's transfer list (:meth:`~edgesparse.accel.geometry.FoldGeometry.transfers`) in order;
+  the head entry starts once its space is free: ``weights(f)`` when fold ``f - slots`` has left its weight-buffer
+  slot (its last word was read), ``input(t)`` when tile ``t - 2``'s half of the tile buffer was released (its last
+  fold's last vector was read by the bottom row's feeder), ``output(t)`` when tile ``t``'s last byte is in the
+  output buffer (counted from the output stage's writes). A transfer's bytes are usable in the cycle its ``done``
+  pulses.
+- **Loader.** Fold ``f``'s R weight words leave the weight buffer (bottom row first) from the cycle its transfer is
+  done and fold ``f - 1`` has begun streaming; ``FEED_LATENCY`` cycles later each word enters the array.
+- **Stream controller.** Fold ``f`` streams once the previous stream ended, its shadows are loaded (its last word
+  was read R cycles ago or more) and its tile's input is in; row i's feeder starts i cycles after row 0's.
+- **Output stage.** Accumulates the row folds, requantizes, max-pools and writes each pixel's bytes in the next
+  layer's layout (:mod:`edgesparse.rtl.output_stage`); the write-back DMA reads them from its buffer.
+
+What the layer is comes from the host (:mod:`edgesparse.rtl.engine_driver`), never when: the layer's shapes, the
+DMA's transfer list (addresses and sizes), the feeders' start values per tile, row fold and row (the addresses and
+coordinates of :func:`~edgesparse.rtl.feeder.row_fields`), each tile's pixel and write counts, and the channels'
+requantization parameters. The engine is built for one pixel lane and one partial-sum segment (the output stage's
+rate), and holds a layer's whole output map in its output buffer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import astuple, dataclass, fields
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from edgesparse.accel.pipeline import FEED_LATENCY, PRODUCT_STAGES, SUM_REGISTER
+from edgesparse.errors import ConfigError
+from edgesparse.rtl.array import PipelinedArray, check_array
+from edgesparse.rtl.buffer import WordBuffer
+from edgesparse.rtl.dma import DMA, SimDRAM
+from edgesparse.rtl.feeder import COORD_BITS, ActivationFeeder, RowFields
+from edgesparse.rtl.output_stage import PARAM_BITS, OutputStage
+from edgesparse.rtl.pe import check_multiplier, index_bits
+
+CYCLE_BITS = 32
+KIND_WEIGHTS, KIND_INPUT, KIND_OUTPUT = 0, 1, 2  # a transfer's kind: also its buffer (the DMA's ``buf_sel``)
+COUNT_BITS = 16  # transfers of one kind, folds and tiles of a layer
+
+
+def row_word_bytes(cols: int, m: int) -> int:
+    """Bytes of one weight-buffer word: a row's C int8 values, then its C indices packed at log2(M) bits."""
+    return cols + -(-cols * index_bits(m) // 8)
+
+
+@dataclass(frozen=True)
+class EngineSize:
+    """What an engine is built for: the array, the DMA's rate, and the capacities of its memories."""
+
+    rows: int
+    cols: int
+    m: int
+    rate: float  # DRAM bytes per cycle
+    dram_bytes: int
+    weight_slots: int  # folds the weight buffer holds
+    tile_words: int  # M-byte words in one half of the tile buffer
+    out_words: int  # M-byte words of the output buffer (a layer's whole output map)
+    max_tile_pixels: int
+    max_col_folds: int
+    max_width: int  # the widest output map (the max pool's line buffer)
+    queue: int  # DMA transfers of a layer
+    tables: int  # feeder start-value entries per row: tiles x row folds, summed over layers
+    max_tiles: int  # tile-count entries, summed over layers
+    param_words: int  # column folds of requantization parameters, summed over layers
+    max_layers: int
+    pool_kernel: int | None = None  # the max pool the output stage is built with (2 or 3)
+    stages: int = PRODUCT_STAGES
+    multiplier: str = "fabric"
+
+    def __post_init__(self) -> None:
+        check_array(self.rows, self.cols, self.m, 1)
+        check_multiplier(self.multiplier, 1, self.stages)
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.type == "int" and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ConfigError(f"the engine's {item.name} must be a positive integer, got {value!r}")
+        if self.weight_slots < 2:
+            raise ConfigError(f"the engine's weight buffer must hold at least two folds, got {self.weight_slots}")
+
+    @property
+    def word_bytes(self) -> int:
+        return row_word_bytes(self.cols, self.m)
+
+
+def _addr_width(words: int) -> int:
+    return max(1, (words - 1).bit_length())
+
+
+def feeder_field_widths(tile_words: int) -> dict[str, int]:
+    """Bit widths of a packed :class:`RowFields` entry (the feeder's address fields span both tile halves)."""
+    address = _addr_width(2 * tile_words) + 2
+    widths = {}
+    for item in fields(RowFields):
+        widths[item.name] = 1 if item.name == "enable" else (
+            address if item.name in ("addr", "col_step", "row_step", "image_step") else COORD_BITS)
+    return widths
+
+
+def pack_row_fields(entry: RowFields, tile_words: int) -> int:
+    """One feeder table word: the fields of :class:`RowFields` in order, low bits first, two's complement."""
+    word, offset = 0, 0
+    for value, (name, width) in zip(astuple(entry), feeder_field_widths(tile_words).items()):
+        if not -(1 << (width - 1)) <= value < (1 << width):
+            raise ConfigError(f"feeder field {name} = {value} does not fit {width} bits")
+        word |= (value & ((1 << width) - 1)) << offset
+        offset += width
+    return word
+
+
+LAYER_FIELDS = ("transfers_end", "folds", "row_folds", "col_folds", "folds_per_tile", "height", "width", "out_height",
+                "out_width", "stride_y", "stride_x", "relu", "pool", "out_blocks", "table_base", "count_base",
+                "param_base")
+"""A layer's descriptor in the engine's descriptor memory: the end of its transfers in the DMA queue (the queue
+holds every layer's, in order), its fold counts, its input and (unpooled) output map and stride, ReLU and pool, the
+words per output pixel, and where its entries start in the feeder tables, the tile counts and the parameters."""
+
+
+def layer_field_widths(size: "EngineSize") -> dict[str, int]:
+    """Bit widths of :data:`LAYER_FIELDS` for an engine of ``size``."""
+    widths = dict.fromkeys(LAYER_FIELDS, COUNT_BITS)
+    widths.update(transfers_end=(size.queue).bit_length(), relu=1, pool=1,
+                  out_blocks=_addr_width(size.out_words) + 1, table_base=_addr_width(size.tables),
+                  count_base=_addr_width(size.max_tiles), param_base=_addr_width(size.param_words))
+    return widths
+
+
+def pack_layer(size: "EngineSize", values: dict[str, int]) -> int:
+    """One descriptor-memory word: :data:`LAYER_FIELDS` in order, low bits first."""
+    word, offset = 0, 0
+    for name, width in layer_field_widths(size).items():
+        if not 0 <= values[name] < 1 << width:
+            raise ConfigError(f"layer field {name} = {values[name]} does not fit {width} bits")
+        word |= values[name] << offset
+        offset += width
+    return word
+
+
+class LayerEngine(wiring.Component):
+    """The engine of :class:`EngineSize` ``size`` with a :class:`~edgesparse.rtl.dma.SimDRAM` holding ``image``.
+
+    Ports (A: address widths of the memories below; every layer setting is held through the layer):
+
+    - ``q_we : Signal(1), in`` / ``q_addr : in`` / ``q_data : in``: write DMA queue entry ``q_addr``
+      (:func:`~edgesparse.rtl.dma.pack_descriptor`, its ``buffer`` field the kind: 0 weights, 1 input, 2 output);
+      ``k_we``, ``k_addr``, ``k_data : in``: the same entry's kind and its index among its kind (``kind`` low 2
+      bits, then the index) — what the flags are checked against;
+    - ``t_we : Signal(1), in`` / ``t_row : in`` / ``t_addr : in`` / ``t_data : in``: write entry ``t_addr``
+      (tile ``t`` and row fold ``r`` at ``t row_folds + r``) of row ``t_row``'s feeder table
+      (:func:`pack_row_fields`);
+    - ``c_we``, ``c_addr``, ``c_data : in``: tile ``c_addr``'s pixel count (low 16 bits) and its output writes
+      (pixels after pooling times column folds, high 16 bits);
+    - ``p_we``, ``p_channel``, ``p_data : in``: output channel ``p_channel``'s bias, mantissa and shift
+      (:func:`~edgesparse.rtl.output_stage.pack_params`);
+    - ``d_we``, ``d_addr``, ``d_data : in``: layer ``d_addr``'s descriptor (:func:`pack_layer`);
+      ``layers : in``: how many layers to run;
+    - ``start : Signal(1), in``: a pulse; the next cycle is cycle 0, in which the DMA may start layer 0's first
+      transfer. A layer ends in the cycle its last transfer is done (its last tile written back); that cycle is the
+      next layer's cycle 0 (its first transfer, weights, may start in it);
+    - ``cycle : Signal(32), out``: the run's cycle (0 from the cycle after ``start``);
+    - ``done : Signal(1), out``: the last layer has ended (from that cycle on);
+    - ``layer : out`` / ``fold : out`` / ``head : out``: the layer running, its next fold to stream and the DMA's
+      next transfer (for a cycle-limit message);
+    - ``out_we : Signal(1), out`` / ``out_addr : out`` / ``out_mask : out``: the output stage's write this cycle
+      (a monitor).
+    """
+
+    def __init__(self, size: EngineSize, image: bytes):
+        self.size = size
+        self.dma = DMA(size.rate, size.dram_bytes, max(size.weight_slots * size.rows, 2 * size.tile_words,
+                                                       size.out_words),
+                       (size.word_bytes, size.m, size.m), queue=size.queue)
+        self.dram = SimDRAM(size.dram_bytes, self.dma.beat, image)
+        self.row_field_bits = sum(feeder_field_widths(size.tile_words).values())
+        tile_bits = _addr_width(size.tables)
+        out_bits = _addr_width(size.out_words)
+        count = unsigned(COUNT_BITS)
+        super().__init__({
+            "q_we": In(1), "q_addr": In(range(size.queue)), "q_data": In(self.dma.q_data.shape()),
+            "k_we": In(1), "k_addr": In(range(size.queue)), "k_data": In(unsigned(2 + COUNT_BITS)),
+            "t_we": In(1), "t_row": In(range(size.rows)), "t_addr": In(unsigned(tile_bits)),
+            "t_data": In(unsigned(self.row_field_bits)),
+            "c_we": In(1), "c_addr": In(range(size.max_tiles)), "c_data": In(unsigned(2 * COUNT_BITS)),
+            "p_we": In(1), "p_channel": In(range(size.cols * size.param_words)), "p_data": In(unsigned(PARAM_BITS)),
+            "d_we": In(1), "d_addr": In(range(size.max_layers)),
+            "d_data": In(unsigned(sum(layer_field_widths(size).values()))), "layers": In(range(size.max_layers + 1)),
+            "start": In(1),
+            "cycle": Out(unsigned(CYCLE_BITS)), "done": Out(1), "layer": Out(range(size.max_layers + 1)), "fold": Out(count), "head": Out(range(size.queue + 1)),
+            "out_we": Out(1), "out_addr": Out(unsigned(out_bits)), "out_mask": Out(unsigned(size.m)),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        size = self.size
+        R, C, M = size.rows, size.cols, size.m
+        B = max(1, index_bits(M))
+        m.submodules.dma, m.submodules.dram = dma, dram = self.dma, self.dram
+        m.submodules.weights = weights = WordBuffer(size.word_bytes, size.weight_slots * R, dma.beat)
+        m.submodules.array = array = PipelinedArray(R, C, M, 1, 1, size.stages, size.multiplier)
+        m.submodules.output = output = OutputStage(R, C, M, max_groups=size.max_tile_pixels,
+                                                   max_col_folds=size.max_col_folds, out_depth=size.out_words,
+                                                   pool_kernel=size.pool_kernel, max_width=size.max_width,
+                                                   window=dma.beat, param_words=size.param_words)
+        feeders = []
+        for i in range(R):
+            feeder = ActivationFeeder(M, 1, depth=2 * size.tile_words, window=dma.beat)
+            m.submodules[f"feeder_{i}"] = feeder
+            feeders.append(feeder)
+
+        # The host's tables.
+        kinds = Memory(shape=unsigned(2 + COUNT_BITS), depth=size.queue, init=[])
+        tiles = Memory(shape=unsigned(2 * COUNT_BITS), depth=size.max_tiles, init=[])
+        m.submodules.kinds, m.submodules.tile_counts = kinds, tiles
+        for memory, prefix in ((kinds, "k"), (tiles, "c")):
+            port = memory.write_port()
+            m.d.comb += [port.en.eq(getattr(self, f"{prefix}_we")), port.addr.eq(getattr(self, f"{prefix}_addr")),
+                         port.data.eq(getattr(self, f"{prefix}_data"))]
+        m.d.comb += [dma.q_we.eq(self.q_we), dma.q_addr.eq(self.q_addr), dma.q_data.eq(self.q_data),
+                     output.p_we.eq(self.p_we), output.p_channel.eq(self.p_channel), output.p_data.eq(self.p_data)]
+
+        running, cycle, finished = Signal(), Signal(CYCLE_BITS), Signal()
+        m.d.comb += self.cycle.eq(cycle)
+        with m.If(self.start):
+            m.d.sync += [running.eq(1), cycle.eq(0), finished.eq(0)]
+        with m.Elif(running):
+            m.d.sync += cycle.eq(cycle + 1)
+
+        # The layer descriptors: the current layer's fields are registers, loaded when it begins.
+        widths = layer_field_widths(size)
+        descriptors = Memory(shape=unsigned(sum(widths.values())), depth=size.max_layers, init=[])
+        m.submodules.descriptors = descriptors
+        d_write, d_read = descriptors.write_port(), descriptors.read_port(domain="comb")
+        m.d.comb += [d_write.en.eq(self.d_we), d_write.addr.eq(self.d_addr), d_write.data.eq(self.d_data)]
+        layer = Signal(range(size.max_layers + 1))
+        cur, offset = {}, 0
+        for name, width in widths.items():
+            cur[name] = Signal(signed(width) if name.startswith("stride") else unsigned(width), name=f"cur_{name}")
+            offset += width
+        layer_done = running & ~finished & dma.done & (dma.done_index == cur["transfers_end"] - 1)
+        last_layer = layer + 1 == self.layers
+        begin_layer = self.start | (layer_done & ~last_layer)
+        m.d.comb += [self.layer.eq(layer), d_read.addr.eq(Mux(self.start, 0, layer + 1)), self.done.eq(finished | (layer_done & last_layer))]
+        with m.If(begin_layer):
+            offset = 0
+            for name, width in widths.items():
+                m.d.sync += cur[name].eq(d_read.data[offset:offset + width])
+                offset += width
+            m.d.sync += layer.eq(Mux(self.start, 0, layer + 1))
+        with m.If(layer_done & last_layer):
+            m.d.sync += finished.eq(1)
+
+        # DMA <-> DRAM and the buffers (kind = buffer).
+        m.d.comb += [dma.reset_queue.eq(self.start), dram.r_addr.eq(dma.dram_r_addr), dma.dram_r_data.eq(dram.r_data),
+                     dram.w_addr.eq(dma.dram_w_addr), dram.w_data.eq(dma.dram_w_data),
+                     dram.w_mask.eq(dma.dram_w_mask), dma.q_count.eq(Mux(running, size.queue, 0))]
+        to_weights, to_tiles = dma.buf_sel == KIND_WEIGHTS, dma.buf_sel == KIND_INPUT
+        m.d.comb += [weights.w_row.eq(dma.buf_row), weights.w_pos.eq(dma.buf_pos), weights.w_data.eq(dma.buf_w_data),
+                     weights.w_mask.eq(Mux(to_weights, dma.buf_w_mask, 0))]
+        for feeder in feeders:
+            m.d.comb += [feeder.w_row.eq(dma.buf_row), feeder.w_pos.eq(dma.buf_pos), feeder.w_data.eq(dma.buf_w_data),
+                         feeder.w_mask.eq(Mux(to_tiles, dma.buf_w_mask, 0))]
+        m.d.comb += [output.r_row.eq(dma.buf_row), output.r_pos.eq(dma.buf_pos), dma.buf_r_data.eq(output.r_data)]
+
+        # Completions: which kind the finished transfer was (the kind of entry done_index).
+        done_kind = kinds.read_port(domain="comb")
+        m.d.comb += done_kind.addr.eq(dma.done_index)
+        weights_in, inputs_in = Signal(COUNT_BITS), Signal(COUNT_BITS)  # transfers of each kind done
+        weights_now = weights_in + (dma.done & (done_kind.data[:2] == KIND_WEIGHTS))  # including this cycle's
+        inputs_now = inputs_in + (dma.done & (done_kind.data[:2] == KIND_INPUT))
+        m.d.sync += [weights_in.eq(weights_now), inputs_in.eq(inputs_now)]
+
+        # Space flags, each counting an event in fold or tile order, visible from the cycle after it.
+        slots_freed, tiles_released, tiles_written = Signal(COUNT_BITS), Signal(COUNT_BITS), Signal(COUNT_BITS)
+        head_kind = kinds.read_port(domain="comb")
+        m.d.comb += [head_kind.addr.eq(dma.head), self.head.eq(dma.head)]
+        kind, index = head_kind.data[:2], head_kind.data[2:]
+        # The next layer's first transfer (always its fold 0's weights) may start in the cycle this layer ends.
+        in_layer = dma.head < cur["transfers_end"]
+        with m.Switch(kind):
+            with m.Case(KIND_WEIGHTS):
+                m.d.comb += dma.allow.eq(running & (in_layer & (slots_freed + size.weight_slots > index)
+                                                    | layer_done & ~last_layer))
+            with m.Case(KIND_INPUT):
+                m.d.comb += dma.allow.eq(running & in_layer & (tiles_released + 2 > index))
+            with m.Default():
+                m.d.comb += dma.allow.eq(running & in_layer & (tiles_written > index))
+
+        # Loader: fold next_load's words leave the weight buffer once they are in and fold next_load - 1 has begun
+        # streaming (this cycle or earlier).
+        fb = COUNT_BITS
+        next_stream, ready = Signal(fb), Signal(fb)  # ready: folds whose last weight word was read R cycles ago
+        begin_stream = Signal()
+        loading, step, next_load = Signal(), Signal(range(R)), Signal(fb)
+        weight_row = Signal(_addr_width(size.weight_slots * R))
+        carry_load = loading & (step != R - 1)
+        streamed = (next_load <= next_stream) | ((next_load == next_stream + 1) & begin_stream)
+        begin_load = running & ~carry_load & (next_load < cur["folds"]) & streamed & (weights_now > next_load)
+        shifting, word_step = Signal(), Signal(range(R))
+        m.d.comb += [shifting.eq(carry_load | begin_load), word_step.eq(Mux(carry_load, step + 1, 0)),
+                     weights.rd0_addr.eq(weight_row)]
+        last_word = shifting & (word_step == R - 1)
+        read_shift, read_latch, held_word = Signal(), Signal(), Signal(8 * size.word_bytes)
+        m.d.sync += [read_shift.eq(shifting), read_latch.eq(last_word), array.shift.eq(read_shift),
+                     array.latch.eq(read_latch), held_word.eq(weights.rd0_data)]
+        for j in range(C):  # the word: C values, then C indices of log2(M) bits (none on a dense array)
+            m.d.comb += array.w_top.word_select(j, 8).eq(held_word.word_select(j, 8))
+            if index_bits(M):
+                m.d.comb += array.idx_top.word_select(j, B).eq(held_word[8 * C + B * j:8 * C + B * (j + 1)])
+        with m.If(running):
+            m.d.sync += [loading.eq(shifting), step.eq(word_step)]
+            with m.If(shifting):
+                m.d.sync += weight_row.eq(Mux(weight_row == size.weight_slots * R - 1, 0, weight_row + 1))
+            with m.If(begin_load):
+                m.d.sync += next_load.eq(next_load + 1)
+            with m.If(last_word):
+                m.d.sync += [ready.eq(ready + 1), slots_freed.eq(slots_freed + 1)]
+
+        # Stream controller: the fold streaming now (held from its first group), the next fold's position.
+        prev_live, more, left = Signal(), Signal(), Signal(COUNT_BITS)
+        tile, col_fold, row_fold, tile_fold = (Signal(fb, name=n) for n in ("tile", "col_fold", "row_fold",
+                                                                            "tile_fold"))
+        held = {name: Signal(fb, name=f"live_{name}") for name in ("tile_entry", "col_fold", "row_fold",
+                                                                    "tile_last")}
+        group, held_group = Signal(COUNT_BITS), Signal(COUNT_BITS)
+        counts = tiles.read_port(domain="comb")
+        m.d.comb += counts.addr.eq(cur["count_base"] + tile)
+        length = counts.data[:COUNT_BITS]  # the tile's pixels: one group a cycle
+        carry_on = prev_live & more
+        folds_per_tile = cur["folds_per_tile"]
+        tile_entry = Signal(fb)  # tile * row_folds: the tile's first entry in the feeder tables
+        m.d.comb += begin_stream.eq(running & ~carry_on & (next_stream < cur["folds"]) & (ready > next_stream)
+                                    & (inputs_now > tile))
+        live = carry_on | begin_stream
+        now = {"tile_entry": Mux(begin_stream, tile_entry, held["tile_entry"]),
+               "col_fold": Mux(begin_stream, col_fold, held["col_fold"]),
+               "row_fold": Mux(begin_stream, row_fold, held["row_fold"]),
+               "tile_last": Mux(begin_stream, tile_fold == folds_per_tile - 1, held["tile_last"])}
+        m.d.comb += [group.eq(Mux(carry_on, held_group + 1, 0)), self.fold.eq(next_stream)]
+        last_group = live & Mux(begin_stream, length == 1, left == 1)
+        with m.If(running):
+            m.d.sync += [prev_live.eq(live), held_group.eq(group)]
+            m.d.sync += [held[name].eq(value) for name, value in now.items()]
+            with m.If(carry_on):
+                m.d.sync += [left.eq(left - 1), more.eq(left != 1)]
+            with m.If(begin_stream):
+                m.d.sync += [next_stream.eq(next_stream + 1), left.eq(length - 1), more.eq(length != 1)]
+                last_row_fold, last_col_fold = row_fold == cur["row_folds"] - 1, col_fold == cur["col_folds"] - 1
+                m.d.sync += [row_fold.eq(Mux(last_row_fold, 0, row_fold + 1)),
+                             col_fold.eq(Mux(last_row_fold, Mux(last_col_fold, 0, col_fold + 1), col_fold)),
+                             tile_fold.eq(Mux(tile_fold == folds_per_tile - 1, 0, tile_fold + 1)),
+                             tile.eq(Mux(tile_fold == folds_per_tile - 1, tile + 1, tile)),
+                             tile_entry.eq(Mux(tile_fold == folds_per_tile - 1, tile_entry + cur["row_folds"],
+                                               tile_entry))]
+        # The tile's half is free once the bottom row's feeder read the tile's last vector: R - 1 cycles after the
+        # last group entered row 0's feeder, counted the cycle after.
+        release = last_group & now["tile_last"]
+        for d in range(R - 1):
+            later = Signal(name=f"release_{d}")
+            m.d.sync += later.eq(release)
+            release = later
+        with m.If(release):
+            m.d.sync += tiles_released.eq(tiles_released + 1)
+
+        # Feeders: row i starts i cycles after row 0, with its table entry for (tile, row fold).
+        entry = cur["table_base"] + now["tile_entry"] + now["row_fold"]
+        start, where = begin_stream, entry
+        settings = {"height": cur["height"], "width": cur["width"], "out_height": cur["out_height"],
+                    "out_width": cur["out_width"], "stride_y": cur["stride_y"], "stride_x": cur["stride_x"]}
+        widths = feeder_field_widths(size.tile_words)
+        for i, feeder in enumerate(feeders):
+            if i:
+                later = Signal(name=f"start_{i}"), Signal.like(where, name=f"entry_{i}")
+                m.d.sync += [later[0].eq(start), later[1].eq(where)]
+                start, where = later
+            table = Memory(shape=unsigned(self.row_field_bits), depth=size.tables, init=[])
+            m.submodules[f"table_{i}"] = table
+            write, read = table.write_port(), table.read_port(domain="comb")
+            m.d.comb += [write.en.eq(self.t_we & (self.t_row == i)), write.addr.eq(self.t_addr),
+                         write.data.eq(self.t_data), read.addr.eq(where), feeder.start.eq(start)]
+            m.d.comb += [getattr(feeder, name).eq(value) for name, value in settings.items()]
+            offset = 0
+            for name, width in widths.items():
+                m.d.comb += getattr(feeder, name).eq(read.data[offset:offset + width])
+                offset += width
+            first = start
+            for d in range(FEED_LATENCY):
+                later = Signal(name=f"first_{i}_{d}")
+                m.d.sync += later.eq(first)
+                first = later
+            m.d.comb += [array.act_left.word_select(i, 8 * M).eq(feeder.out), array.first_left[i].eq(first)]
+        m.d.comb += array.valid_left[R - 1].eq(feeders[R - 1].out_real)
+
+        # Output stage: its tags say what enters row 0 (FEED_LATENCY cycles after the controller's decision) and meet
+        # column j's sum R - 1 + j cycles later; the sums come the PEs' product stages and their register later still.
+        tag = (live, group, now["col_fold"], now["row_fold"] == 0, now["row_fold"] == cur["row_folds"] - 1)
+        for d in range(FEED_LATENCY + size.stages + SUM_REGISTER):
+            later = tuple(Signal.like(s, name=f"tag{d}_{k}") for k, s in enumerate(tag))
+            m.d.sync += [a.eq(b) for a, b in zip(later, tag)]
+            tag = later
+        m.d.comb += [output.entry_live.eq(tag[0]), output.entry_group.eq(tag[1]), output.entry_col_fold.eq(tag[2]),
+                     output.entry_first.eq(tag[3]), output.entry_last.eq(tag[4]),
+                     output.psum_in.eq(array.psum_out), output.valid_in.eq(array.valid_out),
+                     output.start.eq(begin_layer), output.relu.eq(cur["relu"]), output.height.eq(cur["out_height"]),
+                     output.width.eq(cur["out_width"]), output.out_base.eq(0), output.param_base.eq(cur["param_base"]), output.last_col_fold.eq(cur["col_folds"] - 1), output.out_blocks.eq(cur["out_blocks"])]
+        if size.pool_kernel is not None:
+            m.d.comb += output.pool.eq(cur["pool"])
+        m.d.comb += [self.out_we.eq(output.out_we), self.out_addr.eq(output.out_addr),
+                     self.out_mask.eq(output.out_mask)]
+
+        # Tiles written: the output stage's writes counted against each tile's.
+        written = tiles.read_port(domain="comb")
+        writes = Signal(COUNT_BITS)  # writes of tile `tiles_written` so far
+        m.d.comb += written.addr.eq(cur["count_base"] + tiles_written)
+        with m.If(running & output.out_we):
+            with m.If(writes + 1 == written.data[COUNT_BITS:]):
+                m.d.sync += [tiles_written.eq(tiles_written + 1), writes.eq(0)]
+            with m.Else():
+                m.d.sync += writes.eq(writes + 1)
+
+        with m.If(begin_layer):
+            m.d.sync += [next_stream.eq(0), ready.eq(0), loading.eq(0), next_load.eq(0), weight_row.eq(0),
+                         prev_live.eq(0), tile.eq(0), col_fold.eq(0), row_fold.eq(0), tile_fold.eq(0),
+                         tile_entry.eq(0),
+                         weights_in.eq(0), inputs_in.eq(0), slots_freed.eq(0), tiles_released.eq(0),
+                         tiles_written.eq(0), writes.eq(0)]
+        return m
+

@@ -1,0 +1,318 @@
+"""The host side of the layer engine (:mod:`edgesparse.rtl.engine`): what a layer is, in the engine's memories, and
+a run in Amaranth's simulator compared with the integer reference and the cycle model.
+
+:func:`engine_program` turns one weighted layer of an integer graph (and the max pool it hosts) into the DRAM
+image, the DMA's transfer list, the feeders' start values, the tiles' counts and the channels' parameters —
+addresses, sizes and coordinates only; the engine finds every cycle itself. :func:`run_engine` clocks it until its
+last transfer ends (or a cycle limit, with the fold and transfer where it stopped) and returns every output write
+with its cycle and the DRAM's output map; :func:`check_engine` compares them with the integer reference's bytes
+and the cycle model's write cycles (:meth:`~edgesparse.accel.schedule.LayerSchedule.write_cycles`).
+
+DRAM layout: the layer's folds (column fold outer, row fold inner, as the memory image lays them out), then its
+input map, then room for its output map; maps are pixel-major with each pixel's channels padded to M.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from edgesparse.accel.config import AcceleratorConfig
+from edgesparse.accel.geometry import INPUT, OUTPUT, WEIGHTS, FoldGeometry, fold_geometry, transfer_cycles
+from edgesparse.accel.mapping import lower
+from edgesparse.accel.memory_image import fold_words
+from edgesparse.accel.residency import op_hosts
+from edgesparse.accel.simulate import plan_network, simulate
+from edgesparse.errors import AcceleratorError
+from edgesparse.quant.graph import INPUT as NETWORK_INPUT
+from edgesparse.quant.graph import IntGraph
+from edgesparse.quant.reference import run_op
+from edgesparse.rtl.dma import beat_bytes
+from edgesparse.rtl.engine import KIND_INPUT, KIND_OUTPUT, KIND_WEIGHTS, EngineSize
+from edgesparse.rtl.feeder import RowFields, row_fields
+from edgesparse.rtl.output_stage import pack_params
+
+KINDS = {WEIGHTS: KIND_WEIGHTS, INPUT: KIND_INPUT, OUTPUT: KIND_OUTPUT}
+
+
+def padded_map(x: np.ndarray, m: int) -> bytes:
+    """An int8 map ``[C, H, W]`` as the engine stores it: pixel-major, each pixel's channels padded to M."""
+    channels, height, width = x.shape
+    padded = np.zeros((height, width, -(-channels // m) * m), dtype=np.int8)
+    padded[:, :, :channels] = x.transpose(1, 2, 0)
+    return padded.tobytes()
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One DMA queue entry: its kind and index among its kind, and what it moves where."""
+
+    kind: str
+    index: int
+    to_dram: bool
+    dram_addr: int
+    buf_addr: int  # a word address in the kind's buffer
+    size: int
+
+
+@dataclass
+class EngineProgram:
+    """A chain of layers for the engine: what the host writes, and what must come out."""
+
+    names: list[str]  # the weighted layers, in order
+    size: EngineSize
+    image: bytes  # the DRAM's initial contents
+    transfers: list[Transfer]  # every layer's, in order
+    layers: list[dict[str, int]]  # per layer: its descriptor (:data:`~edgesparse.rtl.engine.LAYER_FIELDS`)
+    tables: list[list[RowFields]]  # per row: feeder start values per (layer, tile, row fold)
+    counts: list[int]  # per (layer, tile): pixels | writes << 16
+    params: list[int]  # per (layer, column fold, column): requantization parameters
+    outputs: list[tuple[int, bytes]]  # per layer: its output map's DRAM address and the reference's bytes
+    expected_writes: dict[int, tuple[int, int]]  # cycle -> (word, byte mask), every layer's
+    expected_cycles: int  # the cycle model's end of the last layer
+    cycle_limit: int
+
+    @property
+    def name(self) -> str:
+        return self.names[0] if len(self.names) == 1 else f"{self.names[0]}..{self.names[-1]}"
+
+
+def _check_supported(config: AcceleratorConfig) -> None:
+    if config.pixels_per_cycle != 1 or config.segments != 1 or config.batch != 1 or config.classic:
+        raise AcceleratorError("the layer engine is built for one pixel lane, one segment, batch 1 and the pipelined "
+                               f"array; got {config.describe()}")
+
+
+def _reference_maps(graph: IntGraph, image: np.ndarray) -> dict[int, np.ndarray]:
+    """The integer reference's map each weighted layer writes (after the ops it hosts), ``[C, H, W]``, by
+    weighted-op index."""
+    hosts, tensors, maps = op_hosts(graph), {NETWORK_INPUT: image[None]}, {}
+    for op in graph.ops:
+        tensors[op.name] = run_op(op, [tensors[name] for name in op.inputs])
+        maps[hosts[op.name]] = tensors[op.name]
+    return {index: value[0].reshape(value.shape[1], *(value.shape[2:] or (1, 1))) for index, value in maps.items()}
+
+
+def _input_rows(shape, geometry: FoldGeometry, tile: int) -> tuple[int, int]:
+    """The first and last input rows tile ``tile`` reads (one image)."""
+    span = geometry.tile_range(tile)
+    out_w = shape.out_hw[1]
+    first_row, last_row = span.start // out_w, (span.stop - 1) // out_w
+    (sh, _), (ph, _), kh, height = shape.stride, shape.padding, shape.kernel[0], shape.in_chw[1]
+    return max(0, first_row * sh - ph), min(height - 1, last_row * sh - ph + kh - 1)
+
+
+def _written(shape, geometry: FoldGeometry) -> list[range]:
+    """Per tile, the written (pooled) pixels it completes, in raster order of the written map; refuses pooled tiles
+    the output stage cannot pool on their own."""
+    completing = shape.written_pixels()
+    if shape.pool and shape.pool_window.kernel[0] == 3 and geometry.tiles != 1:
+        raise AcceleratorError(f"layer {shape.name!r}: the engine runs a 3x3-pooled layer as one tile, not "
+                               f"{geometry.tiles}")
+    ends = np.searchsorted(completing, [geometry.tile_range(t).stop for t in range(geometry.tiles)])
+    return [range(int(start), int(stop)) for start, stop in zip(np.concatenate([[0], ends[:-1]]), ends)]
+
+
+def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray) -> EngineProgram:
+    """The program that runs every weighted layer of ``graph`` (and the ops each hosts) on ``image`` (int8
+    ``[C, H, W]``), layer after layer, each reading the map the previous one wrote to DRAM."""
+    _check_supported(config)
+    plan = [(op, shape) for op, shape in plan_network(graph, config) if shape is not None]
+    R, C, M = config.rows, config.cols, config.m
+    tile_words = int(config.input_buffer_kib * 1024 // 2 // M)
+    maps = _reference_maps(graph, image)
+    simulated = [layer for layer in simulate(graph, config, mode="analytic").layers if layer.schedule is not None]
+
+    # DRAM: every layer's folds, the network's input map, then each layer's output map.
+    lowered = [lower(op, graph.patterns.get(op.name), config) for op, _ in plan]
+    geometries = [fold_geometry(shape, config) for _, shape in plan]
+    chunks, weights_at = [], []
+    for layer, geometry in zip(lowered, geometries):
+        weights_at.append(sum(len(chunk) for chunk in chunks))
+        chunks += [fold_words(layer, config, c, r) for c in range(geometry.col_folds)
+                   for r in range(geometry.row_folds)]
+    chunks.append(padded_map(image, M))
+    map_at = {-1: sum(len(chunk) for chunk in chunks[:-1])}  # weighted-op index -> its map (-1: the input)
+    references = {k: padded_map(maps[k], M) for k in range(len(plan))}
+    for k in range(len(plan)):
+        map_at[k] = sum(len(chunk) for chunk in chunks)
+        chunks.append(bytes(len(references[k])))
+
+    transfers, layers, counts, params, expected = [], [], [], [], {}
+    tables: list[list[RowFields]] = [[] for _ in range(R)]
+    hosts = op_hosts(graph)
+    sizes = {"out_words": 1, "tile_pixels": 1, "col_folds": 1, "width": 2, "pool": None}
+    for k, ((op, shape), layer, geometry, result) in enumerate(zip(plan, lowered, geometries, simulated)):
+        if not op.requant:
+            raise AcceleratorError(f"layer {op.name!r}: the engine writes int8 maps; this layer's int32 outputs "
+                                   f"(no requantization) have no path")
+        if shape.input_resident or shape.residual_bytes:
+            raise AcceleratorError(f"layer {op.name!r}: the engine streams every map through DRAM and runs no "
+                                   f"residual add; the residency plan keeps this layer's input on chip or adds one")
+        in_blocks, out_blocks = layer.blocks, -(-shape.cout // M)
+        written = _written(shape, geometry)
+        row_bytes = shape.in_chw[2] * in_blocks * M
+        for kind, index, size in geometry.transfers():
+            if kind == WEIGHTS:
+                _, c, r = geometry.fold_position(index)
+                entry = Transfer(kind, index, False, weights_at[k] + (c * geometry.row_folds + r)
+                                 * config.fold_weight_bytes, index % config.weight_buffer_folds * R,
+                                 config.fold_weight_bytes)
+            elif kind == INPUT:
+                first, last = _input_rows(shape, geometry, index)
+                if (last - first + 1) * row_bytes > tile_words * M:
+                    raise AcceleratorError(f"layer {op.name!r}: tile {index}'s {last - first + 1} input rows do not "
+                                           f"fit half the tile buffer ({tile_words} words of {M} bytes)")
+                entry = Transfer(kind, index, False, map_at[hosts[op.inputs[0]]] + first * row_bytes,
+                                 index % 2 * tile_words, (last - first + 1) * row_bytes)
+            else:
+                pixels = written[index]
+                entry = Transfer(kind, index, True, map_at[k] + pixels.start * out_blocks * M,
+                                 pixels.start * out_blocks, len(pixels) * out_blocks * M)
+            if size != entry.size:
+                raise AssertionError(f"layer {op.name!r}: the cycle model moves {size} bytes for {kind}({index}), "
+                                     f"the engine's memory layout {entry.size}")
+            transfers.append(entry)
+        layers.append({"transfers_end": len(transfers), "folds": geometry.folds, "row_folds": geometry.row_folds,
+                       "col_folds": geometry.col_folds, "folds_per_tile": geometry.folds_per_tile,
+                       "height": shape.in_chw[1], "width": shape.in_chw[2], "out_height": shape.out_hw[0],
+                       "out_width": shape.out_hw[1], "stride_y": layer.stride[0], "stride_x": layer.stride[1],
+                       "relu": int(op.relu), "pool": int(bool(shape.pool)), "out_blocks": out_blocks,
+                       "table_base": len(tables[0]), "count_base": len(counts), "param_base": len(params) // C})
+        positions, block_of_row = layer.row_block()
+        for tile in range(geometry.tiles):
+            span = geometry.tile_range(tile)
+            base = _input_rows(shape, geometry, tile)[0]
+            for row_fold in range(geometry.row_folds):
+                for i in range(R):
+                    row = row_fold * R + i
+                    used = row < layer.rows_needed
+                    fields = row_fields(in_hw=shape.in_chw[1:], out_hw=shape.out_hw, kernel_w=layer.kernel[1],
+                                        stride=layer.stride, padding=layer.padding, blocks=in_blocks,
+                                        position=int(positions[row]) if used else 0,
+                                        block=int(block_of_row[row]) if used else 0, first_pixel=span.start,
+                                        pixels=len(span), groups=len(span), lanes=1, base=base, enable=used)
+                    tables[i].append(replace(fields, addr=fields.addr + tile % 2 * tile_words))
+            counts.append(len(span) | len(written[tile]) * geometry.col_folds << 16)
+        for channel in range(geometry.col_folds * C):  # every column of every column fold: zeros past Cout
+            params.append(pack_params(op.arrays["bias"][channel], op.arrays["m"][channel], op.arrays["shift"][channel])
+                          if channel < shape.cout else 0)
+        per_word = M // C
+        writes = result.schedule.write_cycles(config) + result.start_cycle
+        for pixel in range(writes.shape[0]):
+            for c in range(geometry.col_folds):
+                width = M if c == geometry.col_folds - 1 else C  # the last column fold zeroes its word's rest
+                expected[int(writes[pixel, c])] = (pixel * out_blocks + c // per_word,
+                                                   (((1 << width) - 1) << (C * (c % per_word))) & ((1 << M) - 1))
+        pool = shape.pool_window.kernel[0] if shape.pool else None
+        if pool and sizes["pool"] not in (None, pool):
+            raise AcceleratorError(f"layer {op.name!r}: the engine's output stage is built with one max pool")
+        sizes.update(out_words=max(sizes["out_words"], written[-1].stop * out_blocks),
+                     tile_pixels=max(sizes["tile_pixels"], geometry.tile_pixels),
+                     col_folds=max(sizes["col_folds"], geometry.col_folds),
+                     width=max(sizes["width"], shape.out_hw[1]), pool=pool or sizes["pool"])
+    image_bytes = b"".join(chunks)
+    size = EngineSize(rows=R, cols=C, m=M, rate=config.dram_bytes_per_cycle,
+                      dram_bytes=_dram_bytes(len(image_bytes), config.dram_bytes_per_cycle),
+                      weight_slots=config.weight_buffer_folds, tile_words=tile_words, out_words=sizes["out_words"],
+                      max_tile_pixels=sizes["tile_pixels"], max_col_folds=sizes["col_folds"],
+                      max_width=sizes["width"], queue=len(transfers), tables=len(tables[0]), max_tiles=len(counts),
+                      param_words=len(params) // C, max_layers=len(plan), pool_kernel=sizes["pool"],
+                      stages=config.product_stages)
+    total = sum(layer.cycles for layer in simulated)
+    limit = 2 * (sum(transfer_cycles(t.size, config.dram_bytes_per_cycle) for t in transfers) + total) + 64
+    return EngineProgram([op.name for op, _ in plan], size, image_bytes, transfers, layers, tables, counts, params,
+                         [(map_at[k], references[k]) for k in range(len(plan))], expected, total, limit)
+
+
+def _dram_bytes(needed: int, rate: float) -> int:
+    """The simulation DRAM's size: ``needed`` rounded up to the DMA's beat."""
+    beat = beat_bytes(rate)
+    return -(-needed // beat) * beat
+
+
+@dataclass
+class EngineRecord:
+    """What a run of the engine produced."""
+
+    writes: dict[int, tuple[int, int]]  # cycle -> (word, byte mask) of every output-buffer write
+    outputs: list[bytes]  # per layer: its output map in DRAM after the run
+    cycles: int  # the cycle the last layer's last transfer ended
+
+
+def run_engine(program: EngineProgram) -> EngineRecord:
+    """Clock the engine through ``program`` in Amaranth's simulator."""
+    from amaranth.sim import Simulator
+
+    from edgesparse.rtl.dma import pack_descriptor
+    from edgesparse.rtl.engine import LayerEngine, pack_layer, pack_row_fields
+
+    engine = LayerEngine(program.size, program.image)
+    record = EngineRecord({}, [], 0)
+
+    async def bench(ctx):
+        async def write(prefix: str, address_port: str, entries, **extra) -> None:
+            for address, value in enumerate(entries):
+                for name, extra_value in extra.items():
+                    ctx.set(getattr(engine, name), extra_value)
+                ctx.set(getattr(engine, f"{prefix}_we"), 1)
+                ctx.set(getattr(engine, address_port), address)
+                ctx.set(getattr(engine, f"{prefix}_data"), value)
+                await ctx.tick()
+            ctx.set(getattr(engine, f"{prefix}_we"), 0)
+
+        await write("q", "q_addr", [pack_descriptor(engine.dma.fields, to_dram=t.to_dram, buffer=KINDS[t.kind],
+                                                    dram_addr=t.dram_addr, buf_addr=t.buf_addr, size=t.size)
+                                    for t in program.transfers])
+        await write("k", "k_addr", [KINDS[t.kind] | t.index << 2 for t in program.transfers])
+        for row, entries in enumerate(program.tables):
+            await write("t", "t_addr", [pack_row_fields(e, program.size.tile_words) for e in entries], t_row=row)
+        await write("c", "c_addr", program.counts)
+        await write("p", "p_channel", program.params)
+        await write("d", "d_addr", [pack_layer(program.size, layer) for layer in program.layers])
+        ctx.set(engine.layers, len(program.layers))
+        ctx.set(engine.start, 1)
+        await ctx.tick()
+        ctx.set(engine.start, 0)
+        while not ctx.get(engine.done):
+            cycle = ctx.get(engine.cycle)
+            if cycle > program.cycle_limit:
+                layer = ctx.get(engine.layer)
+                raise AcceleratorError(
+                    f"layer {program.names[layer]!r}: the engine ran past {program.cycle_limit} cycles, fold "
+                    f"{ctx.get(engine.fold)} of {program.layers[layer]['folds']} next to stream, DMA transfer "
+                    f"{ctx.get(engine.head)} of {len(program.transfers)} next")
+            if ctx.get(engine.out_we):
+                record.writes[cycle] = (ctx.get(engine.out_addr), ctx.get(engine.out_mask))
+            await ctx.tick()
+        record.cycles = ctx.get(engine.cycle)
+        await ctx.tick()  # the write-back's last bytes land at the edge ending its last cycle
+        dram = engine.dram
+        for address, reference in program.outputs:
+            record.outputs.append(bytes(ctx.get(dram.banks[a % dram.beat].data[a // dram.beat])
+                                        for a in range(address, address + len(reference))))
+
+    simulator = Simulator(engine)
+    simulator.add_clock(1e-8)
+    simulator.add_testbench(bench)
+    simulator.run()
+    return record
+
+
+def check_engine(program: EngineProgram, record: EngineRecord) -> None:
+    """Raise AssertionError naming the first output byte or write cycle where the engine and the references part."""
+    for name, (_, reference), output in zip(program.names, program.outputs, record.outputs):
+        got, want = np.frombuffer(output, np.uint8), np.frombuffer(reference, np.uint8)
+        bad = np.flatnonzero(got != want)
+        if len(bad):
+            raise AssertionError(f"layer {name!r}: output byte {bad[0]}: engine {got[bad[0]]}, reference "
+                                 f"{want[bad[0]]} ({len(bad)} bytes differ)")
+    if record.writes != program.expected_writes:
+        cycles = sorted(set(record.writes) ^ set(program.expected_writes))
+        first = cycles[0] if cycles else min(c for c in record.writes if record.writes[c] != program.expected_writes[c])
+        raise AssertionError(f"{program.name}: write at cycle {first}: engine {record.writes.get(first)}, cycle model "
+                             f"{program.expected_writes.get(first)}")
+    if record.cycles != program.expected_cycles:
+        raise AssertionError(f"{program.name}: the engine ended at cycle {record.cycles}, the cycle model at "
+                             f"{program.expected_cycles}")

@@ -1,0 +1,142 @@
+# amaranth: UnusedElaboratable=no
+"""The layer engine (:mod:`edgesparse.rtl.engine`) in Amaranth's simulator: a whole layer from DRAM to DRAM —
+transfers, feeders, the array, the output stage and the write-back — against the integer reference (every output
+byte in DRAM) and the cycle model (the cycle of every output write and of the layer's end), at a DRAM rate that
+stalls the array and at one that does not.
+
+(The first line tells Amaranth not to warn about the components the validation tests refuse: never elaborated.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from edgesparse.accel import AcceleratorConfig
+from edgesparse.accel.simulate import simulate
+from edgesparse.errors import AcceleratorError
+from edgesparse.pattern import BlockPattern
+from edgesparse.quant.graph import INPUT, IntGraph, IntOp
+from edgesparse.rtl.engine_driver import check_engine, engine_program, run_engine
+
+
+def _graph(cin: int, cout: int, size: int, *, kernel: int = 3, stride: int = 1, padding: int = 1, pool: bool = False,
+           n: int = 1, m: int = 16, relu: bool = True, seed: int = 0) -> tuple[IntGraph, np.ndarray]:
+    """A random N:M int8 conv (int32 biases, requantization spanning int8 and saturating at both ends), optionally
+    followed by a 2x2 max pool, and a random input image."""
+    rng = np.random.default_rng(seed)
+    weight = rng.integers(-127, 128, size=(cout, cin, kernel, kernel)).astype(np.int8)
+    mask = BlockPattern(n, m).mask(torch.from_numpy(rng.random(weight.shape).astype(np.float32)), n / m)
+    arrays = {"weight": (weight * mask.numpy()).astype(np.int8),
+              "bias": rng.integers(-2**14, 2**14, cout).astype(np.int32),
+              "m": rng.integers(2**30, 2**31, cout).astype(np.int64), "shift": rng.integers(36, 40, cout).astype(np.int64)}
+    ops = [IntOp("conv", "conv", [INPUT], {"kernel": [kernel, kernel], "stride": [stride, stride],
+                                           "padding": [padding, padding], "relu": relu}, arrays)]
+    if pool:
+        ops.append(IntOp("pool", "maxpool", ["conv"], {"kernel": [2, 2], "stride": [2, 2], "padding": [0, 0]}))
+    graph = IntGraph((cin, size, size), 1.0, (0.0,) * cin, (1.0,) * cin, ops, {}, {"conv": str(BlockPattern(n, m))})
+    image = rng.integers(-128, 128, size=(cin, size, size)).astype(np.int8)
+    return graph, image
+
+
+def _config(rate: float, **changes) -> AcceleratorConfig:
+    """A 4x4 1:16 array with buffers small enough to cut an 8x8 map into tiles."""
+    settings = dict(rows=4, cols=4, m=16, n=1, weight_buffer_kib=0.1, input_buffer_kib=2.0, output_buffer_kib=0.25,
+                    dram_bytes_per_cycle=rate)
+    return AcceleratorConfig(**{**settings, **changes})
+
+
+def _run(graph, image, config):
+    """Run the graph's layers through the engine, check them, and return the cycle model's first layer."""
+    program = engine_program(graph, config, image)
+    check_engine(program, run_engine(program))
+    return next(layer.schedule for layer in simulate(graph, config, mode="analytic").layers if layer.schedule)
+
+
+def _stream_gaps(schedule, rows: int) -> int:
+    """Cycles the array waited between folds after the first (0: the DMA kept up)."""
+    lengths = schedule.fold_lengths
+    return int((np.diff(schedule.starts) - np.maximum(lengths[:-1], rows)).sum())
+
+
+@pytest.mark.parametrize("rate", [0.75, 4.0])
+def test_padded_conv_with_row_and_column_folds_and_tiles(rate):
+    graph, image = _graph(cin=20, cout=6, size=8)  # 2 channel blocks x 9 positions: 5 row folds, 2 column folds
+    schedule = _run(graph, image, _config(rate))
+    geometry = schedule.geometry
+    assert geometry.tiles > 1 and geometry.row_folds > 1 and geometry.col_folds > 1
+    assert _stream_gaps(schedule, 4) > 0  # the input tiles outrun this DMA: the array waits
+
+
+def test_a_dram_rate_that_keeps_the_array_busy():
+    graph, image = _graph(cin=32, cout=32, size=8, seed=3)  # 6 row folds x 8 column folds per tile, 4 tiles
+    schedule = _run(graph, image, _config(4.0, weight_buffer_kib=1.0))
+    assert schedule.geometry.tiles == 4 and _stream_gaps(schedule, 4) == 0
+
+
+@pytest.mark.parametrize("rate", [0.75, 4.0])
+def test_conv_then_max_pool(rate):
+    graph, image = _graph(cin=16, cout=4, size=8, pool=True, seed=1)
+    _run(graph, image, _config(rate))
+
+
+@pytest.mark.parametrize("rate", [1.5, 4.0])
+def test_strided_conv(rate):
+    graph, image = _graph(cin=8, cout=5, size=9, stride=2, seed=2)
+    _run(graph, image, _config(rate))
+
+
+def test_a_pattern_the_array_was_not_built_for_is_refused():
+    graph, image = _graph(cin=16, cout=4, size=4, n=1, m=32)
+    with pytest.raises(AcceleratorError, match="1:32"):
+        engine_program(graph, _config(4.0, m=16), image)
+
+
+def test_a_tile_that_does_not_fit_the_tile_buffer_is_refused():
+    graph, image = _graph(cin=64, cout=4, size=8)
+    with pytest.raises(AcceleratorError, match="fit"):
+        engine_program(graph, _config(4.0, input_buffer_kib=0.5), image)
+
+
+def test_the_cycle_limit_names_the_layer_the_fold_and_the_transfer():
+    graph, image = _graph(cin=16, cout=4, size=4)
+    program = engine_program(graph, _config(4.0), image)
+    program.counts[0] += 1 << 16  # tile 0 waits for one write too many: its write-back never starts
+    with pytest.raises(AcceleratorError, match=r"layer 'conv': the engine ran past \d+ cycles, fold \d+ of \d+ .*"
+                                               r"DMA transfer \d+ of \d+"):
+        run_engine(program)
+
+
+
+def _chain(seed: int = 5) -> tuple[IntGraph, np.ndarray]:
+    """Three random 1:16 layers: a padded 3x3 conv, a 3x3 conv followed by a 2x2 max pool, a strided 1x1 conv —
+    maps too large for the input buffer, so each goes through DRAM."""
+    rng = np.random.default_rng(seed)
+    specs = [("conv1", 8, 16, 3, 1, 1, False), ("conv2", 16, 40, 3, 1, 1, True), ("conv3", 40, 8, 1, 2, 0, False)]
+    ops, source = [], INPUT
+    for name, cin, cout, kernel, stride, padding, pool in specs:
+        weight = rng.integers(-127, 128, size=(cout, cin, kernel, kernel)).astype(np.int8)
+        mask = BlockPattern(1, 16).mask(torch.from_numpy(rng.random(weight.shape).astype(np.float32)), 1 / 16)
+        arrays = {"weight": (weight * mask.numpy()).astype(np.int8),
+                  "bias": rng.integers(-2**12, 2**12, cout).astype(np.int32),
+                  "m": rng.integers(2**30, 2**31, cout).astype(np.int64),
+                  "shift": rng.integers(34, 37, cout).astype(np.int64)}
+        ops.append(IntOp(name, "conv", [source], {"kernel": [kernel, kernel], "stride": [stride, stride],
+                                                  "padding": [padding, padding], "relu": True}, arrays))
+        source = name
+        if pool:
+            ops.append(IntOp(f"{name}_pool", "maxpool", [name], {"kernel": [2, 2], "stride": [2, 2],
+                                                                 "padding": [0, 0]}))
+            source = f"{name}_pool"
+    patterns = {name: "1:16" for name, *_ in specs}
+    graph = IntGraph((8, 16, 16), 1.0, (0.0,) * 8, (1.0,) * 8, ops, {}, patterns)
+    return graph, rng.integers(-128, 128, size=(8, 16, 16)).astype(np.int8)
+
+
+def test_three_layers_chained_through_dram():
+    """Each layer reads the map the previous one wrote back; every map's bytes and every write's absolute cycle
+    (from the first DMA request of the run) equal the integer reference's and the cycle model's."""
+    graph, image = _chain()
+    program = engine_program(graph, _config(1.5, output_buffer_kib=0.5), image)
+    assert len(program.names) == 3
+    check_engine(program, run_engine(program))
