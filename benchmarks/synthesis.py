@@ -8,6 +8,12 @@ requantizer, 3x3-capable max pool, residual add, global average pool; :mod:`edge
 
     python benchmarks/synthesis.py --calibrate
     python benchmarks/synthesis.py --ppu-only --calibrate    # only the PPU rows, merged into the existing results
+    python benchmarks/synthesis.py --engine-only               # only the whole layer engine, merged likewise
+
+The whole engine (``unit`` = engine; :mod:`edgesparse.rtl.engine`) is the pipelined array (1:16, one pixel lane,
+one segment) with its DMA, buffers, one activation feeder per row (each holding its own copy of the tile buffer:
+the R read ports), output stage (accumulation, requantizers, max pool, output buffer) and controller, its DRAM
+outside; its memories are sized by :data:`ENGINE_BUFFERS`.
 
 ``--calibrate`` also rewrites src/edgesparse/accel/data/resources.toml, which the resource model (and so the
 report's GOPS/DSP) reads: the classic units under ``pe`` / ``array``, the pipelined ones under ``pe_pipelined`` /
@@ -43,10 +49,18 @@ def main() -> None:
     parser.add_argument("--pipelined-m", type=int, nargs="+", default=[16], help="M of the pipelined arrays")
     parser.add_argument("--segments", type=int, nargs="+", default=[1, 4], help="segments of the pipelined arrays")
     parser.add_argument("--calibrate", action="store_true", help="rewrite the resource model's table")
+    parser.add_argument("--engine-only", action="store_true",
+                        help="synthesize only the whole layer engine at --arrays; keep the other rows")
     parser.add_argument("--ppu-only", action="store_true",
                         help="synthesize only the post-processing units; keep the other rows and table entries")
     args = parser.parse_args()
     version = yosys_version()
+    if args.engine_only:
+        kept = [row for row in json.loads(RESULTS_JSON.read_text())["rows"] if row["unit"] != "engine"]
+        publish("synthesis", kept + [_engine_row(size, version) for size in args.arrays], yosys=version,
+                script=SYNTH_SCRIPT.format(source="<generated>.v", top="<top>"), engine_buffers=ENGINE_BUFFERS,
+                part="xc7 (7-series primitives; no place and route)")
+        return
     ppu_rows = [_ppu_row(name, version) for name in PPU_UNITS]
     if args.ppu_only:
         kept = [row for row in json.loads(RESULTS_JSON.read_text())["rows"] if row["unit"] != "PPU"]
@@ -108,6 +122,27 @@ def main() -> None:
         atomic_write_bytes(RESOURCES, "\n".join(lines).encode())
         _calibrate_ppu(ppu_rows)
         print(f"calibrated {RESOURCES}")
+
+
+ENGINE_BUFFERS = {"weight_slots": 16, "tile_words": 512, "out_words": 4096, "max_tile_pixels": 1024,
+                  "max_col_folds": 32, "max_width": 224, "queue": 4096, "tables": 4096, "max_tiles": 512,
+                  "param_words": 256, "max_layers": 64}
+"""The synthesized engine's capacities: 16 weight folds, a tile buffer of 2 x 512 M-byte words per row (16 KiB at
+M = 16), an output buffer of 4096 words (64 KiB), tiles of up to 1024 pixels, and the host tables of a network of
+up to 64 layers."""
+
+
+def _engine_row(size: str, version: str) -> dict:
+    """One CSV row of the whole engine at ``size`` (1:16, one lane, one segment, a 2x2 max pool)."""
+    from edgesparse.rtl.engine import EngineSize
+    from edgesparse.rtl.verilog import engine_verilog
+
+    r, c = (int(x) for x in size.split("x"))
+    started = time.perf_counter()
+    engine = EngineSize(rows=r, cols=c, m=16, rate=4.0, dram_bytes=1 << 26, pool_kernel=2, **ENGINE_BUFFERS)
+    row = _row("engine", "pipelined", size, 16, 1, 1, synthesize(engine_verilog(engine), "layer_engine"), r * c,
+               started)
+    return {**row, "ff_vs_dense_pe": "", "yosys": version.split(" (")[0]}
 
 
 def _ppu_row(name: str, version: str) -> dict:

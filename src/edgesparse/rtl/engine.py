@@ -146,7 +146,9 @@ def pack_layer(size: "EngineSize", values: dict[str, int]) -> int:
 
 
 class LayerEngine(wiring.Component):
-    """The engine of :class:`EngineSize` ``size`` with a :class:`~edgesparse.rtl.dma.SimDRAM` holding ``image``.
+    """The engine of :class:`EngineSize` ``size`` with a :class:`~edgesparse.rtl.dma.SimDRAM` holding ``image``, or
+    (``image`` None) with the DMA's DRAM ports as its own (``dram_r_addr : out``, ``dram_r_data : in``,
+    ``dram_w_addr``, ``dram_w_data``, ``dram_w_mask : out``; :class:`~edgesparse.rtl.dma.DMA`), for synthesis.
 
     Ports (A: address widths of the memories below; every layer setting is held through the layer):
 
@@ -174,12 +176,12 @@ class LayerEngine(wiring.Component):
       (a monitor).
     """
 
-    def __init__(self, size: EngineSize, image: bytes):
+    def __init__(self, size: EngineSize, image: bytes | None = None):
         self.size = size
         self.dma = DMA(size.rate, size.dram_bytes, max(size.weight_slots * size.rows, 2 * size.tile_words,
                                                        size.out_words),
                        (size.word_bytes, size.m, size.m), queue=size.queue)
-        self.dram = SimDRAM(size.dram_bytes, self.dma.beat, image)
+        self.dram = None if image is None else SimDRAM(size.dram_bytes, self.dma.beat, image)
         self.row_field_bits = sum(feeder_field_widths(size.tile_words).values())
         tile_bits = _addr_width(size.tables)
         out_bits = _addr_width(size.out_words)
@@ -196,6 +198,10 @@ class LayerEngine(wiring.Component):
             "start": In(1),
             "cycle": Out(unsigned(CYCLE_BITS)), "done": Out(1), "layer": Out(range(size.max_layers + 1)), "fold": Out(count), "head": Out(range(size.queue + 1)),
             "out_we": Out(1), "out_addr": Out(unsigned(out_bits)), "out_mask": Out(unsigned(size.m)),
+            **({} if image is not None else {  # the DRAM outside: the DMA's DRAM ports are the engine's
+                "dram_r_addr": Out(self.dma.dram_r_addr.shape()), "dram_r_data": In(self.dma.dram_r_data.shape()),
+                "dram_w_addr": Out(self.dma.dram_w_addr.shape()), "dram_w_data": Out(self.dma.dram_w_data.shape()),
+                "dram_w_mask": Out(self.dma.dram_w_mask.shape())}),
         })
 
     def elaborate(self, platform) -> Module:
@@ -203,7 +209,7 @@ class LayerEngine(wiring.Component):
         size = self.size
         R, C, M = size.rows, size.cols, size.m
         B = max(1, index_bits(M))
-        m.submodules.dma, m.submodules.dram = dma, dram = self.dma, self.dram
+        m.submodules.dma = dma = self.dma
         m.submodules.weights = weights = WordBuffer(size.word_bytes, size.weight_slots * R, dma.beat)
         m.submodules.array = array = PipelinedArray(R, C, M, 1, 1, size.stages, size.multiplier)
         m.submodules.output = output = OutputStage(R, C, M, max_groups=size.max_tile_pixels,
@@ -259,9 +265,15 @@ class LayerEngine(wiring.Component):
             m.d.sync += finished.eq(1)
 
         # DMA <-> DRAM and the buffers (kind = buffer).
-        m.d.comb += [dma.reset_queue.eq(self.start), dram.r_addr.eq(dma.dram_r_addr), dma.dram_r_data.eq(dram.r_data),
-                     dram.w_addr.eq(dma.dram_w_addr), dram.w_data.eq(dma.dram_w_data),
-                     dram.w_mask.eq(dma.dram_w_mask), dma.q_count.eq(Mux(running, size.queue, 0))]
+        m.d.comb += [dma.reset_queue.eq(self.start), dma.q_count.eq(Mux(running, size.queue, 0))]
+        ports = (("r_addr", "w_addr", "w_data", "w_mask"), ("r_data",))  # the DMA's outputs, its inputs
+        if self.dram is not None:
+            m.submodules.dram = self.dram
+            m.d.comb += [getattr(self.dram, name).eq(getattr(dma, f"dram_{name}")) for name in ports[0]]
+            m.d.comb += [getattr(dma, f"dram_{name}").eq(getattr(self.dram, name)) for name in ports[1]]
+        else:
+            m.d.comb += [getattr(self, f"dram_{name}").eq(getattr(dma, f"dram_{name}")) for name in ports[0]]
+            m.d.comb += [getattr(dma, f"dram_{name}").eq(getattr(self, f"dram_{name}")) for name in ports[1]]
         to_weights, to_tiles = dma.buf_sel == KIND_WEIGHTS, dma.buf_sel == KIND_INPUT
         m.d.comb += [weights.w_row.eq(dma.buf_row), weights.w_pos.eq(dma.buf_pos), weights.w_data.eq(dma.buf_w_data),
                      weights.w_mask.eq(Mux(to_weights, dma.buf_w_mask, 0))]

@@ -26,7 +26,7 @@ from edgesparse.accel.residency import op_hosts
 from edgesparse.accel.simulate import plan_network, simulate
 from edgesparse.errors import AcceleratorError
 from edgesparse.quant.graph import INPUT as NETWORK_INPUT
-from edgesparse.quant.graph import IntGraph
+from edgesparse.quant.graph import IntGraph, IntOp
 from edgesparse.quant.reference import run_op
 from edgesparse.rtl.dma import beat_bytes
 from edgesparse.rtl.engine import KIND_INPUT, KIND_OUTPUT, KIND_WEIGHTS, EngineSize
@@ -34,6 +34,34 @@ from edgesparse.rtl.feeder import RowFields, row_fields
 from edgesparse.rtl.output_stage import pack_params
 
 KINDS = {WEIGHTS: KIND_WEIGHTS, INPUT: KIND_INPUT, OUTPUT: KIND_OUTPUT}
+
+
+def random_chain(n: int = 1, m: int = 16, seed: int = 5) -> tuple[IntGraph, np.ndarray]:
+    """Three random N:M layers on a 16x16 image of 8 channels: a padded 3x3 conv (16 filters), a 3x3 conv (40)
+    followed by a 2x2 max pool, a 1x1 stride-2 conv (8) — with int32 biases and requantization spanning int8 — and
+    the image: maps too large for a 2 KiB input buffer, so each goes through DRAM."""
+    import torch
+
+    from edgesparse.pattern import BlockPattern
+
+    rng = np.random.default_rng(seed)
+    specs = [("conv1", 8, 16, 3, 1, 1, False), ("conv2", 16, 40, 3, 1, 1, True), ("conv3", 40, 8, 1, 2, 0, False)]
+    ops, source, pattern = [], NETWORK_INPUT, BlockPattern(n, m)
+    for name, cin, cout, kernel, stride, padding, pool in specs:
+        weight = rng.integers(-127, 128, size=(cout, cin, kernel, kernel)).astype(np.int8)
+        mask = pattern.mask(torch.from_numpy(rng.random(weight.shape).astype(np.float32)), n / m).numpy()
+        arrays = {"weight": (weight * mask).astype(np.int8), "bias": rng.integers(-2**12, 2**12, cout).astype(np.int32),
+                  "m": rng.integers(2**30, 2**31, cout).astype(np.int64),
+                  "shift": rng.integers(34, 37, cout).astype(np.int64)}
+        ops.append(IntOp(name, "conv", [source], {"kernel": [kernel, kernel], "stride": [stride, stride],
+                                                  "padding": [padding, padding], "relu": True}, arrays))
+        source = name
+        if pool:
+            ops.append(IntOp(f"{name}_pool", "maxpool", [name], {"kernel": [2, 2], "stride": [2, 2],
+                                                                 "padding": [0, 0]}))
+            source = f"{name}_pool"
+    graph = IntGraph((8, 16, 16), 1.0, (0.0,) * 8, (1.0,) * 8, ops, {}, {name: str(pattern) for name, *_ in specs})
+    return graph, rng.integers(-128, 128, size=(8, 16, 16)).astype(np.int8)
 
 
 def padded_map(x: np.ndarray, m: int) -> bytes:

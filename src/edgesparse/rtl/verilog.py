@@ -8,6 +8,7 @@ from amaranth.back import verilog
 
 from edgesparse.checkpoint import atomic_write_bytes
 from edgesparse.rtl.array import FoldUnit, PipelinedArray, SparseArray
+from edgesparse.rtl.engine import EngineSize, LayerEngine
 from edgesparse.rtl.layer_unit import LayerUnit
 from edgesparse.rtl.pe import SparsePE
 
@@ -28,6 +29,11 @@ def array_verilog(rows: int, cols: int, m: int, lanes: int = 1, name: str = "spa
     """The bare R x C array, the unit synthesis counts (classic, or pipelined with ``segments``)."""
     array = PipelinedArray(rows, cols, m, lanes, segments) if pipelined else SparseArray(rows, cols, m, lanes)
     return verilog.convert(array, name=name)
+
+
+def engine_verilog(size: EngineSize, name: str = "layer_engine") -> str:
+    """The whole layer engine with its DRAM outside (the DMA's DRAM ports are the engine's)."""
+    return verilog.convert(LayerEngine(size), name=name)
 
 
 def pe_verilog(m: int, lanes: int = 1, name: str = "sparse_pe", pipelined: bool = False,

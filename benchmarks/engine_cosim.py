@@ -1,0 +1,108 @@
+"""The layer engine (:mod:`edgesparse.rtl.engine`) co-simulated in Amaranth's simulator on chains of layers, against
+the integer reference (every byte of every map written to DRAM) and the cycle model (the absolute cycle of every
+output-buffer write from the first DMA request, and the run's last cycle), at two DRAM rates.
+
+- ``trained``: the first weighted layers of the trained Fashion-MNIST demo model (``runs/demo/model.packed``, made
+  by ``make demo``): ``features.0`` (a padded 3x3 conv of the 1-channel image), ``features.3`` with the 2x2 max pool
+  it hosts (``features.6``), then ``features.7``, chained through DRAM, on test images quantized as the model's
+  integer graph takes them; on a 4x4 array built for M = 32 (the demo's per-layer patterns 14:32, 10:32 select
+  from 32-wide blocks).
+- ``strided``: a random 1:16 3x3 stride-2 conv on a 4x4 array built for 1:16.
+
+    python benchmarks/engine_cosim.py [--cases trained strided] [--rates 1.5 4.0] [--images 1]
+
+Writes results/engine_cosim.csv and .json: per case, rate and image, the cycles (engine and cycle model), the
+stall cycles (the model's, between folds after each layer's first), whether every byte and write cycle agreed,
+and the simulation's wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import publish
+
+from edgesparse.accel.config import AcceleratorConfig
+from edgesparse.accel.simulate import simulate
+from edgesparse.data.arrays import iterate_batches
+from edgesparse.data.registry import load_dataset
+from edgesparse.pack.packed import load_packed
+from edgesparse.pattern import BlockPattern
+from edgesparse.quant.graph import INPUT, IntGraph, IntOp
+from edgesparse.quant.reference import quantize_input
+from edgesparse.rtl.engine_driver import check_engine, engine_program, run_engine
+
+TRAINED_OPS = 4  # features.0, features.3, features.6 (its pool), features.7
+
+
+def trained_case(model: Path, images: int) -> tuple[IntGraph, AcceleratorConfig, list[np.ndarray]]:
+    graph = load_packed(model)
+    chain = IntGraph(graph.input_shape, graph.input_scale, graph.input_mean, graph.input_std,
+                     graph.ops[:TRAINED_OPS], graph.scales, graph.patterns)
+    normalized, _ = next(iterate_batches(load_dataset("fashion-mnist", "test"), images, shuffle=False,
+                                         drop_last=False))
+    inputs = quantize_input(chain, normalized)
+    config = AcceleratorConfig(rows=4, cols=4, m=32, n=1, weight_buffer_kib=0.5, input_buffer_kib=12.0,
+                               output_buffer_kib=2.0)
+    return chain, config, list(inputs)
+
+
+def strided_case() -> tuple[IntGraph, AcceleratorConfig, list[np.ndarray]]:
+    rng = np.random.default_rng(7)
+    cin, cout, size = 24, 12, 15
+    weight = rng.integers(-127, 128, size=(cout, cin, 3, 3)).astype(np.int8)
+    mask = BlockPattern(1, 16).mask(torch.from_numpy(rng.random(weight.shape).astype(np.float32)), 1 / 16)
+    arrays = {"weight": (weight * mask.numpy()).astype(np.int8), "bias": rng.integers(-2**12, 2**12, cout).astype(np.int32),
+              "m": rng.integers(2**30, 2**31, cout).astype(np.int64), "shift": rng.integers(34, 37, cout).astype(np.int64)}
+    op = IntOp("strided", "conv", [INPUT], {"kernel": [3, 3], "stride": [2, 2], "padding": [1, 1], "relu": True},
+               arrays)
+    graph = IntGraph((cin, size, size), 1.0, (0.0,) * cin, (1.0,) * cin, [op], {}, {"strided": "1:16"})
+    config = AcceleratorConfig(rows=4, cols=4, m=16, n=1, weight_buffer_kib=0.25, input_buffer_kib=2.0,
+                               output_buffer_kib=0.5)
+    return graph, config, [rng.integers(-128, 128, size=(cin, size, size)).astype(np.int8)]
+
+
+def stall_cycles(graph: IntGraph, config: AcceleratorConfig) -> int:
+    """Cycles the array waited between folds after each layer's first, by the cycle model."""
+    total = 0
+    for layer in simulate(graph, config, mode="analytic").layers:
+        if layer.schedule is not None:
+            gaps = np.diff(layer.schedule.starts) - np.maximum(layer.schedule.fold_lengths[:-1], config.rows)
+            total += int(gaps.sum())
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", nargs="+", default=["trained", "strided"], choices=["trained", "strided"])
+    parser.add_argument("--rates", type=float, nargs="+", default=[1.5, 4.0], help="DRAM bytes per cycle")
+    parser.add_argument("--images", type=int, default=1, help="test images of the trained case")
+    parser.add_argument("--model", type=Path, default=Path("runs/demo/model.packed"))
+    args = parser.parse_args()
+    rows = []
+    for case in args.cases:
+        graph, base, images = trained_case(args.model, args.images) if case == "trained" else strided_case()
+        for rate in args.rates:
+            config = AcceleratorConfig(**{**base.__dict__, "dram_bytes_per_cycle": rate})
+            for number, image in enumerate(images):
+                program = engine_program(graph, config, image)
+                started = time.perf_counter()
+                record = run_engine(program)
+                wall = time.perf_counter() - started
+                check_engine(program, record)  # raises on the first byte or cycle that differs
+                rows.append({"case": case, "layers": " ".join(program.names), "array": config.describe(),
+                             "rate_bytes_per_cycle": rate, "image": number, "engine_cycles": record.cycles,
+                             "model_cycles": program.expected_cycles, "stall_cycles": stall_cycles(graph, config),
+                             "writes": len(record.writes), "map_bytes": sum(len(out) for out in record.outputs),
+                             "bytes_equal": True, "write_cycles_equal": True, "wall_s": round(wall, 1),
+                             "cycles_per_s": round(record.cycles / wall, 1)})
+                print(rows[-1], flush=True)
+    publish("engine_cosim", rows, simulator="Amaranth pysim")
+
+
+if __name__ == "__main__":
+    main()
