@@ -43,7 +43,7 @@ def trained_case(model: Path, images: int) -> tuple[IntGraph, AcceleratorConfig,
     graph = load_packed(model)
     chain = IntGraph(graph.input_shape, graph.input_scale, graph.input_mean, graph.input_std,
                      graph.ops[:TRAINED_OPS], graph.scales, graph.patterns)
-    normalized, _ = next(iterate_batches(load_dataset("fashion-mnist", "test"), images, shuffle=False,
+    normalized, _ = next(iterate_batches(load_dataset("fashion_mnist", "test"), images, shuffle=False,
                                          drop_last=False))
     inputs = quantize_input(chain, normalized)
     config = AcceleratorConfig(rows=4, cols=4, m=32, n=1, weight_buffer_kib=0.5, input_buffer_kib=12.0,

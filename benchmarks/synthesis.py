@@ -125,11 +125,12 @@ def main() -> None:
 
 
 ENGINE_BUFFERS = {"weight_slots": 16, "tile_words": 512, "out_words": 4096, "max_tile_pixels": 1024,
-                  "max_col_folds": 32, "max_width": 224, "queue": 4096, "tables": 4096, "max_tiles": 512,
-                  "param_words": 256, "max_layers": 64}
+                  "max_col_folds": 32, "max_width": 224, "queue": 512, "tables": 256, "max_tiles": 64,
+                  "param_words": 64, "max_layers": 16}
 """The synthesized engine's capacities: 16 weight folds, a tile buffer of 2 x 512 M-byte words per row (16 KiB at
-M = 16), an output buffer of 4096 words (64 KiB), tiles of up to 1024 pixels, and the host tables of a network of
-up to 64 layers."""
+M = 16), an output buffer of 4096 words (64 KiB), tiles of up to 1024 pixels; host tables for 512 transfers, 256
+feeder entries per row, 64 tiles, 64 column folds of parameters and 16 layers (the tables are read
+combinationally: distributed RAM, so they are kept small here)."""
 
 
 def _engine_row(size: str, version: str) -> dict:

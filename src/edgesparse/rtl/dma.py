@@ -33,6 +33,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from edgesparse.errors import ConfigError
+from edgesparse.rtl.fields import pack_fields
 
 RATE_FRACTION_BITS = 16  # the rate's denominator 2^k, k <= 16
 BYTES_BITS = 24  # a transfer moves at most 2^24 - 1 bytes
@@ -134,13 +135,7 @@ def pack_descriptor(widths: dict[str, int], *, to_dram: bool, buffer: int, dram_
     values = {"to_dram": int(to_dram), "buffer": buffer, "dram_addr": dram_addr, "buf_addr": buf_addr, "bytes": size}
     if not 0 < size < 1 << BYTES_BITS:
         raise ConfigError(f"a DMA transfer moves 1 to {(1 << BYTES_BITS) - 1} bytes, got {size!r}")
-    word, offset = 0, 0
-    for name, width in widths.items():
-        if not 0 <= values[name] < 1 << width:
-            raise ConfigError(f"descriptor field {name} = {values[name]!r} does not fit {width} bits")
-        word |= values[name] << offset
-        offset += width
-    return word
+    return pack_fields(values, widths, "descriptor")
 
 
 class DMA(wiring.Component):

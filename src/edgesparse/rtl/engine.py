@@ -27,7 +27,7 @@ rate), and holds a layer's whole output map in its output buffer.
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass, fields
+from dataclasses import asdict, dataclass, fields
 
 from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
@@ -40,6 +40,7 @@ from edgesparse.rtl.array import PipelinedArray, check_array
 from edgesparse.rtl.buffer import WordBuffer
 from edgesparse.rtl.dma import DMA, SimDRAM
 from edgesparse.rtl.feeder import COORD_BITS, ActivationFeeder, RowFields
+from edgesparse.rtl.fields import pack_fields
 from edgesparse.rtl.output_stage import PARAM_BITS, OutputStage
 from edgesparse.rtl.pe import check_multiplier, index_bits
 
@@ -108,13 +109,7 @@ def feeder_field_widths(tile_words: int) -> dict[str, int]:
 
 def pack_row_fields(entry: RowFields, tile_words: int) -> int:
     """One feeder table word: the fields of :class:`RowFields` in order, low bits first, two's complement."""
-    word, offset = 0, 0
-    for value, (name, width) in zip(astuple(entry), feeder_field_widths(tile_words).items()):
-        if not -(1 << (width - 1)) <= value < (1 << width):
-            raise ConfigError(f"feeder field {name} = {value} does not fit {width} bits")
-        word |= (value & ((1 << width) - 1)) << offset
-        offset += width
-    return word
+    return pack_fields(asdict(entry), feeder_field_widths(tile_words), "feeder", signed=True)
 
 
 LAYER_FIELDS = ("transfers_end", "folds", "row_folds", "col_folds", "folds_per_tile", "height", "width", "out_height",
@@ -136,13 +131,7 @@ def layer_field_widths(size: "EngineSize") -> dict[str, int]:
 
 def pack_layer(size: "EngineSize", values: dict[str, int]) -> int:
     """One descriptor-memory word: :data:`LAYER_FIELDS` in order, low bits first."""
-    word, offset = 0, 0
-    for name, width in layer_field_widths(size).items():
-        if not 0 <= values[name] < 1 << width:
-            raise ConfigError(f"layer field {name} = {values[name]} does not fit {width} bits")
-        word |= values[name] << offset
-        offset += width
-    return word
+    return pack_fields(values, layer_field_widths(size), "layer")
 
 
 class LayerEngine(wiring.Component):
