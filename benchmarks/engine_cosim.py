@@ -7,11 +7,15 @@ output-buffer write from the first DMA request, and the run's last cycle), at tw
   it hosts (``features.6``), then ``features.7``, chained through DRAM, on test images quantized as the model's
   integer graph takes them; on a 4x4 array built for M = 32 (the demo's per-layer patterns 14:32, 10:32 select
   from 32-wide blocks).
+- ``classifier``: the model's last weighted layers, chained through DRAM: ``features.40`` with the 2x2 max pool and
+  the flatten it hosts, then the linear classifier (8:16, no requantization: int32 logits), from the integer
+  reference's ``features.37`` map of the same test images.
 - ``strided``: a random 1:16 3x3 stride-2 conv on a 4x4 array built for 1:16.
 
-    python benchmarks/engine_cosim.py [--cases trained strided] [--rates 1.5 4.0] [--images 1]
+    python benchmarks/engine_cosim.py [--cases trained classifier strided] [--rates 1.5 4.0] [--images 1]
 
-Writes results/engine_cosim.csv and .json: per case, rate and image, the cycles (engine and cycle model), the
+Writes results/engine_cosim.csv and .json (rows of other cases, rates and images already there are kept): per case,
+rate and image, the cycles (engine and cycle model), the
 stall cycles (the model's, between folds after each layer's first), whether every byte and write cycle agreed,
 and the simulation's wall time.
 """
@@ -19,12 +23,14 @@ and the simulation's wall time.
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from _common import publish
+from _common import RESULTS, publish
 
 from edgesparse.accel.config import AcceleratorConfig
 from edgesparse.accel.simulate import simulate
@@ -33,7 +39,7 @@ from edgesparse.data.registry import load_dataset
 from edgesparse.pack.packed import load_packed
 from edgesparse.pattern import BlockPattern
 from edgesparse.quant.graph import INPUT, IntGraph, IntOp
-from edgesparse.quant.reference import quantize_input
+from edgesparse.quant.reference import quantize_input, run_graph
 from edgesparse.rtl.engine_driver import check_engine, engine_program, run_engine
 
 TRAINED_OPS = 4  # features.0, features.3, features.6 (its pool), features.7
@@ -51,6 +57,20 @@ def trained_case(model: Path, images: int) -> tuple[IntGraph, AcceleratorConfig,
     return chain, config, list(inputs)
 
 
+def classifier_case(model: Path, images: int) -> tuple[IntGraph, AcceleratorConfig, list[np.ndarray]]:
+    graph = load_packed(model)
+    first = next(k for k, op in enumerate(graph.ops) if op.name == "features.40")
+    source = graph.ops[first].inputs[0]
+    tail = [replace(op, inputs=[INPUT if name == source else name for name in op.inputs]) for op in graph.ops[first:]]
+    chain = IntGraph(graph.shapes()[source], graph.input_scale, graph.input_mean, graph.input_std, tail, graph.scales,
+                     graph.patterns)
+    _, _, images_in = trained_case(model, images)
+    maps = run_graph(graph, np.stack(images_in), keep=True)[source]
+    config = AcceleratorConfig(rows=4, cols=4, m=32, n=1, weight_buffer_kib=0.5, input_buffer_kib=1.0,
+                               output_buffer_kib=2.0)
+    return chain, config, list(maps)
+
+
 def strided_case() -> tuple[IntGraph, AcceleratorConfig, list[np.ndarray]]:
     rng = np.random.default_rng(7)
     cin, cout, size = 24, 12, 15
@@ -61,7 +81,7 @@ def strided_case() -> tuple[IntGraph, AcceleratorConfig, list[np.ndarray]]:
     op = IntOp("strided", "conv", [INPUT], {"kernel": [3, 3], "stride": [2, 2], "padding": [1, 1], "relu": True},
                arrays)
     graph = IntGraph((cin, size, size), 1.0, (0.0,) * cin, (1.0,) * cin, [op], {}, {"strided": "1:16"})
-    config = AcceleratorConfig(rows=4, cols=4, m=16, n=1, weight_buffer_kib=0.25, input_buffer_kib=2.0,
+    config = AcceleratorConfig(rows=4, cols=4, m=16, n=1, weight_buffer_kib=0.25, input_buffer_kib=4.0,
                                output_buffer_kib=0.5)
     return graph, config, [rng.integers(-128, 128, size=(cin, size, size)).astype(np.int8)]
 
@@ -76,16 +96,21 @@ def stall_cycles(graph: IntGraph, config: AcceleratorConfig) -> int:
     return total
 
 
+CASES = {"trained": lambda args: trained_case(args.model, args.images),
+         "classifier": lambda args: classifier_case(args.model, args.images),
+         "strided": lambda args: strided_case()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", nargs="+", default=["trained", "strided"], choices=["trained", "strided"])
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--rates", type=float, nargs="+", default=[1.5, 4.0], help="DRAM bytes per cycle")
     parser.add_argument("--images", type=int, default=1, help="test images of the trained case")
     parser.add_argument("--model", type=Path, default=Path("runs/demo/model.packed"))
     args = parser.parse_args()
     rows = []
     for case in args.cases:
-        graph, base, images = trained_case(args.model, args.images) if case == "trained" else strided_case()
+        graph, base, images = CASES[case](args)
         for rate in args.rates:
             config = AcceleratorConfig(**{**base.__dict__, "dram_bytes_per_cycle": rate})
             for number, image in enumerate(images):
@@ -101,7 +126,15 @@ def main() -> None:
                              "bytes_equal": True, "write_cycles_equal": True, "wall_s": round(wall, 1),
                              "cycles_per_s": round(record.cycles / wall, 1)})
                 print(rows[-1], flush=True)
-    publish("engine_cosim", rows, simulator="Amaranth pysim")
+    # Rows of cases, rates or images not run this time stay as they were (each row keeps its own wall time).
+    done = {(row["case"], row["rate_bytes_per_cycle"], row["image"]) for row in rows}
+    kept = [row for row in read_rows() if (row["case"], row["rate_bytes_per_cycle"], row["image"]) not in done]
+    publish("engine_cosim", kept + rows, simulator="Amaranth pysim")
+
+
+def read_rows() -> list[dict]:
+    path = RESULTS / "engine_cosim.json"
+    return json.loads(path.read_text())["rows"] if path.exists() else []
 
 
 if __name__ == "__main__":

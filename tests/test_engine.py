@@ -29,7 +29,8 @@ def _graph(cin: int, cout: int, size: int, *, kernel: int = 3, stride: int = 1, 
     mask = BlockPattern(n, m).mask(torch.from_numpy(rng.random(weight.shape).astype(np.float32)), n / m)
     arrays = {"weight": (weight * mask.numpy()).astype(np.int8),
               "bias": rng.integers(-2**14, 2**14, cout).astype(np.int32),
-              "m": rng.integers(2**30, 2**31, cout).astype(np.int64), "shift": rng.integers(36, 40, cout).astype(np.int64)}
+              "m": rng.integers(2**30, 2**31, cout).astype(np.int64),
+              "shift": rng.integers(36, 40, cout).astype(np.int64)}
     ops = [IntOp("conv", "conv", [INPUT], {"kernel": [kernel, kernel], "stride": [stride, stride],
                                            "padding": [padding, padding], "relu": relu}, arrays)]
     if pool:
@@ -115,3 +116,20 @@ def test_three_layers_chained_through_dram():
     program = engine_program(graph, _config(4.0, output_buffer_kib=0.5), image)
     assert len(program.names) == 3
     check_engine(program, run_engine(program))
+
+
+def test_int32_logits_of_a_linear_layer_without_requantization():
+    """The classifier's path: a 1:16 linear layer (40 -> 10) on a flattened 1x1 map writes each logit's int32 sum
+    plus bias (four bytes little-endian a channel; sums within 2^20 of both int32 ends), at the requantized path's
+    cycles."""
+    rng = np.random.default_rng(6)
+    weight = rng.integers(-128, 128, size=(10, 40)).astype(np.int8)
+    weight[0, :] = -128  # the most negative products
+    mask = BlockPattern(1, 16).mask(torch.from_numpy(rng.random(weight.shape).astype(np.float32)), 1 / 16)
+    arrays = {"weight": (weight * mask.numpy()).astype(np.int8),
+              "bias": np.array([-2**31 + 2**20, 2**31 - 2**20] + [int(v) for v in rng.integers(-9, 9, 8)], np.int32)}
+    ops = [IntOp("flat", "flatten", [INPUT], {}), IntOp("fc", "linear", ["flat"], {"requant": False}, arrays)]
+    graph = IntGraph((40, 1, 1), 1.0, (0.0,) * 40, (1.0,) * 40, ops, {}, {"fc": "1:16"})
+    image = rng.integers(-128, 128, size=(40, 1, 1)).astype(np.int8)
+    image[:, 0, 0] = np.where(np.arange(40) % 2, -128, 127)
+    _run(graph, image, _config(1.5))

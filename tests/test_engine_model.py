@@ -136,9 +136,10 @@ def test_the_memory_image_stores_row_words():
     assert np.array_equal(read_values, values) and np.array_equal(read_index, index)
 
 
-def test_maps_are_padded_to_the_block_and_int32_logits_are_not():
+def test_maps_are_padded_to_the_block_and_int32_logits_by_four_byte_channels():
     """A 3 -> 8 3x3 conv on 5x5, flattened (72 values) into a linear layer of 5 int32 logits, on an array of
-    M = 16: the flattened map is stored as 80 bytes (72 padded to 16); the logits are 4 bytes each, unpadded. With
+    M = 16: the flattened map is stored as 80 bytes (72 padded to 16); the logits are 4 bytes each, 20 padded to 32
+    (the output stage writes a column fold's int32 sums in the same layout with 4-byte channels). With
     0.5 KiB of input buffer the conv's double-buffered input rows (2 x 3 rows x 16 channels x 5 pixels = 480 bytes)
     leave no room for the map: it goes through DRAM."""
     import torch
@@ -152,5 +153,5 @@ def test_maps_are_padded_to_the_block_and_int32_logits_are_not():
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(72, 5)).eval()
     graph = export_model(model, [torch.randn(4, 3, 5, 5)], (3, 5, 5))
     conv, linear = plan_maps(graph, AcceleratorConfig(rows=4, cols=4, m=16, input_buffer_kib=0.5)).values()
-    assert (conv.output_bytes, linear.input_resident, linear.output_bytes) == (80, False, 4 * 5)
+    assert (conv.output_bytes, linear.input_resident, linear.output_bytes) == (80, False, 32)
     assert plan_maps(graph, AcceleratorConfig(rows=4, cols=4, m=16, input_buffer_kib=0.55))["0"].output_bytes == 0

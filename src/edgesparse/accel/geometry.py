@@ -139,7 +139,8 @@ class LayerShape:
 
 def tile_pixels(shape: LayerShape, config: AcceleratorConfig) -> int:
     """The most output pixels whose int32 partial sums for C columns fit the output buffer and whose input rows
-    (halo included) fit one half of the input staging (the other half is loading the next tile). A 2x2-pooled
+    (halo included) fit one half of the input staging (the other half is loading the next tile): whole output rows,
+    all of them when the whole input map fits. A 2x2-pooled
     layer's tiles, when a tile holds less than the whole map, hold an even number of whole output rows (whole
     windows)."""
     most = int(config.output_buffer_kib * 1024 // (4 * config.cols))
@@ -150,12 +151,15 @@ def tile_pixels(shape: LayerShape, config: AcceleratorConfig) -> int:
         pixels = max(1, min(shape.pixels, most))
     else:
         half = config.input_buffer_kib * 1024 / 2 if shape.input_staging_bytes is None else shape.input_staging_bytes
-        output_rows = int((half // shape.input_row_bytes() - shape.kernel[0]) // shape.stride[0]) + 1
+        rows_fit = half // shape.input_row_bytes()
+        output_rows = int((rows_fit - shape.kernel[0]) // shape.stride[0]) + 1
+        if rows_fit >= shape.in_chw[1]:  # the whole map fits (a padded window reads no more rows than it has)
+            output_rows = shape.out_hw[0]
         if output_rows < 1:
             raise AcceleratorError(
                 f"layer {shape.name!r}: {shape.kernel[0]} input rows of {shape.input_row_bytes()} bytes (channels "
-                f"padded to {shape.channel_block}) do not fit half the input buffer ({config.input_buffer_kib} KiB); the layer does not fit the "
-                f"buffers")
+                f"padded to {shape.channel_block}) do not fit half the input buffer ({config.input_buffer_kib} KiB); "
+                f"the layer does not fit the buffers")
         pixels = max(1, min(shape.pixels, most, output_rows * shape.out_hw[1]))
     if shape.pool != 2 or pixels == shape.pixels:
         return pixels

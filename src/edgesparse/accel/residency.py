@@ -13,7 +13,7 @@ written to or read from DRAM; every other map is written once, pooled, and read 
 
 A map's bytes are the engine's layout (:mod:`edgesparse.accel.geometry`): every pixel's channels padded to a
 multiple of the array's M (:func:`map_bytes`); a 1-D map (a linear layer's input) is one pixel of its channels. The
-network's logits, int32 when not requantized, are 4 bytes per output, unpadded.
+network's logits, int32 when not requantized, are 4 bytes per channel, padded to the block the same way.
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ def _maps(graph: IntGraph, config: AcceleratorConfig) -> list[_Map]:
                 readers.setdefault(name, set()).add(reader)
     output = graph.op(graph.output)
     int8_logits = output.requant or not output.weighted
-    logits = map_bytes(shapes[graph.output], config.m) if int8_logits else 4 * math.prod(shapes[graph.output])
+    output_shape = shapes[graph.output]  # int32 logits: four bytes a channel, padded to the block the same way
+    logits = map_bytes(output_shape if int8_logits else (4 * output_shape[0], *output_shape[1:]), config.m)
     maps = [_Map(name, map_bytes(shapes[name], config.m) * batch, hosts[name], tuple(sorted(reader)))
             for name, reader in readers.items()]
     last = len([op for op in graph.ops if op.weighted])

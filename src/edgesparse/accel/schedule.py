@@ -19,11 +19,12 @@ events happen :data:`~edgesparse.accel.pipeline.FEED_LATENCY` cycles later (the 
 registered reads), equally for every event, so the model leaves them out of the stream and adds them to the writes.
 
 The output stage accumulates a pixel's sums over row folds, requantizes them and writes the pixel's bytes of a
-column fold to the output buffer in cycle ``leave(p, 0) + (C - 1) + FEED_LATENCY + SUM_REGISTER + OUTPUT_LATENCY``, with
-``leave(p, 0)`` the cycle the pixel's final sum (last row fold) leaves column 0 of the column fold (product stages
-included), deskewed to the last column (C - 1 even when the fold holds fewer filters). A pooled layer writes one
-pooled pixel per window in ``leave(p_q, 0) + (C - 1) + FEED_LATENCY + SUM_REGISTER + POOLED_LATENCY``, p_q the pixel that completes
-window q (:meth:`~edgesparse.accel.geometry.LayerShape.written_pixels`); see :meth:`LayerSchedule.write_cycles`.
+column fold to the output buffer in cycle ``leave(p, 0) + (C - 1) + FEED_LATENCY + SUM_REGISTER +
+OUTPUT_LATENCY``, with ``leave(p, 0)`` the cycle the pixel's final sum (last row fold) leaves column 0 of the column
+fold (product stages included; the output stage sees it a register later), deskewed to the last column (C - 1 even
+when the fold holds fewer filters). A pooled layer writes one pooled pixel per window in ``leave(p_q, 0) + (C - 1) +
+FEED_LATENCY + SUM_REGISTER + POOLED_LATENCY``, p_q the pixel that completes window q
+(:meth:`~edgesparse.accel.geometry.LayerShape.written_pixels`); see :meth:`LayerSchedule.write_cycles`.
 
 The DMA runs the geometry's descriptor list in order: a transfer starts once the previous one ended and its space
 is free, and lasts ``ceil(bytes / rate)`` whole cycles (the rounding contract for a fractional rate). Space:

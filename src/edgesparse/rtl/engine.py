@@ -113,17 +113,18 @@ def pack_row_fields(entry: RowFields, tile_words: int) -> int:
 
 
 LAYER_FIELDS = ("transfers_end", "folds", "row_folds", "col_folds", "folds_per_tile", "height", "width", "out_height",
-                "out_width", "stride_y", "stride_x", "relu", "pool", "out_blocks", "table_base", "count_base",
+                "out_width", "stride_y", "stride_x", "relu", "pool", "raw", "out_blocks", "table_base", "count_base",
                 "param_base")
 """A layer's descriptor in the engine's descriptor memory: the end of its transfers in the DMA queue (the queue
-holds every layer's, in order), its fold counts, its input and (unpooled) output map and stride, ReLU and pool, the
-words per output pixel, and where its entries start in the feeder tables, the tile counts and the parameters."""
+holds every layer's, in order), its fold counts, its input and (unpooled) output map and stride, ReLU, pool and raw
+(int32 sums plus bias, no requantization: the logits), the words per output pixel, and where its entries start in
+the feeder tables, the tile counts and the parameters."""
 
 
 def layer_field_widths(size: "EngineSize") -> dict[str, int]:
     """Bit widths of :data:`LAYER_FIELDS` for an engine of ``size``."""
     widths = dict.fromkeys(LAYER_FIELDS, COUNT_BITS)
-    widths.update(transfers_end=(size.queue).bit_length(), relu=1, pool=1,
+    widths.update(transfers_end=(size.queue).bit_length(), relu=1, pool=1, raw=1,
                   out_blocks=_addr_width(size.out_words) + 1, table_base=_addr_width(size.tables),
                   count_base=_addr_width(size.max_tiles), param_base=_addr_width(size.param_words))
     return widths
@@ -185,7 +186,8 @@ class LayerEngine(wiring.Component):
             "d_we": In(1), "d_addr": In(range(size.max_layers)),
             "d_data": In(unsigned(sum(layer_field_widths(size).values()))), "layers": In(range(size.max_layers + 1)),
             "start": In(1),
-            "cycle": Out(unsigned(CYCLE_BITS)), "done": Out(1), "layer": Out(range(size.max_layers + 1)), "fold": Out(count), "head": Out(range(size.queue + 1)),
+            "cycle": Out(unsigned(CYCLE_BITS)), "done": Out(1), "layer": Out(range(size.max_layers + 1)),
+            "fold": Out(count), "head": Out(range(size.queue + 1)),
             "out_we": Out(1), "out_addr": Out(unsigned(out_bits)), "out_mask": Out(unsigned(size.m)),
             **({} if image is not None else {  # the DRAM outside: the DMA's DRAM ports are the engine's
                 "dram_r_addr": Out(self.dma.dram_r_addr.shape()), "dram_r_data": In(self.dma.dram_r_data.shape()),
@@ -243,7 +245,8 @@ class LayerEngine(wiring.Component):
         layer_done = running & ~finished & dma.done & (dma.done_index == cur["transfers_end"] - 1)
         last_layer = layer + 1 == self.layers
         begin_layer = self.start | (layer_done & ~last_layer)
-        m.d.comb += [self.layer.eq(layer), d_read.addr.eq(Mux(self.start, 0, layer + 1)), self.done.eq(finished | (layer_done & last_layer))]
+        m.d.comb += [self.layer.eq(layer), d_read.addr.eq(Mux(self.start, 0, layer + 1)),
+                     self.done.eq(finished | (layer_done & last_layer))]
         with m.If(begin_layer):
             offset = 0
             for name, width in widths.items():
@@ -411,9 +414,12 @@ class LayerEngine(wiring.Component):
                      output.entry_first.eq(tag[3]), output.entry_last.eq(tag[4]),
                      output.psum_in.eq(array.psum_out), output.valid_in.eq(array.valid_out),
                      output.start.eq(begin_layer), output.relu.eq(cur["relu"]), output.height.eq(cur["out_height"]),
-                     output.width.eq(cur["out_width"]), output.out_base.eq(0), output.param_base.eq(cur["param_base"]), output.last_col_fold.eq(cur["col_folds"] - 1), output.out_blocks.eq(cur["out_blocks"])]
+                     output.width.eq(cur["out_width"]), output.out_base.eq(0), output.param_base.eq(cur["param_base"]),
+                     output.last_col_fold.eq(cur["col_folds"] - 1), output.out_blocks.eq(cur["out_blocks"])]
         if size.pool_kernel is not None:
             m.d.comb += output.pool.eq(cur["pool"])
+        if output.raw_capable:
+            m.d.comb += output.raw.eq(cur["raw"])
         m.d.comb += [self.out_we.eq(output.out_we), self.out_addr.eq(output.out_addr),
                      self.out_mask.eq(output.out_mask)]
 

@@ -65,10 +65,13 @@ def random_chain(n: int = 1, m: int = 16, seed: int = 5) -> tuple[IntGraph, np.n
 
 
 def padded_map(x: np.ndarray, m: int) -> bytes:
-    """An int8 map ``[C, H, W]`` as the engine stores it: pixel-major, each pixel's channels padded to M."""
+    """A map ``[C, H, W]`` as the engine stores it: pixel-major, each pixel's channel bytes (one a channel for int8,
+    four little-endian for the int32 logits) padded with zeros to a multiple of M."""
     channels, height, width = x.shape
-    padded = np.zeros((height, width, -(-channels // m) * m), dtype=np.int8)
-    padded[:, :, :channels] = x.transpose(1, 2, 0)
+    pixels = np.ascontiguousarray(x.transpose(1, 2, 0).astype(x.dtype.newbyteorder("<"))).view(np.uint8)
+    pixels = pixels.reshape(height, width, -1)
+    padded = np.zeros((height, width, -(-pixels.shape[2] // m) * m), dtype=np.uint8)
+    padded[:, :, :pixels.shape[2]] = pixels
     return padded.tobytes()
 
 
@@ -162,6 +165,11 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
                    for r in range(geometry.row_folds)]
     chunks.append(padded_map(image, M))
     map_at = {-1: sum(len(chunk) for chunk in chunks[:-1])}  # weighted-op index -> its map (-1: the input)
+    for k, (op, _) in enumerate(plan):  # the logits of a layer without requantization: int32 in the engine
+        if not op.requant:
+            if np.abs(maps[k]).max(initial=0) >= 2**31:
+                raise AcceleratorError(f"layer {op.name!r}: the reference's logits overflow int32")
+            maps[k] = maps[k].astype(np.int32)
     references = {k: padded_map(maps[k], M) for k in range(len(plan))}
     for k in range(len(plan)):
         map_at[k] = sum(len(chunk) for chunk in chunks)
@@ -172,13 +180,14 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
     hosts = op_hosts(graph)
     sizes = {"out_words": 1, "tile_pixels": 1, "col_folds": 1, "width": 2, "pool": None}
     for k, ((op, shape), layer, geometry, result) in enumerate(zip(plan, lowered, geometries, simulated)):
-        if not op.requant:
-            raise AcceleratorError(f"layer {op.name!r}: the engine writes int8 maps; this layer's int32 outputs "
-                                   f"(no requantization) have no path")
+        channel_bytes = 1 if op.requant else 4  # int8 maps; the int32 logits of a layer without requantization
+        if not op.requant and (4 * C > M or shape.pool):
+            raise AcceleratorError(f"layer {op.name!r}: the engine writes int32 sums (no requantization) only "
+                                   f"unpooled and when a column fold's {4 * C} bytes fit an {M}-byte word")
         if shape.input_resident or shape.residual_bytes:
             raise AcceleratorError(f"layer {op.name!r}: the engine streams every map through DRAM and runs no "
                                    f"residual add; the residency plan keeps this layer's input on chip or adds one")
-        in_blocks, out_blocks = layer.blocks, -(-shape.cout // M)
+        in_blocks, out_blocks = layer.blocks, -(-channel_bytes * shape.cout // M)
         written = _written(shape, geometry)
         row_bytes = shape.in_chw[2] * in_blocks * M
         for kind, index, size in geometry.transfers():
@@ -206,7 +215,8 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
                        "col_folds": geometry.col_folds, "folds_per_tile": geometry.folds_per_tile,
                        "height": shape.in_chw[1], "width": shape.in_chw[2], "out_height": shape.out_hw[0],
                        "out_width": shape.out_hw[1], "stride_y": layer.stride[0], "stride_x": layer.stride[1],
-                       "relu": int(op.relu), "pool": int(bool(shape.pool)), "out_blocks": out_blocks,
+                       "relu": int(op.relu), "pool": int(bool(shape.pool)), "raw": int(not op.requant),
+                       "out_blocks": out_blocks,
                        "table_base": len(tables[0]), "count_base": len(counts), "param_base": len(params) // C})
         positions, block_of_row = layer.row_block()
         for tile in range(geometry.tiles):
@@ -224,15 +234,22 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
                     tables[i].append(replace(fields, addr=fields.addr + tile % 2 * tile_words))
             counts.append(len(span) | len(written[tile]) * geometry.col_folds << 16)
         for channel in range(geometry.col_folds * C):  # every column of every column fold: zeros past Cout
-            params.append(pack_params(op.arrays["bias"][channel], op.arrays["m"][channel], op.arrays["shift"][channel])
-                          if channel < shape.cout else 0)
-        per_word = M // C
+            if channel >= shape.cout:
+                params.append(0)
+            elif op.requant:
+                params.append(pack_params(op.arrays["bias"][channel], op.arrays["m"][channel],
+                                          op.arrays["shift"][channel]))
+            else:
+                params.append(pack_params(op.arrays["bias"][channel], 0, 0))
+        fold_bytes = channel_bytes * C
+        per_word = M // fold_bytes
         writes = result.schedule.write_cycles(config) + result.start_cycle
         for pixel in range(writes.shape[0]):
             for c in range(geometry.col_folds):
-                width = M if c == geometry.col_folds - 1 else C  # the last column fold zeroes its word's rest
+                width = M if c == geometry.col_folds - 1 else fold_bytes  # the last column fold zeroes its word's rest
                 expected[int(writes[pixel, c])] = (pixel * out_blocks + c // per_word,
-                                                   (((1 << width) - 1) << (C * (c % per_word))) & ((1 << M) - 1))
+                                                   (((1 << width) - 1) << (fold_bytes * (c % per_word)))
+                                                   & ((1 << M) - 1))
         pool = shape.pool_window.kernel[0] if shape.pool else None
         if pool and sizes["pool"] not in (None, pool):
             raise AcceleratorError(f"layer {op.name!r}: the engine's output stage is built with one max pool")

@@ -94,6 +94,9 @@ class OutputStage(wiring.Component):
       byte ``r_pos`` of word ``r_row`` on, one cycle after the address;
     - ``last_col_fold : Signal(range(max_col_folds)), in``: the layer's last column fold: its write also zeroes the
       rest of its word (the channels past Cout, padding in the next layer's layout, whatever a previous layer left);
+    - ``raw : Signal(1), in`` (only when 4 C <= M, ``raw_capable``): the layer is not requantized (the network's
+      logits): each channel's int32 sum plus bias is written, four bytes little-endian a channel, in the same
+      layout with 4-byte channels (column fold f at byte ``4 C f`` of the pixel's words), at the same cycles;
     - ``out_we : Signal(1), out`` / ``out_addr : Signal(A), out`` / ``out_data : Signal(8 m_out), out`` /
       ``out_mask : Signal(m_out), out``: the write the output buffer takes this cycle (byte k when mask bit k;
       the data holds the pixel's C bytes at every C-byte offset), a monitor for the cycle model: the buffer's word
@@ -126,12 +129,14 @@ class OutputStage(wiring.Component):
         self.max_groups, self.max_col_folds, self.out_depth = max_groups, max_col_folds, out_depth
         self.pool_kernel, self.max_width, self.param_words = pool_kernel, max_width, param_words
         self.addr_bits = max(1, (out_depth - 1).bit_length())
+        self.raw_capable = 4 * cols <= m_out  # a column fold's int32 sums fit one word
         ports = {
             "p_we": In(1), "p_channel": In(range(cols * param_words)), "p_data": In(unsigned(PARAM_BITS)),
             "param_base": In(range(param_words)), "start": In(1), "relu": In(1),
             "height": In(range(max_width + 1)), "width": In(range(max_width + 1)),
             "out_base": In(unsigned(self.addr_bits)), "out_blocks": In(unsigned(self.addr_bits)),
             "last_col_fold": In(range(max_col_folds)),
+            **({"raw": In(1)} if 4 * cols <= m_out else {}),
             "entry_live": In(1), "entry_group": In(range(max_groups)), "entry_col_fold": In(range(max_col_folds)),
             "entry_first": In(1), "entry_last": In(1),
             "psum_in": In(unsigned(ACC_BITS * cols)), "valid_in": In(unsigned(cols)),
@@ -162,6 +167,7 @@ class OutputStage(wiring.Component):
             tags.append(delayed)
 
         unit_first = None  # column C - 1's "first pixel of a unit's final stream", and its column fold
+        raw_lanes = []  # per column: the int32 sum plus bias of a raw layer, REQUANT_LATENCY after stage 2
         for j in range(C):
             live, group, col_fold, first, last = tags[R - 1 + j]
             psum, valid = self.psum_in.word_select(j, ACC_BITS), self.valid_in[j] & live
@@ -174,7 +180,8 @@ class OutputStage(wiring.Component):
             par_w, par_r = par_mem.write_port(), par_mem.read_port(transparent_for=())
             m.d.comb += [par_w.en.eq(self.p_we & (self.p_channel[:col_bits] == j) if C > 1 else self.p_we),
                          par_w.addr.eq(self.p_channel >> col_bits), par_w.data.eq(self.p_data),
-                         acc_r.addr.eq(group), acc_r.en.eq(1), par_r.addr.eq(col_fold + self.param_base), par_r.en.eq(1)]
+                         acc_r.addr.eq(group), acc_r.en.eq(1), par_r.addr.eq(col_fold + self.param_base),
+                         par_r.en.eq(1)]
             # 1: the sum and its flags beside the memories' reads; the running total, written back unless final.
             psum1, valid1 = Signal(ACC_BITS, name=f"c{j}_psum1"), Signal(name=f"c{j}_valid1")
             first1, last1, group1 = Signal(name=f"c{j}_first1"), Signal(name=f"c{j}_last1"), Signal.like(group)
@@ -186,6 +193,14 @@ class OutputStage(wiring.Component):
             final, fvalid = Signal(ACC_BITS, name=f"c{j}_final"), Signal(name=f"c{j}_fvalid")
             params = Signal(PARAM_BITS, name=f"c{j}_params")
             m.d.sync += [final.eq(running), fvalid.eq(valid1 & last1), params.eq(par_r.data)]
+            if self.raw_capable:  # the int32 sum plus bias, as late as the requantizer's result
+                value = Signal(ACC_BITS, name=f"c{j}_raw0")
+                m.d.sync += value.eq(final + params[:ACC_BITS])
+                for d in range(1, REQUANT_LATENCY):
+                    later = Signal(ACC_BITS, name=f"c{j}_raw{d}")
+                    m.d.sync += later.eq(value)
+                    value = later
+                raw_lanes.append(value)
             m.d.comb += [requant.acc.word_select(j, ACC_BITS).eq(final),
                          requant.bias.word_select(j, ACC_BITS).eq(params[:ACC_BITS]),
                          requant.mult.word_select(j, MULT_BITS).eq(params[ACC_BITS:ACC_BITS + MULT_BITS]),
@@ -202,17 +217,21 @@ class OutputStage(wiring.Component):
             later = Signal(name=f"unit_first{d + 1}"), Signal.like(cf, name=f"unit_cf{d + 1}")
             m.d.sync += [later[0].eq(flag), later[1].eq(cf)]
             flag, cf = later
-        # Deskew: column j's result waits C - 1 - j cycles.
-        pixel = []
+        # Deskew: column j's result waits C - 1 - j cycles (its int32 sum plus bias too, for a raw layer).
+        pixel, raw_pixel = [], []
         for j in range(C):
-            value = requant.out.word_select(j, 8)
-            for d in range(C - 1 - j):
-                later = Signal(8, name=f"c{j}_deskew{d}")
-                m.d.sync += later.eq(value)
-                value = later
-            pixel.append(value)
+            lanes = [(requant.out.word_select(j, 8), pixel, 8)]
+            if self.raw_capable:
+                lanes.append((raw_lanes[j], raw_pixel, ACC_BITS))
+            for value, into, width in lanes:
+                for d in range(C - 1 - j):
+                    later = Signal(width, name=f"c{j}_deskew{width}_{d}")
+                    m.d.sync += later.eq(value)
+                    value = later
+                into.append(value)
         data, valid = Cat(*pixel), requant.out_valid[C - 1]
         event, event_cf = valid & flag, cf
+        raw_data = Cat(*raw_pixel) if self.raw_capable else None
 
         if self.pool_kernel is not None:
             m.submodules.max_pool = pool = MaxPool(C, self.max_width, self.pool_kernel)
@@ -236,8 +255,22 @@ class OutputStage(wiring.Component):
         base = Mux(event_cf == 0, next_addr, tile_base)
         here = Mux(event, base, next_addr)
         fold = Mux(event, event_cf, unit_cf)
-        per_word = M // C  # column folds per word
-        offset = fold[:(per_word - 1).bit_length()] if per_word > 1 else Const(0, 1)
+        def placed(pixel_data, channel_bytes: int) -> tuple:
+            """The word write of a column fold's C channels of ``channel_bytes`` each: word offset, data, mask."""
+            per_word = M // (channel_bytes * C)  # column folds per word
+            shift = (per_word - 1).bit_length()
+            offset = fold[:shift] if per_word > 1 else Const(0, 1)
+            width = channel_bytes * C
+            mask = Mux(fold == self.last_col_fold, Const((1 << M) - 1, M), Const((1 << width) - 1, M)) \
+                << (offset * width)
+            return (fold >> shift, Cat(*([pixel_data] * per_word)) & (Const((1 << 8 * width) - 1, 8 * M)
+                                                                         << (offset * 8 * width)), mask)
+
+        word, out_data, mask = placed(data, 1)
+        if self.raw_capable:
+            raw_word, raw_out, raw_mask = placed(raw_data, 4)
+            word, out_data, mask = (Mux(self.raw, raw_word, word), Mux(self.raw, raw_out, out_data),
+                                    Mux(self.raw, raw_mask, mask))
         with m.If(self.start):
             m.d.sync += [next_addr.eq(self.out_base), tile_base.eq(self.out_base), unit_cf.eq(0)]
         with m.Else():
@@ -246,14 +279,12 @@ class OutputStage(wiring.Component):
                 m.d.sync += unit_cf.eq(event_cf)
                 with m.If(event_cf == 0):
                     m.d.sync += tile_base.eq(base)
-        m.d.sync += [self.out_we.eq(valid & ~self.start), self.out_addr.eq(here + (fold >> (per_word - 1).bit_length())),
-                     self.out_data.eq(Cat(*([data] * per_word))
-                                      & (Const((1 << 8 * C) - 1, 8 * M) << (offset * 8 * C))),
-                     self.out_mask.eq(Mux(fold == self.last_col_fold, Const((1 << M) - 1, M),
-                                          Const((1 << C) - 1, M)) << (offset * C))]
+        m.d.sync += [self.out_we.eq(valid & ~self.start), self.out_addr.eq(here + word), self.out_data.eq(out_data),
+                     self.out_mask.eq(mask)]
         m.submodules.out_buffer = out_buffer = WordBuffer(M, self.out_depth, self.window, word_reads=0,
                                                           word_write=True)
         m.d.comb += [out_buffer.ww_addr.eq(self.out_addr), out_buffer.ww_data.eq(self.out_data),
                      out_buffer.ww_mask.eq(Mux(self.out_we, self.out_mask, 0)),
-                     out_buffer.r_row.eq(self.r_row), out_buffer.r_pos.eq(self.r_pos), self.r_data.eq(out_buffer.r_data)]
+                     out_buffer.r_row.eq(self.r_row), out_buffer.r_pos.eq(self.r_pos),
+                     self.r_data.eq(out_buffer.r_data)]
         return m

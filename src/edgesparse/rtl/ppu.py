@@ -22,8 +22,8 @@ window, as the reference pools (``floor`` output size; padding -128).
 
 :class:`ResidualAdd` is the reference's residual ``add`` (both operands rescaled, one rounding shift) and
 :class:`GlobalAvgPool` its whole-map ``avgpool`` (an int32 sum per channel, then a :class:`Requantizer`), each with
-its latency constant in :mod:`edgesparse.accel.pipeline` (``ADD_LATENCY``, ``AVGPOOL_LATENCY``). Every unit takes a result per lane per
-cycle, so none of them slows the array's output stream.
+its latency constant in :mod:`edgesparse.accel.pipeline` (``ADD_LATENCY``, ``AVGPOOL_LATENCY``). Every unit takes a
+result per lane per cycle, so none of them slows the array's output stream.
 """
 
 from __future__ import annotations
