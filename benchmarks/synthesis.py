@@ -8,7 +8,7 @@ requantizer, 3x3-capable max pool, residual add, global average pool; :mod:`edge
 
     python benchmarks/synthesis.py --calibrate
     python benchmarks/synthesis.py --ppu-only --calibrate    # only the PPU rows, merged into the existing results
-    python benchmarks/synthesis.py --engine-only               # only the whole layer engine, merged likewise
+    python benchmarks/synthesis.py --engine-only --calibrate   # only the whole layer engine, merged likewise
 
 The whole engine (``unit`` = engine; :mod:`edgesparse.rtl.engine`) is the pipelined array (1:16, one pixel lane,
 one segment) with its DMA, buffers, one activation feeder per row (each holding its own copy of the tile buffer:
@@ -56,10 +56,14 @@ def main() -> None:
     args = parser.parse_args()
     version = yosys_version()
     if args.engine_only:
-        kept = [row for row in json.loads(RESULTS_JSON.read_text())["rows"] if row["unit"] != "engine"]
-        publish("synthesis", kept + [_engine_row(size, version) for size in args.arrays], yosys=version,
+        kept = [row for row in json.loads(RESULTS_JSON.read_text())["rows"]
+                if row["unit"] != "engine" or row["array"] not in args.arrays]
+        engine_rows = [_engine_row(size, version) for size in args.arrays]
+        publish("synthesis", kept + engine_rows, yosys=version,
                 script=SYNTH_SCRIPT.format(source="<generated>.v", top="<top>"), engine_buffers=ENGINE_BUFFERS,
                 part="xc7 (7-series primitives; no place and route)")
+        if args.calibrate:
+            _calibrate_engine([row for row in kept if row["unit"] == "engine"] + engine_rows)
         return
     ppu_rows = [_ppu_row(name, version) for name in PPU_UNITS]
     if args.ppu_only:
@@ -155,9 +159,35 @@ def _ppu_row(name: str, version: str) -> dict:
 
 def _calibrate_ppu(rows: list[dict]) -> None:
     """Replace the table's ``ppu`` entries (the rest of the file stays as it is)."""
+    entries = []
+    for row in rows:
+        entries += [f"[ppu.{row['design']}]", *_counts(row, ("dsp", "lut", "ff", "carry4", "muxf", "lutram"))]
+    _replace_entries("ppu", ["# ppu.<unit>: one lane of a post-processing unit (src/edgesparse/rtl/ppu.py), synthesized "
+                             "as", "# above; the resource model counts C x P lanes of requantizer, max_pool and "
+                             "residual_add, and one", "# avgpool."], entries)
+
+
+def _calibrate_engine(rows: list[dict]) -> None:
+    """Replace the table's ``engine`` entries: the whole layer engine per size (M16, one lane, one segment)."""
+    entries = []
+    for row in rows:
+        entries += [f'[engine."{row["array"]} M{row["m"]}"]', *_counts(row, ("dsp", "lut", "ff", "carry4", "muxf",
+                                                                            "bram", "lutram"))]
+    _replace_entries("engine", ["# engine.\"RxC M<m>\": the whole layer engine (src/edgesparse/rtl/engine.py; one pixel "
+                                "lane, one", "# segment, buffers of benchmarks/synthesis.py's ENGINE_BUFFERS); the "
+                                "resource model adds its logic", "# beyond the array and the requantizers to every "
+                                "configuration of that size and M."], entries)
+
+
+def _counts(row: dict, keys: tuple[str, ...]) -> list[str]:
+    return [f"{key} = {row[key]}" for key in keys] + [""]
+
+
+def _replace_entries(prefix: str, comment: list[str], entries: list[str]) -> None:
+    """Replace the table's ``prefix`` entries and their comment (the rest of the file stays as it is)."""
     kept, skipping = [], False
     for line in RESOURCES.read_text().splitlines():
-        if line.startswith("[ppu.") or line.startswith("# ppu."):
+        if line.startswith(f"[{prefix}.") or line.startswith(f"# {prefix}."):
             skipping = True
         elif skipping and not line.strip():
             skipping = False
@@ -166,14 +196,8 @@ def _calibrate_ppu(rows: list[dict]) -> None:
             kept.append(line)
     while kept and not kept[-1].strip():
         kept.pop()
-    lines = kept + ["", "# ppu.<unit>: one lane of a post-processing unit (src/edgesparse/rtl/ppu.py), synthesized as",
-                    "# above; the resource model counts C x P lanes of requantizer, max_pool and residual_add, and one",
-                    "# avgpool.", ""]
-    for row in rows:
-        lines += [f"[ppu.{row['design']}]", f"dsp = {row['dsp']}", f"lut = {row['lut']}", f"ff = {row['ff']}",
-                  f"carry4 = {row['carry4']}", f"muxf = {row['muxf']}", f"lutram = {row['lutram']}", ""]
-    atomic_write_bytes(RESOURCES, "\n".join(lines).encode())
-    print(f"calibrated the post-processing entries of {RESOURCES}")
+    atomic_write_bytes(RESOURCES, "\n".join(kept + [""] + comment + [""] + entries).encode())
+    print(f"calibrated the {prefix} entries of {RESOURCES}")
 
 
 def _row(unit: str, design: str, size: str, m: int, lanes: int, segments: int, counts: dict[str, int], pes: int,

@@ -155,3 +155,22 @@ def test_maps_are_padded_to_the_block_and_int32_logits_by_four_byte_channels():
     conv, linear = plan_maps(graph, AcceleratorConfig(rows=4, cols=4, m=16, input_buffer_kib=0.5)).values()
     assert (conv.output_bytes, linear.input_resident, linear.output_bytes) == (80, False, 32)
     assert plan_maps(graph, AcceleratorConfig(rows=4, cols=4, m=16, input_buffer_kib=0.55))["0"].output_bytes == 0
+
+
+def test_the_resource_model_adds_the_synthesized_engine_s_logic():
+    """The engine's logic beyond its array and requantizers, by hand from a table: engine 100 DSP / 5000 LUT /
+    6000 FF, array 64 / 1000 / 2000, 8 requantizer lanes of 4 / 100 / 150: 4 / 3200 / 2800 more than array and
+    post-processing; a size with no synthesized engine adds nothing and says so."""
+    from edgesparse.accel.resources import engine_logic, estimate_resources
+
+    table = {"status": "synthesized", "source": "hand",
+             "engine": {"8x8 M16": {"dsp": 100, "lut": 5000, "ff": 6000}},
+             "array_pipelined": {"8x8 M16 L1 S1": {"dsp": 64, "lut": 1000, "ff": 2000}},
+             "ppu": {unit: {"dsp": 4, "lut": 100, "ff": 150} for unit in ("requantizer", "max_pool", "residual_add",
+                                                                           "avgpool")}}
+    config = AcceleratorConfig(rows=8, cols=8, pixels_per_cycle=1, segments=1)
+    assert engine_logic(config, table) == {"dsp": 4, "lut": 3200, "ff": 2800}
+    counted = estimate_resources(config, table)
+    assert (counted.dsps, counted.luts) == (64 + 8 * 12 + 4 + 4, 1000 + 8 * 300 + 100 + 3200)
+    other = estimate_resources(AcceleratorConfig(rows=4, cols=4, pixels_per_cycle=1, segments=1), table)
+    assert "engine's control, feeders and DMA not counted" in other.source

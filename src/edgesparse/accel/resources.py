@@ -7,6 +7,10 @@ whole arrays for the sizes it synthesized. A configuration falls back from its s
 synthesized PEs (an upper bound: synthesis prunes the last column's unused pass-through registers) to the estimate
 formula, and the result says which.
 
+The rest of the layer engine (feeders, DMA, the buffers' byte-lane logic, the output stage's accumulation and writes,
+the controller) is counted from the synthesized whole engine of the same size and M (``engine.<RxC M<m>>`` entries,
+one pixel lane and one segment: :func:`engine_logic`), where there is one.
+
 The post-processing unit is counted from its own synthesis (``ppu.<unit>`` entries, one lane each): every output
 lane of the array (C columns x P pixels a cycle, the rate of an unsegmented fold's final sums) has a requantizer,
 a max pool and a residual add, so the stream is never held up; the global average pool runs once a frame on the
@@ -72,6 +76,25 @@ def post_processing(config: AcceleratorConfig, calibration: dict[str, Any]) -> d
             + sum(int(table[unit][key]) for unit in PPU_FRAME_UNITS) for key in ("dsp", "lut", "ff")}
 
 
+def engine_logic(config: AcceleratorConfig, calibration: dict[str, Any]) -> dict[str, int] | None:
+    """DSP, LUT and FF counts of the layer engine beyond its array and requantizers (the feeders, the DMA, the
+    buffers' byte-lane logic, the output stage's accumulation, pool and writes, the controller), from the synthesized
+    engine of this size and M (one lane, one segment): the engine less its pipelined array and C requantizer lanes.
+    None when no engine of this size and M was synthesized."""
+    if calibration.get("status") != "synthesized":
+        return None
+    engine = calibration.get("engine", {}).get(f"{config.rows}x{config.cols} M{config.m}")
+    requantizer = calibration.get("ppu", {}).get("requantizer")
+    array = calibration.get("array_pipelined", {}).get(f"{config.rows}x{config.cols} M{config.m} L1 S1")
+    pe = calibration.get("pe_pipelined", {}).get(f"M{config.m} L1")
+    if engine is None or requantizer is None or (array is None and pe is None):
+        return None
+    array_counts = {key: int(array[key]) if array is not None else round(config.pes * float(pe[key]))
+                    for key in ("dsp", "lut", "ff")}
+    return {key: max(0, int(engine[key]) - array_counts[key] - config.cols * int(requantizer[key]))
+            for key in ("dsp", "lut", "ff")}
+
+
 def load_calibration() -> dict[str, Any]:
     """The packaged per-PE table (``status``, ``source`` and, once synthesized, ``pe.M<m>`` entries)."""
     return tomllib.loads(resources.files("edgesparse.accel").joinpath("data", "resources.toml").read_text())
@@ -119,6 +142,12 @@ def estimate_resources(config: AcceleratorConfig, calibration: dict[str, Any] | 
     else:
         counts = {key: counts[key] + ppu[key] for key in ("dsp", "lut", "ff")}
         source += f"; post-processing: {post_processing_lanes(config)} synthesized lanes"
+    logic = engine_logic(config, calibration)
+    if logic is None:
+        source += "; the engine's control, feeders and DMA not counted (no synthesized engine of this size)"
+    else:
+        counts = {key: counts[key] + logic[key] for key in ("dsp", "lut", "ff")}
+        source += f"; the engine's control, feeders and DMA: the synthesized {config.rows}x{config.cols} engine's"
     bram = sum(math.ceil(kib / BRAM36_KIB) for kib in
                (config.weight_buffer_kib, config.input_buffer_kib, config.output_buffer_kib))
     return Resources(dsps=counts["dsp"], luts=counts["lut"], ffs=counts["ff"], bram36=bram,
