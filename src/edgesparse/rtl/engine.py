@@ -1,9 +1,11 @@
-"""The layer engine: one weighted layer from DRAM to DRAM — the DMA, the weight buffer, the double-buffered tile
-buffer, one activation feeder per array row, the pipelined array, the output stage and the write-back — run by a
-controller whose timing comes only from the DMA's handshakes and the buffers' flags.
+"""The layer engine: weighted layers from DRAM to DRAM, one after another — the DMA, the weight buffer, the
+double-buffered tile buffer, one activation feeder per array row, the pipelined array, the output stage and the
+write-back — run by a controller whose timing comes only from the DMA's handshakes and the buffers' flags.
 
 The cycle model it implements is :mod:`edgesparse.accel.schedule` (and :func:`edgesparse.accel.array.clock_layer`),
-in controller cycles: cycle 0 is the first cycle the DMA may start the layer's first transfer. Per cycle:
+in controller cycles: cycle 0 is the first cycle the DMA may start a layer's first transfer; a layer ends in the cycle
+its last write-back is done, which is the next layer's cycle 0 (:mod:`edgesparse.accel.simulate` chains them the
+same way). Per cycle:
 
 - **DMA.** It runs the layer's transfer list (:meth:`~edgesparse.accel.geometry.FoldGeometry.transfers`) in order;
   the head entry starts once its space is free: ``weights(f)`` when fold ``f - slots`` has left its weight-buffer
@@ -18,8 +20,8 @@ in controller cycles: cycle 0 is the first cycle the DMA may start the layer's f
 - **Output stage.** Accumulates the row folds, requantizes, max-pools and writes each pixel's bytes in the next
   layer's layout (:mod:`edgesparse.rtl.output_stage`); the write-back DMA reads them from its buffer.
 
-What the layer is comes from the host (:mod:`edgesparse.rtl.engine_driver`), never when: the layer's shapes, the
-DMA's transfer list (addresses and sizes), the feeders' start values per tile, row fold and row (the addresses and
+What each layer is comes from the host (:mod:`edgesparse.rtl.engine_driver`), never when: its descriptor
+(:data:`LAYER_FIELDS`: shapes, fold counts, where its table entries start), the DMA's transfer list (addresses and sizes), the feeders' start values per tile, row fold and row (the addresses and
 coordinates of :func:`~edgesparse.rtl.feeder.row_fields`), each tile's pixel and write counts, and the channels'
 requantization parameters. The engine is built for one pixel lane and one partial-sum segment (the output stage's
 rate), and holds a layer's whole output map in its output buffer.
