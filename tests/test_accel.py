@@ -51,7 +51,7 @@ def _layer_case(cin, cout, size, kernel, stride, padding, m, n_frac, seed, confi
     return op, layer, x, shape, config, (cout, out_h, out_w)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cin=st.integers(1, 40), cout=st.integers(1, 12), size=st.integers(1, 6), kernel=st.sampled_from([1, 3]),
        stride=st.sampled_from([1, 2]), padding=st.integers(0, 1), m=st.sampled_from([2, 4, 8, 16]),
        n_frac=st.floats(0.0, 1.0), rows=st.sampled_from([1, 2, 3, 4, 8]), cols=st.integers(1, 6),

@@ -60,7 +60,7 @@ def _stream_gaps(schedule, rows: int) -> int:
     return int((np.diff(schedule.starts) - np.maximum(lengths[:-1], rows)).sum())
 
 
-@pytest.mark.parametrize("rate", [0.75, 4.0])
+@pytest.mark.parametrize("rate", [4.0])  # (a slower DRAM: the chain below and benchmarks/engine_cosim.py)
 def test_padded_conv_with_row_and_column_folds_and_tiles(rate):
     graph, image = _graph(cin=20, cout=6, size=8)  # 2 channel blocks x 9 positions: 5 row folds, 2 column folds
     schedule = _run(graph, image, _config(rate))

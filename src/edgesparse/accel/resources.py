@@ -137,17 +137,17 @@ def estimate_resources(config: AcceleratorConfig, calibration: dict[str, Any] | 
         source = f"estimate ({calibration.get('source', 'formula')})"
         synthesized = False
     ppu = post_processing(config, calibration)
-    if ppu is None:
-        source += "; post-processing unit not counted (not synthesized)"
-    else:
-        counts = {key: counts[key] + ppu[key] for key in ("dsp", "lut", "ff")}
-        source += f"; post-processing: {post_processing_lanes(config)} synthesized lanes"
-    logic = engine_logic(config, calibration)
-    if logic is None:
-        source += "; the engine's control, feeders and DMA not counted (no synthesized engine of this size)"
-    else:
-        counts = {key: counts[key] + logic[key] for key in ("dsp", "lut", "ff")}
-        source += f"; the engine's control, feeders and DMA: the synthesized {config.rows}x{config.cols} engine's"
+    parts = ((ppu, "post-processing unit not counted (not synthesized)",
+              f"post-processing: {post_processing_lanes(config)} synthesized lanes"),
+             (engine_logic(config, calibration),
+              "the engine's control, feeders and DMA not counted (no synthesized engine of this size)",
+              f"the engine's control, feeders and DMA: the synthesized {config.rows}x{config.cols} engine's"))
+    for part, missing, counted in parts:
+        if part is None:
+            source += f"; {missing}"
+        else:
+            counts = {key: counts[key] + part[key] for key in ("dsp", "lut", "ff")}
+            source += f"; {counted}"
     bram = sum(math.ceil(kib / BRAM36_KIB) for kib in
                (config.weight_buffer_kib, config.input_buffer_kib, config.output_buffer_kib))
     return Resources(dsps=counts["dsp"], luts=counts["lut"], ffs=counts["ff"], bram36=bram,
