@@ -67,7 +67,7 @@ def test_consecutive_pipelined_folds_match_clock_layer(tmp_path, n, m, lanes):
     assert _pipelined_cosim(tmp_path, layer, x, plan.shape, config) == 16 * 7
 
 
-@pytest.mark.parametrize("rows, n, cin, lanes, expected", [(4, 1, 8, 2, 4)])  # 4 segments; 2 of 4: test_accel
+@pytest.mark.parametrize("rows, n, cin, lanes, expected", [(4, 1, 8, 2, 4)])  # 4 segments (2 of 4: the model only)
 def test_a_segmented_short_layer_matches_clock_layer(tmp_path, rows, n, cin, lanes, expected):
     """A 1x1 conv whose rows fit R/4 (4 segments side by side) or R/2 (2 of the 4 possible segments), with ragged
     last segments: the partial-sum cut, every output port, their valid bits."""
