@@ -29,7 +29,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from _common import RESULTS, publish
 
 from edgesparse.accel.config import AcceleratorConfig
@@ -37,10 +36,9 @@ from edgesparse.accel.simulate import simulate
 from edgesparse.data.arrays import iterate_batches
 from edgesparse.data.registry import load_dataset
 from edgesparse.pack.packed import load_packed
-from edgesparse.pattern import BlockPattern
-from edgesparse.quant.graph import INPUT, IntGraph, IntOp
+from edgesparse.quant.graph import INPUT, IntGraph
 from edgesparse.quant.reference import quantize_input, run_graph
-from edgesparse.rtl.engine_driver import check_engine, engine_program, run_engine
+from edgesparse.rtl.engine_driver import check_engine, engine_program, random_conv, run_engine
 
 TRAINED_OPS = 4  # features.0, features.3, features.6 (its pool), features.7
 
@@ -74,12 +72,7 @@ def classifier_case(model: Path, images: int) -> tuple[IntGraph, AcceleratorConf
 def strided_case() -> tuple[IntGraph, AcceleratorConfig, list[np.ndarray]]:
     rng = np.random.default_rng(7)
     cin, cout, size = 24, 12, 15
-    weight = rng.integers(-127, 128, size=(cout, cin, 3, 3)).astype(np.int8)
-    mask = BlockPattern(1, 16).mask(torch.from_numpy(rng.random(weight.shape).astype(np.float32)), 1 / 16)
-    arrays = {"weight": (weight * mask.numpy()).astype(np.int8), "bias": rng.integers(-2**12, 2**12, cout).astype(np.int32),
-              "m": rng.integers(2**30, 2**31, cout).astype(np.int64), "shift": rng.integers(34, 37, cout).astype(np.int64)}
-    op = IntOp("strided", "conv", [INPUT], {"kernel": [3, 3], "stride": [2, 2], "padding": [1, 1], "relu": True},
-               arrays)
+    op = random_conv(rng, "strided", INPUT, cin, cout, 3, 2, 1)
     graph = IntGraph((cin, size, size), 1.0, (0.0,) * cin, (1.0,) * cin, [op], {}, {"strided": "1:16"})
     config = AcceleratorConfig(rows=4, cols=4, m=16, n=1, weight_buffer_kib=0.25, input_buffer_kib=4.0,
                                output_buffer_kib=0.5)

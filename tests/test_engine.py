@@ -17,7 +17,7 @@ from edgesparse.accel.simulate import simulate
 from edgesparse.errors import AcceleratorError
 from edgesparse.pattern import BlockPattern
 from edgesparse.quant.graph import INPUT, IntGraph, IntOp
-from edgesparse.rtl.engine_driver import check_engine, engine_program, random_chain, run_engine
+from edgesparse.rtl.engine_driver import check_engine, engine_program, random_chain, random_conv, run_engine
 
 
 def _graph(cin: int, cout: int, size: int, *, kernel: int = 3, stride: int = 1, padding: int = 1, pool: bool = False,
@@ -25,14 +25,8 @@ def _graph(cin: int, cout: int, size: int, *, kernel: int = 3, stride: int = 1, 
     """A random N:M int8 conv (int32 biases, requantization spanning int8 and saturating at both ends), optionally
     followed by a 2x2 max pool, and a random input image."""
     rng = np.random.default_rng(seed)
-    weight = rng.integers(-127, 128, size=(cout, cin, kernel, kernel)).astype(np.int8)
-    mask = BlockPattern(n, m).mask(torch.from_numpy(rng.random(weight.shape).astype(np.float32)), n / m)
-    arrays = {"weight": (weight * mask.numpy()).astype(np.int8),
-              "bias": rng.integers(-2**14, 2**14, cout).astype(np.int32),
-              "m": rng.integers(2**30, 2**31, cout).astype(np.int64),
-              "shift": rng.integers(36, 40, cout).astype(np.int64)}
-    ops = [IntOp("conv", "conv", [INPUT], {"kernel": [kernel, kernel], "stride": [stride, stride],
-                                           "padding": [padding, padding], "relu": relu}, arrays)]
+    ops = [random_conv(rng, "conv", INPUT, cin, cout, kernel, stride, padding, n, m, relu, bias_bits=14,
+                       shifts=(36, 40))]
     if pool:
         ops.append(IntOp("pool", "maxpool", ["conv"], {"kernel": [2, 2], "stride": [2, 2], "padding": [0, 0]}))
     graph = IntGraph((cin, size, size), 1.0, (0.0,) * cin, (1.0,) * cin, ops, {}, {"conv": str(BlockPattern(n, m))})

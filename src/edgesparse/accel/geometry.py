@@ -101,17 +101,20 @@ class LayerShape:
         1)]`` of its first and last output rows; 0 when the input map is resident."""
         if self.input_resident:
             return 0
-        height = self.in_chw[1]
-        (kh, _), (sh, _), (ph, _) = self.kernel, self.stride, self.padding
         out_w, per_image = self.out_hw[1], self.image_pixels
         total, pixel, end = 0, first_pixel, first_pixel + count
         while pixel < end:  # one span per image the tile touches
             image_end = min(end, (pixel // per_image + 1) * per_image)
-            first_row, last_row = (pixel % per_image) // out_w, (image_end - 1) % per_image // out_w
-            rows = min(height - 1, last_row * sh - ph + kh - 1) - max(0, first_row * sh - ph) + 1
-            total += self.input_row_bytes() * max(0, rows)
+            first, last = self.input_rows((pixel % per_image) // out_w, (image_end - 1) % per_image // out_w)
+            total += self.input_row_bytes() * max(0, last - first + 1)
             pixel = image_end
         return total
+
+    def input_rows(self, first_row: int, last_row: int) -> tuple[int, int]:
+        """The first and last input rows that output rows ``first_row..last_row`` of one image read (the padding's
+        rows excepted)."""
+        (kh, _), (sh, _), (ph, _) = self.kernel, self.stride, self.padding
+        return max(0, first_row * sh - ph), min(self.in_chw[1] - 1, last_row * sh - ph + kh - 1)
 
     def input_row_bytes(self) -> int:
         """Bytes of one input row of all channels (padded to the block)."""

@@ -65,18 +65,10 @@ def _plan_rows(trained_model: Any, demo_layers: list[dict[str, Any]]) -> list[di
              "kept_weights": row.kept_weights, "cycles": cycles.get(row.name)} for row in layer_figures(trained_model)]
 
 
-def _front_rows(benchmark_csv: Path | None) -> list[dict[str, str]]:
-    """The accuracy-vs-cycles front that ``accuracy_patterns.py --recipes`` writes beside the accuracy CSV."""
-    path = benchmark_csv.with_name("accuracy_front.csv") if benchmark_csv is not None else None
-    if path is None or not path.exists():
-        return []
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def _placed_rows(benchmark_csv: Path | None) -> list[dict[str, str]]:
-    """The ECP5 place-and-route table that ``benchmarks/fpga.py`` writes beside the accuracy CSV."""
-    path = benchmark_csv.with_name("fpga.csv") if benchmark_csv is not None else None
+def _sibling_rows(benchmark_csv: Path | None, name: str) -> list[dict[str, str]]:
+    """The rows of benchmark table ``name`` written beside the accuracy CSV (none when it is absent):
+    ``accuracy_front.csv`` (``accuracy_patterns.py --recipes``), ``fpga.csv`` (``benchmarks/fpga.py``)."""
+    path = benchmark_csv.with_name(name) if benchmark_csv is not None else None
     if path is None or not path.exists():
         return []
     with open(path, newline="") as handle:
@@ -156,8 +148,9 @@ def collect_report(sparse_run: Path, dense_run: Path | None, packed: Path, confi
         "accuracy_points": _accuracy_points(runs, benchmark_csv), "packed": packed_section,
         "bit_exact": exact, "demo_figures": demo.as_row(), "demo_layers": demo_layers, "demo_energy_uj": demo_energy,
         "networks": network_rows, "comparison": comparison, "sweep": sweep_rows,
-        "plan": _plan_rows(trained.model, demo_layers), "accuracy_front": _front_rows(benchmark_csv),
-        "placed": _placed_rows(benchmark_csv),
+        "plan": _plan_rows(trained.model, demo_layers),
+        "accuracy_front": _sibling_rows(benchmark_csv, "accuracy_front.csv"),
+        "placed": _sibling_rows(benchmark_csv, "fpga.csv"),
         "energy_table": {"path": table.path, "sources": table.sources, "rows": table.rows(config)},
         "resource_source": demo.resource_source,
     }

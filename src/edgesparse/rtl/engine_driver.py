@@ -36,31 +36,40 @@ from edgesparse.rtl.output_stage import pack_params
 KINDS = {WEIGHTS: KIND_WEIGHTS, INPUT: KIND_INPUT, OUTPUT: KIND_OUTPUT}
 
 
-def random_chain(n: int = 1, m: int = 16, seed: int = 5) -> tuple[IntGraph, np.ndarray]:
-    """Three random N:M layers on a 16x16 image of 8 channels: a padded 3x3 conv (16 filters), a 3x3 conv (40)
-    followed by a 2x2 max pool, a 1x1 stride-2 conv (8) — with int32 biases and requantization spanning int8 — and
-    the image: maps too large for a 2 KiB input buffer, so each goes through DRAM."""
+def random_conv(rng: np.random.Generator, name: str, source: str, cin: int, cout: int, kernel: int, stride: int,
+                padding: int, n: int = 1, m: int = 16, relu: bool = True, bias_bits: int = 12,
+                shifts: tuple[int, int] = (34, 37)) -> IntOp:
+    """A random N:M int8 conv op with int32 biases below 2^bias_bits and requantization parameters (mantissas in
+    [2^30, 2^31), shifts in ``shifts``) whose results span int8 and saturate at both ends."""
     import torch
 
     from edgesparse.pattern import BlockPattern
 
+    weight = rng.integers(-127, 128, size=(cout, cin, kernel, kernel)).astype(np.int8)
+    mask = BlockPattern(n, m).mask(torch.from_numpy(rng.random(weight.shape).astype(np.float32)), n / m).numpy()
+    arrays = {"weight": (weight * mask).astype(np.int8),
+              "bias": rng.integers(-2**bias_bits, 2**bias_bits, cout).astype(np.int32),
+              "m": rng.integers(2**30, 2**31, cout).astype(np.int64),
+              "shift": rng.integers(*shifts, cout).astype(np.int64)}
+    return IntOp(name, "conv", [source], {"kernel": [kernel, kernel], "stride": [stride, stride],
+                                          "padding": [padding, padding], "relu": relu}, arrays)
+
+
+def random_chain(n: int = 1, m: int = 16, seed: int = 5) -> tuple[IntGraph, np.ndarray]:
+    """Three random N:M layers on a 16x16 image of 8 channels: a padded 3x3 conv (16 filters), a 3x3 conv (40)
+    followed by a 2x2 max pool, a 1x1 stride-2 conv (8) — with int32 biases and requantization spanning int8 — and
+    the image: maps too large for a 2 KiB input buffer, so each goes through DRAM."""
     rng = np.random.default_rng(seed)
     specs = [("conv1", 8, 16, 3, 1, 1, False), ("conv2", 16, 40, 3, 1, 1, True), ("conv3", 40, 8, 1, 2, 0, False)]
-    ops, source, pattern = [], NETWORK_INPUT, BlockPattern(n, m)
+    ops, source = [], NETWORK_INPUT
     for name, cin, cout, kernel, stride, padding, pool in specs:
-        weight = rng.integers(-127, 128, size=(cout, cin, kernel, kernel)).astype(np.int8)
-        mask = pattern.mask(torch.from_numpy(rng.random(weight.shape).astype(np.float32)), n / m).numpy()
-        arrays = {"weight": (weight * mask).astype(np.int8), "bias": rng.integers(-2**12, 2**12, cout).astype(np.int32),
-                  "m": rng.integers(2**30, 2**31, cout).astype(np.int64),
-                  "shift": rng.integers(34, 37, cout).astype(np.int64)}
-        ops.append(IntOp(name, "conv", [source], {"kernel": [kernel, kernel], "stride": [stride, stride],
-                                                  "padding": [padding, padding], "relu": True}, arrays))
+        ops.append(random_conv(rng, name, source, cin, cout, kernel, stride, padding, n, m))
         source = name
         if pool:
             ops.append(IntOp(f"{name}_pool", "maxpool", [name], {"kernel": [2, 2], "stride": [2, 2],
                                                                  "padding": [0, 0]}))
             source = f"{name}_pool"
-    graph = IntGraph((8, 16, 16), 1.0, (0.0,) * 8, (1.0,) * 8, ops, {}, {name: str(pattern) for name, *_ in specs})
+    graph = IntGraph((8, 16, 16), 1.0, (0.0,) * 8, (1.0,) * 8, ops, {}, {name: f"{n}:{m}" for name, *_ in specs})
     return graph, rng.integers(-128, 128, size=(8, 16, 16)).astype(np.int8)
 
 
@@ -128,10 +137,7 @@ def _reference_maps(graph: IntGraph, image: np.ndarray) -> dict[int, np.ndarray]
 def _input_rows(shape, geometry: FoldGeometry, tile: int) -> tuple[int, int]:
     """The first and last input rows tile ``tile`` reads (one image)."""
     span = geometry.tile_range(tile)
-    out_w = shape.out_hw[1]
-    first_row, last_row = span.start // out_w, (span.stop - 1) // out_w
-    (sh, _), (ph, _), kh, height = shape.stride, shape.padding, shape.kernel[0], shape.in_chw[1]
-    return max(0, first_row * sh - ph), min(height - 1, last_row * sh - ph + kh - 1)
+    return shape.input_rows(span.start // shape.out_hw[1], (span.stop - 1) // shape.out_hw[1])
 
 
 def _written(shape, geometry: FoldGeometry) -> list[range]:
