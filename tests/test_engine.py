@@ -93,6 +93,16 @@ def test_a_tile_that_does_not_fit_the_tile_buffer_is_refused():
         engine_program(graph, _config(4.0, input_buffer_kib=0.5), image)
 
 
+def test_a_map_the_residency_plan_keeps_on_chip_is_refused_unless_maps_stream():
+    graph, image = random_chain()
+    roomy = _config(4.0, input_buffer_kib=64.0, output_buffer_kib=4.0)
+    with pytest.raises(AcceleratorError, match="layer 'conv2'.*resident_maps=False"):
+        engine_program(graph, roomy, image)
+    program = engine_program(graph, _config(4.0, input_buffer_kib=64.0, output_buffer_kib=4.0, resident_maps=False),
+                             image)
+    assert program.names == ["conv1", "conv2", "conv3"]
+
+
 def test_the_cycle_limit_names_the_layer_the_fold_and_the_transfer():
     graph, image = _graph(cin=16, cout=4, size=4)
     program = engine_program(graph, _config(4.0), image)

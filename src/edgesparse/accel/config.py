@@ -45,12 +45,15 @@ class AcceleratorConfig:
     classic: bool = False
     segments: int = 1
     batch: int = 1
+    resident_maps: bool = True  # False: every map streams through DRAM (the layer engine's RTL holds none on chip)
 
     def __post_init__(self) -> None:
         for name in ("rows", "cols", "m", "n", "segments", "batch"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise AcceleratorError(f"accelerator {name} must be a positive integer, got {value!r}")
+        if not isinstance(self.resident_maps, bool):
+            raise AcceleratorError(f"resident_maps must be a bool, got {self.resident_maps!r}")
         if self.pixels_per_cycle not in (1, 2):
             raise AcceleratorError(f"pixels_per_cycle must be 1 or 2 (two int8 products per DSP), got "
                                    f"{self.pixels_per_cycle!r}")
@@ -125,7 +128,8 @@ class AcceleratorConfig:
         pair = ", 2 px/cycle" if self.pixels_per_cycle == 2 else ""
         kind = ", classic" if self.classic else (f", {self.segments} segments" if self.segments > 1 else "")
         batch = f", batch {self.batch}" if self.batch > 1 else ""
-        return f"{self.rows}x{self.cols} {self.n}:{self.m}{pair}{kind}{batch} @ {self.clock_mhz:g} MHz"
+        maps = "" if self.resident_maps else ", maps in DRAM"
+        return f"{self.rows}x{self.cols} {self.n}:{self.m}{pair}{kind}{batch}{maps} @ {self.clock_mhz:g} MHz"
 
 
 def array_block(spec: str) -> tuple[int, int] | None:

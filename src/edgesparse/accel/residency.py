@@ -9,7 +9,8 @@ reads it.
 **The rule.** In the order maps are written, a map is resident when it fits the input buffer together with every
 resident map live at any point of its life (a ResNet block's shortcut included), and every layer in that span
 whose input still streams from DRAM keeps room to double-buffer the kernel's input rows. A resident map is never
-written to or read from DRAM; every other map is written once, pooled, and read by each layer that needs it.
+written to or read from DRAM; every other map is written once, pooled, and read by each layer that needs it. With
+``resident_maps`` off (:class:`~edgesparse.accel.config.AcceleratorConfig`) no map is resident.
 
 A map's bytes are the engine's layout (:mod:`edgesparse.accel.geometry`): every pixel's channels padded to a
 multiple of the array's M (:func:`map_bytes`); a 1-D map (a linear layer's input) is one pixel of its channels. The
@@ -124,7 +125,7 @@ def plan_maps(graph: IntGraph, config: AcceleratorConfig) -> dict[str, LayerMaps
     input_of = {index: op.inputs[0] for index, op in enumerate(weighted)}
     resident: dict[str, _Map] = {}
     for item in maps:
-        if item.writer < 0 or item.last >= len(weighted) or item.name == graph.output:
+        if item.writer < 0 or item.last >= len(weighted) or item.name == graph.output or not config.resident_maps:
             continue
         span = range(item.writer, item.last + 1)
         fits = True

@@ -153,9 +153,13 @@ class DMA(wiring.Component):
     - ``reset_queue : Signal(1), in``: start again from entry 0 (nothing may be in flight);
     - ``allow : Signal(1), in``: the head entry may start this cycle (its destination has room);
     - ``head : Signal(range(queue + 1)), out``: the entry to start next (== ``q_count``: none queued);
+      ``next_head : out``: ``head`` in the next cycle (the address of a synchronous read that follows the head);
+      ``head_buffer : out``: the head entry's buffer;
+    - ``starting : Signal(1), out``: the head entry starts this cycle;
     - ``busy : Signal(1), out``: a transfer moves bytes this cycle;
-    - ``done : Signal(1), out`` / ``done_index : out``: entry ``done_index`` finished in the previous cycle (a
-      pulse; where its bytes are then: the module docstring);
+    - ``done : Signal(1), out`` / ``done_index : out`` / ``done_buffer : out``: entry ``done_index``, a transfer
+      of buffer ``done_buffer``, finished in the previous cycle (a pulse; where its bytes are then: the module
+      docstring);
     - ``dram_r_addr``, ``dram_w_addr : out``, ``dram_r_data : Signal(8 W), in``, ``dram_w_data : Signal(8 W),
       out``, ``dram_w_mask : Signal(W), out``: a :class:`SimDRAM`'s ports (a write to DRAM takes the buffer's data
       of the previous cycle: its address and mask are registered);
@@ -188,7 +192,9 @@ class DMA(wiring.Component):
         super().__init__({
             "q_we": In(1), "q_addr": In(range(queue)), "q_data": In(unsigned(sum(self.fields.values()))),
             "q_count": In(range(queue + 1)), "reset_queue": In(1), "allow": In(1),
-            "head": Out(range(queue + 1)), "busy": Out(1), "done": Out(1), "done_index": Out(range(queue + 1)),
+            "head": Out(range(queue + 1)), "next_head": Out(range(queue + 1)),
+            "head_buffer": Out(range(max(2, len(word_bytes)))), "starting": Out(1), "busy": Out(1), "done": Out(1),
+            "done_index": Out(range(queue + 1)), "done_buffer": Out(range(max(2, len(word_bytes)))),
             "dram_r_addr": Out(unsigned(da)), "dram_r_data": In(unsigned(8 * W)), "dram_w_addr": Out(unsigned(da)),
             "dram_w_data": Out(unsigned(8 * W)), "dram_w_mask": Out(unsigned(W)),
             "buf_sel": Out(range(max(2, len(word_bytes)))), "buf_row": Out(unsigned(ba)),
@@ -203,9 +209,10 @@ class DMA(wiring.Component):
         m.submodules.queue = queue = Memory(shape=unsigned(sum(self.fields.values())), depth=self.queue, init=[])
         write = queue.write_port()
         m.d.comb += [write.en.eq(self.q_we), write.addr.eq(self.q_addr), write.data.eq(self.q_data)]
-        read = queue.read_port(domain="comb")
-        head = Signal(range(self.queue + 1))
-        m.d.comb += [read.addr.eq(head), self.head.eq(head)]
+        # A registered read (block RAM) addressed by the next cycle's head, so its data is the head entry's.
+        read = queue.read_port(transparent_for=(write,))
+        head, next_head = Signal(range(self.queue + 1)), Signal(range(self.queue + 1))
+        m.d.comb += [read.addr.eq(next_head), self.head.eq(head), self.next_head.eq(next_head)]
         fields, offset = {}, 0
         for name, width in self.fields.items():
             fields[name] = read.data[offset:offset + width]
@@ -215,20 +222,25 @@ class DMA(wiring.Component):
         active = Signal()
         held = {name: Signal(width, name=f"cur_{name}") for name, width in self.fields.items()}
         index = Signal.like(head)
-        units = Signal(BYTES_BITS + RATE_FRACTION_BITS + self.p.bit_length() + 1)  # (j + 1) p so far, in 2^-k B
-        sent = Signal(BYTES_BITS)
+        # The contract's floor((j + 1) p / 2^k) bytes after cycle j, a cycle's share at a time: the fraction of a
+        # byte carried (j p mod 2^k, in 2^-k B), the bytes left and the next byte's DRAM address, so no adder wider
+        # than the fraction sits in front of the byte count.
+        frac = Signal(max(1, self.k))
+        left = Signal(BYTES_BITS)
         row, pos = Signal.like(self.buf_row, name="row"), Signal.like(self.buf_pos, name="pos")  # the next byte's
+        addr = Signal(self.fields["dram_addr"])
         start = ~active & (head < self.q_count) & self.allow
         moving = active | start
         cur = {name: Mux(active, held[name], fields[name]) for name in self.fields}
-        next_units = Mux(active, units, 0) + self.p
-        sent_now = Mux(active, sent, 0)
-        allowed = next_units >> self.k
-        target = Mux(allowed < cur["bytes"], allowed, cur["bytes"])
-        count = (target - sent_now)[:W.bit_length()]
+        units = Mux(active, frac, 0) + self.p  # this cycle's share and the carried fraction, in 2^-k B
+        share = units >> self.k  # bytes the rate allows this cycle
+        left_now = Mux(active, left, cur["bytes"])
+        last = left_now <= share
+        count = Mux(last, left_now, share)[:W.bit_length()]
         mask = Signal(W)
-        m.d.comb += mask.eq(Mux(moving, (Const(1, W + 1) << count) - 1, 0))
-        finish = moving & (target == cur["bytes"])
+        m.d.comb += [mask.eq(Mux(moving, (Const(1, W + 1) << count) - 1, 0)), self.starting.eq(start),
+                     self.head_buffer.eq(fields["buffer"])]
+        finish = moving & last
 
         # The buffer side: the word and lane of this cycle's first byte, stepped by the bytes moved (at most one
         # word boundary a cycle, as W <= the word size).
@@ -236,7 +248,7 @@ class DMA(wiring.Component):
         word_bytes = Array(Const(size, range(max(self.word_bytes) + 1)) for size in self.word_bytes)[cur["buffer"]]
         step = pos_now + count
         wrap = step >= word_bytes
-        dram_addr = (cur["dram_addr"] + sent_now)[:self.fields["dram_addr"]]
+        dram_addr = Mux(active, addr, cur["dram_addr"])
         to_dram = cur["to_dram"]
         dram_w_addr, dram_w_mask = Signal.like(self.dram_w_addr), Signal.like(self.dram_w_mask)
         m.d.sync += [dram_w_addr.eq(dram_addr), dram_w_mask.eq(Mux(to_dram, mask, 0)), self.buf_r_sel.eq(cur["buffer"])]
@@ -245,13 +257,16 @@ class DMA(wiring.Component):
                      self.dram_w_data.eq(self.buf_r_data), self.dram_w_mask.eq(dram_w_mask),
                      self.buf_w_data.eq(self.dram_r_data), self.buf_w_mask.eq(Mux(to_dram, 0, mask))]
 
-        m.d.sync += [self.done.eq(finish), self.done_index.eq(Mux(active, index, head))]
+        m.d.sync += [self.done.eq(finish), self.done_index.eq(Mux(active, index, head)),
+                     self.done_buffer.eq(cur["buffer"]), head.eq(next_head)]
+        m.d.comb += next_head.eq(Mux(self.reset_queue, 0, Mux(start, head + 1, head)))
         with m.If(self.reset_queue):
-            m.d.sync += [head.eq(0), active.eq(0)]
+            m.d.sync += active.eq(0)
         with m.Else():
             with m.If(start):
                 m.d.sync += [held[name].eq(fields[name]) for name in self.fields]
-                m.d.sync += [index.eq(head), head.eq(head + 1)]
-            m.d.sync += [active.eq(moving & ~finish), units.eq(next_units), sent.eq(target),
+                m.d.sync += index.eq(head)
+            m.d.sync += [active.eq(moving & ~finish), frac.eq(units[:self.k] if self.k else 0),
+                         left.eq(left_now - count), addr.eq(dram_addr + count),
                          row.eq(row_now + wrap), pos.eq(Mux(wrap, step - word_bytes, step))]
         return m

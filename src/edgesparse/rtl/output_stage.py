@@ -173,7 +173,9 @@ class OutputStage(wiring.Component):
             psum, valid = self.psum_in.word_select(j, ACC_BITS), self.valid_in[j] & live
             # Memories: the running totals (one tile) and the channels' parameters (one word per column fold).
             acc_mem = Memory(shape=unsigned(ACC_BITS), depth=self.max_groups, init=[])
-            par_mem = Memory(shape=unsigned(PARAM_BITS), depth=self.param_words, init=[])
+            # The parameters in distributed RAM: a block RAM per column would hold a few hundred bits.
+            par_mem = Memory(shape=unsigned(PARAM_BITS), depth=self.param_words, init=[],
+                             attrs={"ram_style": "distributed"})
             m.submodules[f"acc{j}"], m.submodules[f"par{j}"] = acc_mem, par_mem
             acc_w = acc_mem.write_port()
             acc_r = acc_mem.read_port(transparent_for=(acc_w,))

@@ -40,6 +40,7 @@ ACC_BITS = 32  # the array's partial sums and the layer's bias: int32
 MULT_BITS = 31  # the requantization mantissa m < 2^31 (fixedpoint.MANTISSA_BITS)
 SHIFT_BITS = 6  # the shift s <= 62 (fixedpoint.MAX_SHIFT)
 _LOW = 16  # the mantissa's cut for the partial products: bits [0, 16) and [16, 31)
+REQUANT_MULTIPLIERS = 4  # 18x18 multipliers (MULT18X18D, DSP48E1) per requantizer lane: its partial products
 _SUM_LOW = 17  # the biased sum's cut: bits [0, 17) (unsigned) and [17, 33) (signed)
 
 
@@ -56,6 +57,11 @@ def _saturate_int8(value, relu):
     below = value[-1] & (value[7:] != (1 << (width - 7)) - 1)
     saturated = Mux(above, 127, Mux(below, -128, value[:8].as_signed()))
     return Mux(relu & value[-1], 0, saturated)
+
+
+def pool_line_words(max_width: int) -> int:
+    """Words of each of the max pool's line buffers (one per output column of a ``max_width``-pixel row)."""
+    return max(1, (max_width + 1) // 2)
 
 
 class Requantizer(wiring.Component):
@@ -296,7 +302,7 @@ class MaxPool(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         L, overlap = self.lanes, self.kernel == 3
-        columns = max(1, (self.max_width + 1) // 2)
+        columns = pool_line_words(self.max_width)
         minimum = Const(sum((INT8_MIN & 0xFF) << (8 * k) for k in range(L)), unsigned(8 * L))
 
         def lane_max(a, b):

