@@ -45,18 +45,22 @@ from edgesparse.quant.reference import quantize_input, run_graph
 from edgesparse.rtl.engine_driver import check_engine, engine_program, random_conv, run_engine
 
 TRAINED_OPS = 4  # features.0, features.3, features.6 (its pool), features.7
+TRAINED_ARRAY = AcceleratorConfig(rows=4, cols=4, m=32, n=1, weight_buffer_kib=0.5, input_buffer_kib=12.0,
+                                  output_buffer_kib=2.0)
+
+
+def quantized_test_images(graph: IntGraph, images: int, first: int = 0) -> list[np.ndarray]:
+    """Test images ``[first, first + images)`` quantized as ``graph`` takes them."""
+    normalized, _ = next(iterate_batches(load_dataset("fashion_mnist", "test"), first + images, shuffle=False,
+                                         drop_last=False))
+    return list(quantize_input(graph, normalized[first:]))
 
 
 def trained_case(model: Path, images: int) -> tuple[IntGraph, AcceleratorConfig, list[np.ndarray]]:
     graph = load_packed(model)
     chain = IntGraph(graph.input_shape, graph.input_scale, graph.input_mean, graph.input_std,
                      graph.ops[:TRAINED_OPS], graph.scales, graph.patterns)
-    normalized, _ = next(iterate_batches(load_dataset("fashion_mnist", "test"), images, shuffle=False,
-                                         drop_last=False))
-    inputs = quantize_input(chain, normalized)
-    config = AcceleratorConfig(rows=4, cols=4, m=32, n=1, weight_buffer_kib=0.5, input_buffer_kib=12.0,
-                               output_buffer_kib=2.0)
-    return chain, config, list(inputs)
+    return chain, TRAINED_ARRAY, quantized_test_images(chain, images)
 
 
 def classifier_case(model: Path, images: int) -> tuple[IntGraph, AcceleratorConfig, list[np.ndarray]]:
@@ -66,20 +70,15 @@ def classifier_case(model: Path, images: int) -> tuple[IntGraph, AcceleratorConf
     tail = [replace(op, inputs=[INPUT if name == source else name for name in op.inputs]) for op in graph.ops[first:]]
     chain = IntGraph(graph.shapes()[source], graph.input_scale, graph.input_mean, graph.input_std, tail, graph.scales,
                      graph.patterns)
-    _, _, images_in = trained_case(model, images)
+    images_in = quantized_test_images(graph, images)
     maps = run_graph(graph, np.stack(images_in), keep=True)[source]
-    config = AcceleratorConfig(rows=4, cols=4, m=32, n=1, weight_buffer_kib=0.5, input_buffer_kib=1.0,
-                               output_buffer_kib=2.0)
+    config = replace(TRAINED_ARRAY, input_buffer_kib=1.0)
     return chain, config, list(maps)
 
 
 def demo_case(model: Path, images: int, first: int) -> tuple[IntGraph, AcceleratorConfig, list[np.ndarray]]:
     graph = load_packed(model)
-    normalized, _ = next(iterate_batches(load_dataset("fashion_mnist", "test"), first + images, shuffle=False,
-                                         drop_last=False))
-    config = AcceleratorConfig(rows=4, cols=4, m=32, n=1, weight_buffer_kib=0.5, input_buffer_kib=12.0,
-                               output_buffer_kib=2.0, resident_maps=False)
-    return graph, config, list(quantize_input(graph, normalized[first:]))
+    return graph, replace(TRAINED_ARRAY, resident_maps=False), quantized_test_images(graph, images, first)
 
 
 def strided_case() -> tuple[IntGraph, AcceleratorConfig, list[np.ndarray]]:

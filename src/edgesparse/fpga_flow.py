@@ -8,6 +8,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the RTL loads with the hw extra, when a command runs
+    from edgesparse.rtl.engine import EngineSize
 
 BLOCK_WORDS = 512  # a DP16KD holds 512 words of 36 bits: the stream banks' and weight memory's default depth
 ENGINE_RATE = 4.0  # the placed engine's DMA: a 32-bit DRAM port, 4 bytes a cycle
@@ -24,7 +28,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                     "controller; the DRAM outside, 4 bytes a cycle), its buffers sized for the device's block RAM; "
                     "without, the pipelined layer unit (array, fold controller, weight/length/stream memories). "
                     "Each step takes minutes on a large design (the whole 4x4 engine: about 4 min of synthesis and "
-                    "10 to 20 min a seed on one core).")
+                    "12 min to over 50 min a seed on one core; the 8x8 engine over 70 min a seed).")
     fpga.add_argument("--engine", action="store_true",
                       help="place the whole layer engine (one pixel per cycle, one segment) [the layer unit]")
     fpga.add_argument("--family", choices=["ecp5"], default="ecp5", help="FPGA family [ecp5]")
@@ -47,7 +51,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                       help="seeds placed side by side, each on one core (nextpnr-ecp5 here is single-threaded) [1]")
     fpga.add_argument("--target-mhz", type=float, default=200.0, help="the clock constraint nextpnr aims at [200]")
     fpga.add_argument("-o", "--output", type=Path, default=None,
-                      help="folder for the netlist and every report [build/fpga/RxC_N-M_L<pixels>]")
+                      help="folder for the netlist and every report [build/fpga/RxC_N-M_L<pixels>_<multiplier>; "
+                           "build/fpga/engine_RxC_N-M with --engine]")
     fpga.add_argument("--json", action="store_true", help="print the summary as JSON")
     fpga.set_defaults(handler=run_fpga, batch=1)
 
@@ -64,7 +69,7 @@ def layer_unit(rows: int, cols: int, m: int, lanes: int, segments: int, max_word
                      multiplier=chosen)
 
 
-def engine_size(rows: int, cols: int, m: int):
+def engine_size(rows: int, cols: int, m: int) -> EngineSize:
     """The layer engine the flow places (:class:`~edgesparse.rtl.engine.EngineSize`): its PEs' products in
     MULT18X18D instances; each tile-buffer lane 1024 words (two halves of 512: half a DP16KD, whose other half a
     smaller depth would leave empty anyway), the output buffer 2048 words a lane (one DP16KD), tiles up to 512

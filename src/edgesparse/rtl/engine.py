@@ -21,8 +21,9 @@ same way). Per cycle:
   layer's layout (:mod:`edgesparse.rtl.output_stage`); the write-back DMA reads them from its buffer.
 
 What each layer is comes from the host (:mod:`edgesparse.rtl.engine_driver`), never when: its descriptor
-(:data:`LAYER_FIELDS`: shapes, fold counts, where its table entries start), the DMA's transfer list (addresses and sizes), the feeders' start values per tile, row fold and row (the addresses and
-coordinates of :func:`~edgesparse.rtl.feeder.row_fields`), each tile's pixel and write counts, and the channels'
+(:data:`LAYER_FIELDS`: shapes, fold counts, where its table entries start), the DMA's transfer list (addresses
+and sizes), the feeders' start values per tile, row fold and row (the addresses and coordinates of
+:func:`~edgesparse.rtl.feeder.row_fields`), each tile's pixel and write counts, and the channels'
 requantization parameters. The engine is built for one pixel lane and one partial-sum segment (the output stage's
 rate), and holds a layer's whole output map in its output buffer.
 
@@ -341,7 +342,8 @@ class LayerEngine(wiring.Component):
         weight_row = Signal(_addr_width(size.weight_slots * R))
         carry_load = loading & (step != R - 1)
         streamed = (next_load <= next_stream) | ((next_load == next_stream + 1) & begin_stream)
-        begin_load = running & ~carry_load & (next_load < cur["folds"]) & streamed & done_beyond(weights_in, weights_done, next_load)
+        begin_load = (running & ~carry_load & (next_load < cur["folds"]) & streamed
+                      & done_beyond(weights_in, weights_done, next_load))
         shifting, word_step = Signal(), Signal(range(R))
         m.d.comb += [shifting.eq(carry_load | begin_load), word_step.eq(Mux(carry_load, step + 1, 0)),
                      weights.rd0_addr.eq(weight_row)]
