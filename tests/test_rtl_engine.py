@@ -618,6 +618,52 @@ def test_dma_moves_unaligned_windows_between_dram_and_word_buffers(rate):
     assert (final_dram, final_buffers) == _replay(transfers, dram, buffers, word_bytes)
 
 
+def test_dma_runs_entries_the_host_appends_while_it_runs():
+    """The host writes entry t in cycle t and makes it ready in cycle t + 1 (q_count), so the DMA's head register
+    takes the host's write as the head moves onto the entry (back-to-back one-cycle transfers), on the head (allow
+    low, the DMA caught up) and through the queue's one-ahead read (the DMA behind); then a restart of the queue
+    (reset_queue) runs entry 0 again from the copy kept as the host wrote it. Every start and byte as the contract
+    says."""
+    rate, word_bytes, depth = 1.0, (4,), 16
+    rng = np.random.default_rng(3)
+    sizes = [3, 1, 1, 2, 1, 3, 1, 1, 4, 1, 2, 1, 1, 1]
+    transfers = [(False, 0, 5 * k, k, count) for k, count in enumerate(sizes)]  # word k of the buffer
+    allow = np.ones(80, dtype=bool)
+    allow[[4, 5, 9, 20, 21, 22, 23]] = False
+    # Expected: transfer k is ready from cycle k + 1; the restart (cycle 60) runs entry 0 again.
+    ends, free = [], 0
+    for k, count in enumerate(sizes):
+        start = max(free, k + 1)
+        start += int(np.argmax(allow[start:]))
+        free = start + transfer_cycles(count, rate)
+        ends.append(free)
+    assert free < 60 and max(np.diff([0, *ends])) > 1 and min(np.diff(ends)) == 1
+    dram = bytes(rng.integers(0, 256, 128, dtype=np.uint8))
+    bench = _DMABench(rate, dram, word_bytes, depth, queue=16)
+    dma, done, final = bench.dma, {}, {}
+
+    async def run(ctx):
+        for t in range(len(allow)):
+            ctx.set(dma.q_we, t < len(transfers))
+            if t < len(transfers):
+                to_dram, buffer, dram_addr, buf_addr, count = transfers[t]
+                ctx.set(dma.q_addr, t)
+                ctx.set(dma.q_data, pack_descriptor(dma.fields, to_dram=to_dram, buffer=buffer, dram_addr=dram_addr,
+                                                    buf_addr=buf_addr, size=count))
+            ctx.set(dma.q_count, min(t, len(transfers)) if t < 61 else 1)
+            ctx.set(dma.reset_queue, t == 60)
+            ctx.set(dma.allow, int(allow[t]))
+            if ctx.get(dma.done):
+                done.setdefault(ctx.get(dma.done_index), []).append(t)
+            await ctx.tick()
+        final["buffer"] = _word_contents(ctx, bench.buffers[0])
+
+    _simulate(bench, run)
+    assert [final["buffer"]] == _replay(transfers, dram, [bytes(4 * depth)], word_bytes)[1]
+    assert [done[k][0] for k in range(len(sizes))] == ends
+    assert done[0][1:] == [61 + transfer_cycles(sizes[0], rate)]  # entry 0 again, right after the restart
+
+
 def test_dma_parameters_are_validated():
     assert rate_fraction(3.5) == (7, 1) and rate_fraction(0.75) == (3, 2) and beat_bytes(3.5) == 4
     for bad in (0, -1.0, float("inf"), float("nan"), True, "4"):

@@ -28,7 +28,9 @@ requantization parameters. The engine is built for one pixel lane and one partia
 rate), and holds a layer's whole output map in its output buffer.
 
 For the clock (:mod:`edgesparse.rtl.fpga`): every table is read through a registered port (block RAM) addressed by
-the next cycle's index, computed from registers (the next fold's table entries are kept beside its position); a
+the next cycle's index, computed from registers (the next fold's table entries are kept beside its position); the
+DMA's head entry is a register (its queue is read one entry ahead), and the feeder tables hold the walkers'
+down-counters, so neither a transfer's first cycle nor a feeder's start computes behind a block RAM's output; a
 transfer's index among its kind is a counter of the transfers of that kind started, not a table entry; and a count
 plus this cycle's completion is compared without an adder. None of this moves a cycle: the co-simulation checks
 every write's cycle against the cycle model.

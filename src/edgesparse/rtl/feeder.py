@@ -42,8 +42,8 @@ COORD_BITS = 16  # signed map coordinates and strides (maps up to 32k pixels a s
 class RowFields:
     """The feeder's start values for one row of one fold (see :func:`row_fields`)."""
 
-    oy: int  # the first pixel's output row, column (lane 0) and image
-    ox: int
+    rows_left: int  # output rows after the first pixel's in its image, columns after it in its row (lane 0):
+    cols_left: int  # the walker's down-counters, ready to load (no subtraction behind the table's block RAM)
     iy: int  # its tap's input row and column (may lie in the padding)
     ix: int
     addr: int  # its tap's word address (meaningless outside the map)
@@ -71,8 +71,8 @@ def row_fields(*, in_hw: tuple[int, int], out_hw: tuple[int, int], kernel_w: int
 
     image, rest = divmod(first_pixel, out_h * out_w)
     oy, ox = divmod(rest, out_w)
-    return RowFields(oy=oy, ox=ox, iy=oy * sh - ph + ky, ix=ox * sw - pw + kx, addr=address(image, oy, ox),
-                     iy_top=ky - ph, ix_left=kx - pw, col_step=sw * blocks,
+    return RowFields(rows_left=out_h - 1 - oy, cols_left=out_w - 1 - ox, iy=oy * sh - ph + ky, ix=ox * sw - pw + kx,
+                     addr=address(image, oy, ox), iy_top=ky - ph, ix_left=kx - pw, col_step=sw * blocks,
                      row_step=address(0, 1, 0) - address(0, 0, out_w - 1),
                      image_step=address(1, 0, 0) - address(0, out_h - 1, out_w - 1),
                      pixels=max(0, min(pixels, groups * lanes)), groups=groups, enable=int(enable))
@@ -110,8 +110,9 @@ class ActivationFeeder(wiring.Component):
     - ``start : Signal(1), in``: a pulse: put out ``groups`` vectors per lane from the values below;
     - ``height``, ``width : in``: the input map's size; ``out_height``, ``out_width : in``: the output map's;
     - ``stride_y``, ``stride_x : in``: the convolution's stride;
-    - ``oy``, ``ox``, ``iy``, ``ix``, ``addr : in``: lane 0's first pixel (output row and column, tap row and
-      column, tap word address; lane l starts l pixels later);
+    - ``rows_left``, ``cols_left``, ``iy``, ``ix``, ``addr : in``: lane 0's first pixel (output rows after it in
+      its image and columns after it in its row, tap row and column, tap word address; lane l starts l pixels
+      later);
     - ``iy_top``, ``ix_left``, ``col_step``, ``row_step``, ``image_step : in``: see :class:`RowFields`;
     - ``pixels``, ``groups``, ``enable : in``: see :class:`RowFields`;
     - ``busy : Signal(1), out``: vectors are still to come;
@@ -142,7 +143,7 @@ class ActivationFeeder(wiring.Component):
             "start": In(1),
             "height": In(count), "width": In(count), "out_height": In(count), "out_width": In(count),
             "stride_y": In(coord), "stride_x": In(coord),
-            "oy": In(coord), "ox": In(coord), "iy": In(coord), "ix": In(coord), "addr": In(address),
+            "rows_left": In(coord), "cols_left": In(coord), "iy": In(coord), "ix": In(coord), "addr": In(address),
             "iy_top": In(coord), "ix_left": In(coord),
             "col_step": In(address), "row_step": In(address), "image_step": In(address),
             "pixels": In(count), "groups": In(count), "enable": In(1),
@@ -186,7 +187,7 @@ class ActivationFeeder(wiring.Component):
             real.append(is_real)
             # Start: lane l's first pixel is lane 0's, l pixels on (walked with the inputs: they are held from
             # the next cycle on); then every lane moves L pixels a cycle.
-            start_state = (inputs["last_row"] - self.oy, inputs["last_col"] - self.ox, self.iy, self.ix, self.addr)
+            start_state = (self.rows_left, self.cols_left, self.iy, self.ix, self.addr)
             with m.If(self.start):
                 m.d.sync += [reg.eq(value) for reg, value in zip(state, _walk(start_state, lane, inputs))]
             with m.Elif(live):
