@@ -18,8 +18,12 @@ buffers, not a co-simulated run.
 Seeds a design's folder already holds for the same Verilog are read back, not placed again; results are written
 after every design, so a long run leaves partial results.
 
-    nice -n 5 python benchmarks/fpga.py --jobs 2 --designs engine:4x4:1:16:1 4x4:1:16 4x4:dense   # as committed
-    nice -n 5 python benchmarks/fpga.py --jobs 2 --designs engine:4x4:1:16 engine:8x8:1:16 2px:4x4:1:16
+    nice -n 5 python benchmarks/fpga.py --jobs 2 --designs engine:4x4:1:16 engine:8x8:1:16:1 4x4:1:16 4x4:dense
+    nice -n 5 python benchmarks/fpga.py --router router2 --reports build/fpga_router2 --designs 4x4:1:16 4x4:dense
+
+The first is fpga.csv as committed (nextpnr's router2 for the engine, router1 for the layer unit: ``edgesparse
+fpga``'s defaults); the second places the layer units with router2 as well (fpga_router2.csv): the comparison
+behind those defaults.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ MODELS = ("vgg16", "resnet50")
 
 
 def placed(engine: bool, lanes: int, rows: int, cols: int, n: int, m: int, seeds: int, root: Path,
-           multiplier: str | None, jobs: int) -> dict:
+           multiplier: str | None, jobs: int, router: str | None) -> dict:
     """The design's summary, placed and routed in the folder ``edgesparse fpga`` uses by default (seeds it already
     holds for the same Verilog are read back)."""
     if engine:
@@ -55,7 +59,7 @@ def placed(engine: bool, lanes: int, rows: int, cols: int, n: int, m: int, seeds
     else:
         placeable = layer_unit_placeable(layer_unit(rows, cols, m, lanes, 1, multiplier=multiplier))
     folder = root / folder_name(rows, cols, n, m, lanes, multiplier, engine)
-    return run_flow(placeable, folder, seeds=seeds, jobs=jobs,
+    return run_flow(placeable, folder, seeds=seeds, jobs=jobs, router=router,
                     progress=lambda message: print(f"[{folder.name}] {message}", flush=True)).summary()
 
 
@@ -82,6 +86,7 @@ def row(summary: dict, pattern: str) -> dict:
     design = f"{summary['kind']}, {summary['lanes']} px/cycle, {summary['multiplier']} multiplier"
     return {"array": f"{summary['rows']}x{summary['cols']}", "pattern": pattern, "design": design,
             "fmax_min_mhz": clock, "fmax_median_mhz": summary["fmax_median_mhz"], "seeds": len(summary["runs"]),
+            "router": summary["router"],
             "lut4": summary["lut4"], "ff": summary["ff"], "top_ff": summary["top_ff"], "dsp": summary["dsp"],
             "ebr": summary["ebr"],
             "vgg16_fps": f"{figures['vgg16_fps']:.2f}", "resnet50_fps": f"{figures['resnet50_fps']:.2f}",
@@ -125,16 +130,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="seeds of a design that names none [3]")
     parser.add_argument("--jobs", type=int, default=1, help="seeds placed side by side, one core each [1]")
     parser.add_argument("--reports", type=Path, default=Path("build/fpga"))
+    parser.add_argument("--router", choices=["router1", "router2"], default=None, help="nextpnr's router "
+                        "(edgesparse fpga --router) [router2 for the engine, router1 for the layer unit]")
     parser.add_argument("--multiplier", choices=["ecp5", "fabric"], default=None,
                         help="the PEs' multiplier (edgesparse fpga --multiplier); fabric writes fpga_fabric.csv "
                              "[ecp5: MULT18X18D instances with their registers]")
     args = parser.parse_args()
     stem = "fpga" if args.multiplier in (None, "ecp5") else f"fpga_{args.multiplier}"
+    stem += f"_{args.router}" if args.router else ""  # a router chosen for every design: a table of its own
     rows: list[dict] = []
     for text in args.designs:
         engine, lanes, r, c, pattern, seeds = parse_design(text, args.seeds)
-        new = row(placed(engine, lanes, r, c, *PATTERNS[pattern], seeds, args.reports, args.multiplier, args.jobs),
-                  pattern)
+        new = row(placed(engine, lanes, r, c, *PATTERNS[pattern], seeds, args.reports, args.multiplier, args.jobs,
+                         args.router), pattern)
         key = ("design", "array", "pattern")
         rows = [old for old in rows if [old[k] for k in key] != [new[k] for k in key]] + [new]
         publish(stem, rows, label=LABEL, placed_design="layer engine: DMA, buffers, feeders, array, output stage, "

@@ -119,15 +119,15 @@ def test_classic_stepped_fast_analytic_and_reference_agree(cin, cout, size, kern
 
 
 @pytest.mark.parametrize("cout, total, streams, writes", [
-    (2, 41, [12], [[29], [30], [31], [32]]), (4, 55, [12, 18], [[29, 35], [30, 36], [31, 37], [32, 38]])])
+    (2, 42, [12], [[30], [31], [32], [33]]), (4, 56, [12, 18], [[30, 36], [31, 37], [32, 38], [33, 39]])])
 def test_hand_timed_layer_pins_every_stall_to_the_cycle(cout, total, streams, writes):
     """Derived by hand from the contract (schedule module docstring), 2x2 dense array, 1 B/cycle DRAM, a 1x1 conv
     2 -> cout on 2x2 pixels: weights(0) 4 B in [0, 4), input(0) 8 B in [4, 12), (weights(1) 4 B in [12, 16));
     fold 0 loads at 4 and streams at max(4 + 2, 12) = 12 for 4 groups, pixel g's sum leaves column 0 at
-    12 + g + 1 + 2 (bottom row 1, 2 product stages) and is written at + (C - 1) + FEED 2 + the sum's register 1 +
-    OUTPUT 10: 29 + g; fold 1 loads at max(16, 12) = 16 and streams at max(18, 12 + 4) = 18, its pixels written at
-    35 + g. Outputs move per tile (since the engine writes back tiles, not column folds): the one tile's 4 x cout
-    bytes start after its last write: [33, 41) for cout 2, [39, 55) for cout 4."""
+    12 + g + 1 + 2 (bottom row 1, 2 product stages) and is written at + (C - 1) + FEED 3 + the sum's register 1 +
+    OUTPUT 10: 30 + g; fold 1 loads at max(16, 12) = 16 and streams at max(18, 12 + 4) = 18, its pixels written at
+    36 + g. Outputs move per tile (since the engine writes back tiles, not column folds): the one tile's 4 x cout
+    bytes start after its last write: [34, 42) for cout 2, [40, 56) for cout 4."""
     config = AcceleratorConfig(rows=2, cols=2, m=1, n=1, dram_bytes_per_cycle=1.0)
     shape = LayerShape("conv", 2, cout, (2, 2), (2, 2, 2), (1, 1), (1, 1), 0)
     plan = schedule_layer(shape, config)

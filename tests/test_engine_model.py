@@ -87,15 +87,15 @@ def test_outputs_are_written_back_per_tile_behind_the_next_tiles_weights():
 def test_a_pooled_layer_writes_when_its_window_completes():
     """The hand-timed 1x1 conv of test_accel (2 -> 2 on 2x2, 2x2 dense array, 1 B/cycle), 2x2-pooled: fold 0 streams
     at 12, the window's last pixel (1, 1) is group 3, its sum leaves column 0 at 12 + 3 + 1 + 2 = 18 and the pooled
-    pixel is written at 18 + (C - 1) + FEED 2 + the sum's register 1 + POOLED 13 = 35; its 2 bytes move in
-    [36, 38)."""
+    pixel is written at 18 + (C - 1) + FEED 3 + the sum's register 1 + POOLED 13 = 36; its 2 bytes move in
+    [37, 39)."""
     config = AcceleratorConfig(rows=2, cols=2, m=1, n=1, dram_bytes_per_cycle=1.0)
     shape = LayerShape("conv", 2, 2, (2, 2), (2, 2, 2), (1, 1), (1, 1), 0, output_bytes=2, pool=2)
     plan = schedule_layer(shape, config)
-    assert plan.write_cycles(config).tolist() == [[35]] and plan.total_cycles == 38
+    assert plan.write_cycles(config).tolist() == [[36]] and plan.total_cycles == 39
     _, layer, x, _, _, _ = _layer_case(2, 2, 2, 1, 1, 0, 1, 1.0, 0, dict(rows=2, cols=2))
     clock = clock_layer(layer, x, shape, config)[2]
-    assert clock.write_cycles.tolist() == [[35]] and clock.total_cycles == 38
+    assert clock.write_cycles.tolist() == [[36]] and clock.total_cycles == 39
     with pytest.raises(AcceleratorError, match="the classic array has no output stage"):
         schedule_layer(shape, replace(config, classic=True)).write_cycles(replace(config, classic=True))
 

@@ -83,3 +83,16 @@ def test_a_resumed_flow_knows_its_design_by_the_verilog_not_the_python_line_numb
     text = '(* src = "engine.py:120" *)\nreg [3:0] count;\nassign y = a & b;\n'
     assert same_design(text, text.replace("engine.py:120", "engine.py:131"))
     assert not same_design(text, text.replace("a & b", "a | b"))
+
+
+def test_a_resumed_flow_reads_back_only_the_same_routers_seeds(placed):
+    from edgesparse.errors import ConfigError
+    from edgesparse.rtl.fpga import _finished_runs, check_target
+
+    summary, folder = placed
+    assert summary["router"] == "router1"  # the layer unit's default
+    text = (folder / "top.v").read_text()
+    assert list(_finished_runs(folder, text, "85k", 8, 200.0, "router1")) == [1]
+    assert _finished_runs(folder, text, "85k", 8, 200.0, "router2") == {}
+    with pytest.raises(ConfigError, match="router3"):
+        check_target("85k", 8, 1, "router3")

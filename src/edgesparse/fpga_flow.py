@@ -28,7 +28,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                     "controller; the DRAM outside, 4 bytes a cycle), its buffers sized for the device's block RAM; "
                     "without, the pipelined layer unit (array, fold controller, weight/length/stream memories). "
                     "Each step takes minutes on a large design (the whole 4x4 engine: about 4 min of synthesis and "
-                    "12 min to over 110 min a seed on one core; the 8x8 engine over 70 min a seed).")
+                    "9 to 13 min a seed with router2; the 8x8 engine: about 12 min of synthesis and longer routing).")
     fpga.add_argument("--engine", action="store_true",
                       help="place the whole layer engine (one pixel per cycle, one segment) [the layer unit]")
     fpga.add_argument("--family", choices=["ecp5"], default="ecp5", help="FPGA family [ecp5]")
@@ -50,6 +50,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     fpga.add_argument("--jobs", type=int, default=1,
                       help="seeds placed side by side, each on one core (nextpnr-ecp5 here is single-threaded) [1]")
     fpga.add_argument("--target-mhz", type=float, default=200.0, help="the clock constraint nextpnr aims at [200]")
+    fpga.add_argument("--router", choices=["router1", "router2"], default=None,
+                      help="nextpnr's router [router2 for the engine: 9 to 13 min a 4x4 seed where router1 took 26 to "
+                           "over 110; router1 for the layer unit: 20 to 30 MHz faster than router2]")
     fpga.add_argument("-o", "--output", type=Path, default=None,
                       help="folder for the netlist and every report [build/fpga/RxC_N-M_L<pixels>_<multiplier>; "
                            "build/fpga/engine_RxC_N-M with --engine]")
@@ -100,7 +103,7 @@ def describe(summary: dict) -> str:
     return "\n".join([
         f"placed and routed (measured): {summary['rows']}x{summary['cols']} M={summary['m']} {summary['kind']}, "
         f"{summary['lanes']} pixel(s)/cycle, {summary['multiplier']} multiplier, on {summary['device']} "
-        f"speed {summary['speed']}, seeds {summary['seeds']}",
+        f"speed {summary['speed']}, seeds {summary['seeds']}, nextpnr {summary['router']}",
         f"  Fmax: min {summary['fmax_min_mhz']} MHz, median {summary['fmax_median_mhz']} MHz "
         f"(constraint {summary['target_mhz']:g} MHz)",
         f"  LUT4 {summary['lut4']}, FF {summary['ff']} (the narrow top's own: {summary['top_ff']}), "
@@ -125,7 +128,7 @@ def run_fpga(args: argparse.Namespace) -> int:
         raise ConfigError(f"the PE selects by a log2(M)-bit index: M must be a power of two, got {args.pattern}")
     if args.max_words < 1:
         raise ConfigError(f"--max-words must be at least 1, got {args.max_words}")
-    check_target(args.device, args.speed, args.seeds)  # before the unit is built: a bad flag leaves nothing unused
+    check_target(args.device, args.speed, args.seeds, args.router or "router1")  # before the unit is built
     lanes = args.pixels_per_cycle
     if args.engine and (lanes, args.segments, args.multiplier) != (1, 1, None):
         raise ConfigError("the layer engine places with one pixel per cycle, one segment and its MULT18X18D "
@@ -144,6 +147,7 @@ def run_fpga(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
     summary = run_flow(placeable, folder, args.device, args.speed, args.seeds, args.target_mhz, jobs=args.jobs,
+                       router=args.router,
                        progress=lambda message: print(f"[fpga] {message}", file=sys.stderr, flush=True)).summary()
     print(json.dumps(summary, indent=2) if args.json else describe(summary))
     return 0

@@ -6,11 +6,12 @@ them; the cycle model (:mod:`edgesparse.accel.schedule`, :func:`edgesparse.accel
 PRODUCT_STAGES = 2
 """The pipelined PE's registers from an activation's arrival to its product's add (select, product)."""
 
-FEED_LATENCY = 2
+FEED_LATENCY = 3
 """Cycles from the controller's decision to the array's edge: a fold's weight word read in cycle t enters the top
-of the array in t + 2, and a row's feeder started in cycle t puts its first vector on the left edge in t + 2 (the
-block RAM's registered read, then its data register). The cycle model times the array in controller cycles; the
-array's physical events come this much later."""
+of the array in t + 3, and a row's feeder started in cycle t puts its first vector on the left edge in t + 3 (its
+walkers' address, the block RAM's registered read, then the feeder's output register, so that no block RAM output
+shares a cycle with a PE's select). The cycle model times the array in controller cycles; the array's physical
+events come this much later."""
 
 SUM_REGISTER = 1
 """A final sum leaves the array in cycle t (the cycle model's exit: the bottom PE latches it at the edge ending t) and

@@ -211,13 +211,14 @@ class DMA(wiring.Component):
         m.d.comb += [write.en.eq(self.q_we), write.addr.eq(self.q_addr), write.data.eq(self.q_data)]
         # The head entry is held in a register, so a starting transfer's fields leave a flip-flop, not the block
         # RAM's output (on ECP5 its clock-to-out alone is 4.3 ns). The queue is read one entry ahead (a registered
-        # read addressed by the next cycle's head + 1, so its data is the entry after the head) and the register
+        # read addressed by the next cycle's head + 1, so its data is the entry after the head; the address is chosen
+        # among adders on the head register, none after the start decision) and the register
         # takes that read when a transfer starts; it takes the host's write of the entry that is (or, as a transfer
         # starts, becomes) the head, and entry 0, kept as the host wrote it, when the queue starts again.
         read = queue.read_port(transparent_for=(write,))
         head, next_head = Signal(range(self.queue + 1)), Signal(range(self.queue + 1))
         head_word, first_word = Signal(write.data.shape()), Signal(write.data.shape())
-        m.d.comb += [read.addr.eq(next_head + 1), self.head.eq(head), self.next_head.eq(next_head)]
+        m.d.comb += [self.head.eq(head), self.next_head.eq(next_head)]
         fields, offset = {}, 0
         for name, width in self.fields.items():
             fields[name] = head_word[offset:offset + width]
@@ -265,7 +266,8 @@ class DMA(wiring.Component):
 
         m.d.sync += [self.done.eq(finish), self.done_index.eq(Mux(active, index, head)),
                      self.done_buffer.eq(cur["buffer"]), head.eq(next_head)]
-        m.d.comb += next_head.eq(Mux(self.reset_queue, 0, Mux(start, head + 1, head)))
+        m.d.comb += [next_head.eq(Mux(self.reset_queue, 0, Mux(start, head + 1, head))),
+                     read.addr.eq(Mux(self.reset_queue, 1, Mux(start, head + 2, head + 1)))]  # next_head + 1
         writes_first = self.q_we & (self.q_addr == 0)
         with m.If(writes_first):
             m.d.sync += first_word.eq(self.q_data)
@@ -283,5 +285,5 @@ class DMA(wiring.Component):
                 m.d.sync += index.eq(head)
             m.d.sync += [active.eq(moving & ~finish), frac.eq(units[:self.k] if self.k else 0),
                          left.eq(left_now - count), addr.eq(dram_addr + count),
-                         row.eq(row_now + wrap), pos.eq(Mux(wrap, step - word_bytes, step))]
+                         row.eq(Mux(wrap, row_now + 1, row_now)), pos.eq(Mux(wrap, step - word_bytes, step))]
         return m

@@ -29,11 +29,15 @@ rate), and holds a layer's whole output map in its output buffer.
 
 For the clock (:mod:`edgesparse.rtl.fpga`): every table is read through a registered port (block RAM) addressed by
 the next cycle's index, computed from registers (the next fold's table entries are kept beside its position); the
-DMA's head entry is a register (its queue is read one entry ahead), and the feeder tables hold the walkers'
-down-counters, so neither a transfer's first cycle nor a feeder's start computes behind a block RAM's output; a
-transfer's index among its kind is a counter of the transfers of that kind started, not a table entry; and a count
-plus this cycle's completion is compared without an adder. None of this moves a cycle: the co-simulation checks
-every write's cycle against the cycle model.
+DMA's head entry is a register (its queue is read one entry ahead), the tile counts are read one tile ahead into
+registers (:func:`_read_ahead`: a tile's pixel count for the stream controller, its write count as a down-counter),
+and the feeder tables hold the walkers' down-counters, so neither a transfer's first cycle, a feeder's start, a
+stream's length nor a tile's last write computes behind a block RAM's output; a transfer's index among its kind is
+a counter of the transfers of that kind started, not a table entry; the buffers' rooms (freed slots plus capacity)
+are counters, and a count plus this cycle's completion is compared without an adder. None of this moves a cycle:
+the co-simulation checks every write's cycle against the cycle model. The feeders' vectors and the weight words
+leave registers into the array (``FEED_LATENCY`` 3: no block RAM output shares a cycle with a PE's select); the
+cycle model counts that register.
 """
 
 from __future__ import annotations
@@ -108,6 +112,24 @@ class EngineSize:
 
 def _addr_width(words: int) -> int:
     return max(1, (words - 1).bit_length())
+
+
+def _read_ahead(m: Module, name: str, port, base, begin, advance) -> Signal:
+    """Walk a host table one entry ahead: ``port`` (a registered read port) reads the entry after the current one,
+    so that when the walk moves on (``advance``) the current entry's successor is already on ``port.data``.
+
+    The walk starts at entry ``base`` in the cycle ``begin`` is high (read that cycle, its data there the next).
+    Returns ``take``: high when ``port.data`` is the new current entry (the cycle after ``begin``, and every
+    ``advance``). No block RAM output feeds the logic that moves the walk, and no adder sits on the decision's path
+    to the address (``ahead + 1`` is an adder on a register, chosen by it)."""
+    ahead, first = Signal.like(base, name=f"{name}_ahead"), Signal(name=f"{name}_first")
+    m.d.comb += port.addr.eq(Mux(begin, base, Mux(advance, ahead + 1, ahead)))
+    m.d.sync += first.eq(begin)
+    with m.If(begin):
+        m.d.sync += ahead.eq(base + 1)
+    with m.Elif(advance):
+        m.d.sync += ahead.eq(ahead + 1)
+    return first | advance
 
 
 def feeder_field_widths(tile_words: int) -> dict[str, int]:
@@ -315,7 +337,10 @@ class LayerEngine(wiring.Component):
             return (count > value) | (done & (count == value))
 
         # Space flags, each counting an event in fold or tile order, visible from the cycle after it.
-        slots_freed, tiles_released, tiles_written = Signal(COUNT_BITS), Signal(COUNT_BITS), Signal(COUNT_BITS)
+        # The weight and tile rooms are what was freed plus each buffer's capacity (weight slots, two tile halves),
+        # counted in registers so that no adder sits in front of the DMA's start.
+        weight_room = Signal(COUNT_BITS, init=size.weight_slots)
+        tile_room, tiles_written = Signal(COUNT_BITS, init=2), Signal(COUNT_BITS)
         m.d.comb += self.head.eq(dma.head)
         # The head entry's index among its kind: the transfers of its kind this layer started (a kind's entries are
         # queued in its order).
@@ -328,10 +353,10 @@ class LayerEngine(wiring.Component):
         in_layer = dma.head < cur["transfers_end"]
         with m.Switch(kind):
             with m.Case(KIND_WEIGHTS):
-                m.d.comb += dma.allow.eq(running & (in_layer & (slots_freed + size.weight_slots > started[0])
+                m.d.comb += dma.allow.eq(running & (in_layer & (weight_room > started[0])
                                                     | layer_done & ~last_layer))
             with m.Case(KIND_INPUT):
-                m.d.comb += dma.allow.eq(running & in_layer & (tiles_released + 2 > started[1]))
+                m.d.comb += dma.allow.eq(running & in_layer & (tile_room > started[1]))
             with m.Default():
                 m.d.comb += dma.allow.eq(running & in_layer & (tiles_written > started[2]))
 
@@ -350,9 +375,18 @@ class LayerEngine(wiring.Component):
         m.d.comb += [shifting.eq(carry_load | begin_load), word_step.eq(Mux(carry_load, step + 1, 0)),
                      weights.rd0_addr.eq(weight_row)]
         last_word = shifting & (word_step == R - 1)
-        read_shift, read_latch, held_word = Signal(), Signal(), Signal(8 * size.word_bytes)
-        m.d.sync += [read_shift.eq(shifting), read_latch.eq(last_word), array.shift.eq(read_shift),
-                     array.latch.eq(read_latch), held_word.eq(weights.rd0_data)]
+        # The word enters the array FEED_LATENCY cycles after its read: the buffer's registered read, then registers
+        # (as the feeders' vectors do); the strobes travel beside it.
+        held_word, shift, latch = weights.rd0_data, shifting, last_word
+        for d in range(FEED_LATENCY):
+            later = Signal(name=f"shift_{d}"), Signal(name=f"latch_{d}")
+            m.d.sync += [later[0].eq(shift), later[1].eq(latch)]
+            shift, latch = later
+            if d:
+                word = Signal(8 * size.word_bytes, name=f"weight_word_{d}")
+                m.d.sync += word.eq(held_word)
+                held_word = word
+        m.d.comb += [array.shift.eq(shift), array.latch.eq(latch)]
         for j in range(C):  # the word: C values, then C indices of log2(M) bits (none on a dense array)
             m.d.comb += array.w_top.word_select(j, 8).eq(held_word.word_select(j, 8))
             if index_bits(M):
@@ -364,7 +398,7 @@ class LayerEngine(wiring.Component):
             with m.If(begin_load):
                 m.d.sync += next_load.eq(next_load + 1)
             with m.If(last_word):
-                m.d.sync += [ready.eq(ready + 1), slots_freed.eq(slots_freed + 1)]
+                m.d.sync += [ready.eq(ready + 1), weight_room.eq(weight_room + 1)]
 
         # Stream controller: the fold streaming now (held from its first group), the next fold's position.
         prev_live, more, left = Signal(), Signal(), Signal(COUNT_BITS)
@@ -376,28 +410,27 @@ class LayerEngine(wiring.Component):
         tile_ends = tile_fold == folds_per_tile - 1
         last_row_fold, last_col_fold = row_fold == cur["row_folds"] - 1, col_fold == cur["col_folds"] - 1
         # The table addresses of the next fold to stream, kept in registers beside its position (every candidate
-        # next value is an adder on registers, chosen by the stream decision): its tile's count entry, its tile's
-        # first feeder-table entry and its own (table base + tile x row folds + row fold).
-        count_addr, tile_start, entry = (Signal(fb, name=n) for n in ("count_addr", "tile_start", "entry"))
-        count_next, tile_start_next, entry_next = (Signal(fb, name=f"{n}_next") for n in ("count", "tile_start",
-                                                                                           "entry"))
+        # next value is an adder on registers, chosen by the stream decision): its tile's first feeder-table entry
+        # and its own (table base + tile x row folds + row fold). Its tile's pixel count is a register too, the
+        # tile-count table read one tile ahead.
+        tile_start, entry = (Signal(fb, name=n) for n in ("tile_start", "entry"))
+        tile_start_next, entry_next = (Signal(fb, name=f"{n}_next") for n in ("tile_start", "entry"))
         advance = begin_stream & ~begin_layer
         next_tile = tile_start + cur["row_folds"]
-        m.d.comb += [count_next.eq(Mux(begin_layer, incoming["count_base"],
-                                       Mux(advance & tile_ends, count_addr + 1, count_addr))),
-                     tile_start_next.eq(Mux(begin_layer, incoming["table_base"],
+        m.d.comb += [tile_start_next.eq(Mux(begin_layer, incoming["table_base"],
                                             Mux(advance & tile_ends, next_tile, tile_start))),
                      entry_next.eq(Mux(begin_layer, incoming["table_base"],
                                        Mux(advance, Mux(last_row_fold, Mux(tile_ends, next_tile, tile_start),
                                                         entry + 1), entry)))]
-        m.d.sync += [count_addr.eq(count_next), tile_start.eq(tile_start_next), entry.eq(entry_next)]
+        m.d.sync += [tile_start.eq(tile_start_next), entry.eq(entry_next)]
         with m.If(begin_layer):
             m.d.sync += [tile.eq(0), row_fold.eq(0)]
         with m.Elif(advance):
             m.d.sync += [tile.eq(Mux(tile_ends, tile + 1, tile)), row_fold.eq(Mux(last_row_fold, 0, row_fold + 1))]
         counts = tiles.read_port(transparent_for=(tiles_write,))
-        m.d.comb += counts.addr.eq(count_next)
-        length = counts.data[:COUNT_BITS]  # the tile's pixels: one group a cycle
+        length = Signal(COUNT_BITS)  # the next fold's tile's pixels: one group a cycle
+        with m.If(_read_ahead(m, "counts", counts, incoming["count_base"], begin_layer, advance & tile_ends)):
+            m.d.sync += length.eq(counts.data[:COUNT_BITS])
         carry_on = prev_live & more
         m.d.comb += begin_stream.eq(running & ~carry_on & (next_stream < cur["folds"]) & (ready > next_stream)
                                     & done_beyond(inputs_in, inputs_done, tile))
@@ -424,7 +457,7 @@ class LayerEngine(wiring.Component):
             m.d.sync += later.eq(release)
             release = later
         with m.If(release):
-            m.d.sync += tiles_released.eq(tiles_released + 1)
+            m.d.sync += tile_room.eq(tile_room + 1)
 
         # Feeders: row i starts i cycles after row 0, with its table entry for (tile, row fold); row 0's table is
         # read at the next cycle's entry, row i's at row i - 1's.
@@ -476,24 +509,24 @@ class LayerEngine(wiring.Component):
         m.d.comb += [self.out_we.eq(output.out_we), self.out_addr.eq(output.out_addr),
                      self.out_mask.eq(output.out_mask)]
 
-        # Tiles written: the output stage's writes counted against each tile's.
+        # Tiles written: the output stage's writes counted down from each tile's count, the table read one tile
+        # ahead (the test is a register's against 1, not a block RAM's output against a counter).
         written = tiles.read_port(transparent_for=(tiles_write,))
-        nth = Signal(COUNT_BITS, init=1)  # the number of tile `tiles_written`'s next write (from 1)
-        written_addr, written_next = Signal(fb), Signal(fb)  # its tile-count entry: count base + tiles_written
-        tile_written = running & output.out_we & (nth == written.data[COUNT_BITS:])
-        m.d.comb += [written_next.eq(Mux(begin_layer, incoming["count_base"], written_addr + tile_written)),
-                     written.addr.eq(written_next)]
-        m.d.sync += written_addr.eq(written_next)
+        writes_left = Signal(COUNT_BITS)  # writes tile `tiles_written` has still to take
+        tile_written = running & output.out_we & (writes_left == 1)
+        with m.If(_read_ahead(m, "written", written, incoming["count_base"], begin_layer, tile_written)):
+            m.d.sync += writes_left.eq(written.data[COUNT_BITS:])
+        with m.Elif(running & output.out_we):
+            m.d.sync += writes_left.eq(writes_left - 1)
         with m.If(begin_layer):
             m.d.sync += tiles_written.eq(0)
         with m.Elif(tile_written):
             m.d.sync += tiles_written.eq(tiles_written + 1)
-        with m.If(running & output.out_we):
-            m.d.sync += nth.eq(Mux(tile_written, 1, nth + 1))
 
         with m.If(begin_layer):
             m.d.sync += [next_stream.eq(0), ready.eq(0), loading.eq(0), next_load.eq(0), weight_row.eq(0),
                          prev_live.eq(0), col_fold.eq(0), tile_fold.eq(0),
-                         weights_in.eq(0), inputs_in.eq(0), slots_freed.eq(0), tiles_released.eq(0), nth.eq(1)]
+                         weights_in.eq(0), inputs_in.eq(0), weight_room.eq(size.weight_slots),
+                         tile_room.eq(2)]
         return m
 

@@ -120,7 +120,7 @@ class ActivationFeeder(wiring.Component):
       pixel past ``pixels`` and for a row without a slot;
     - ``out_real : Signal(L), out``: lane l's vector belongs to a real pixel (a sum to keep, for the valid bits);
     - ``out_valid : Signal(1), out``: ``out`` holds one of the row's ``groups`` vectors (``start`` in cycle t: group g's
-      vectors on ``out`` in t + 2 + g, :data:`~edgesparse.accel.pipeline.FEED_LATENCY`).
+      vectors on ``out`` in t + 3 + g, :data:`~edgesparse.accel.pipeline.FEED_LATENCY`).
     """
 
     def __init__(self, m: int, lanes: int = 1, depth: int = 256, window: int | None = None):
@@ -172,7 +172,6 @@ class ActivationFeeder(wiring.Component):
         left = Signal(unsigned(COORD_BITS))  # groups still to put out
         remaining = Signal(unsigned(COORD_BITS))  # real pixels still to come, from lane 0's current pixel
         live = Signal()  # the walkers hold a group this cycle
-        m.d.comb += self.busy.eq(live)
         data, real = [], []
         for lane in range(L):
             state = tuple(Signal(shape, name=f"l{lane}_{name}") for shape, name in (
@@ -197,9 +196,11 @@ class ActivationFeeder(wiring.Component):
         with m.Elif(live):
             m.d.sync += [left.eq(left - 1), live.eq(left != 1),
                          remaining.eq(Mux(remaining > L, remaining - L, 0))]
-        out_valid = Signal()
-        m.d.sync += out_valid.eq(live)
+        # The outputs leave registers: the tile buffer's block RAM feeds them, not the PEs' selects (its
+        # clock-to-out and the route to the array would otherwise share a cycle with the select).
+        valid_read = Signal()
+        m.d.sync += [valid_read.eq(live), self.out_valid.eq(valid_read)]
+        m.d.comb += self.busy.eq(live | valid_read)
         for lane in range(L):
-            m.d.comb += [self.out.word_select(lane, 8 * M).eq(data[lane]), self.out_real[lane].eq(real[lane])]
-        m.d.comb += self.out_valid.eq(out_valid)
+            m.d.sync += [self.out.word_select(lane, 8 * M).eq(data[lane]), self.out_real[lane].eq(real[lane])]
         return m

