@@ -18,7 +18,7 @@ buffers, not a co-simulated run.
 Seeds a design's folder already holds for the same Verilog are read back, not placed again; results are written
 after every design, so a long run leaves partial results.
 
-    nice -n 5 python benchmarks/fpga.py --jobs 2 --designs engine:4x4:1:16 engine:8x8:1:16:1 4x4:1:16 4x4:dense
+    nice -n 5 python benchmarks/fpga.py --jobs 2 --designs engine:4x4:1:16 4x4:1:16 4x4:dense
     nice -n 5 python benchmarks/fpga.py --router router2 --reports build/fpga_router2 --designs 4x4:1:16 4x4:dense
 
 The first is fpga.csv as committed (nextpnr's router2 for the engine, router1 for the layer unit: ``edgesparse
