@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,15 @@ def machine() -> dict[str, Any]:
 def command() -> str:
     """The command line that produced the results."""
     return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+
+
+def source_revision(*paths: str) -> str:
+    """The last commit that changed ``paths`` (short hash), "+changes" when the working tree differs there: which
+    source a measured row ran on, for tables whose rows are measured at different times."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args, "--", *paths], capture_output=True, text=True, check=True,
+                              cwd=RESULTS.parent.parent).stdout.strip()
+    return git("log", "-1", "--format=%h") + ("+changes" if git("status", "--porcelain") else "")
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

@@ -19,9 +19,10 @@ output-buffer write from the first DMA request, and the run's last cycle), at tw
     python benchmarks/engine_cosim.py --cases demo --rates 4.0 --images 2 --first-image 2   # images 2 and 3
 
 Writes results/engine_cosim.csv and .json (rows of other cases, rates and images already there are kept): per case,
-rate and image, the cycles (engine and cycle model), the
-stall cycles (the model's, between folds after each layer's first), whether every byte and write cycle agreed,
-and the simulation's wall time.
+rate and image, the cycles (engine and cycle model), the stall cycles (the model's, between folds after each
+layer's first), whether every byte and write cycle agreed, the simulation's wall time, and ``rtl``: the revision the
+row ran on (the last commit that changed the engine or the cycle model, "+changes" if the tree differed), as rows
+kept from earlier runs may predate the current RTL.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from _common import RESULTS, publish
+from _common import RESULTS, publish, source_revision
 
 from edgesparse.accel.config import AcceleratorConfig
 from edgesparse.accel.simulate import simulate
@@ -101,6 +102,8 @@ def stall_cycles(graph: IntGraph, config: AcceleratorConfig) -> int:
     return total
 
 
+RTL_SOURCES = ("src/edgesparse/rtl", "src/edgesparse/accel")  # the engine and the cycle model it is checked against
+
 CASES = {"trained": lambda args: trained_case(args.model, args.images),
          "classifier": lambda args: classifier_case(args.model, args.images),
          "strided": lambda args: strided_case(),
@@ -131,7 +134,8 @@ def main() -> None:
                              "model_cycles": program.expected_cycles, "stall_cycles": stall_cycles(graph, config),
                              "writes": len(record.writes), "map_bytes": sum(len(out) for out in record.outputs),
                              "bytes_equal": True, "write_cycles_equal": True, "wall_s": round(wall, 1),
-                             "cycles_per_s": round(record.cycles / wall, 1)})
+                             "cycles_per_s": round(record.cycles / wall, 1),
+                             "rtl": source_revision(*RTL_SOURCES)})
                 print(rows[-1], flush=True)
     # Rows of cases, rates or images not run this time stay as they were (each row keeps its own wall time).
     done = {(row["case"], row["rate_bytes_per_cycle"], row["image"]) for row in rows}

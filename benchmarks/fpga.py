@@ -41,7 +41,7 @@ from edgesparse.accel import AcceleratorConfig, parse_array  # noqa: E402
 from edgesparse.accel.simulate import simulate  # noqa: E402
 from edgesparse.export_flow import shape_graph  # noqa: E402
 from edgesparse.fpga_flow import ENGINE_RATE, engine_size, folder_name, layer_unit  # noqa: E402
-from edgesparse.rtl.fpga import engine_placeable, layer_unit_placeable, run_flow  # noqa: E402
+from edgesparse.rtl.fpga import ROUTERS, engine_placeable, layer_unit_placeable, run_flow  # noqa: E402
 
 LABEL = "modelled cycles x measured clock"
 BUFFERS_KIB = {"weight_buffer_kib": 32.0, "input_buffer_kib": 224.0, "output_buffer_kib": 64.0}
@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="seeds of a design that names none [3]")
     parser.add_argument("--jobs", type=int, default=1, help="seeds placed side by side, one core each [1]")
     parser.add_argument("--reports", type=Path, default=Path("build/fpga"))
-    parser.add_argument("--router", choices=["router1", "router2"], default=None, help="nextpnr's router "
+    parser.add_argument("--router", choices=ROUTERS, default=None, help="nextpnr's router "
                         "(edgesparse fpga --router) [router2 for the engine, router1 for the layer unit]")
     parser.add_argument("--multiplier", choices=["ecp5", "fabric"], default=None,
                         help="the PEs' multiplier (edgesparse fpga --multiplier); fabric writes fpga_fabric.csv "

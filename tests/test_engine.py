@@ -137,3 +137,50 @@ def test_int32_logits_of_a_linear_layer_without_requantization():
     image = rng.integers(-128, 128, size=(40, 1, 1)).astype(np.int8)
     image[:, 0, 0] = np.where(np.arange(40) % 2, -128, 127)
     _run(graph, image, _config(1.5))
+
+
+@pytest.mark.parametrize("capacity", [0, 1, 2, 3])
+def test_a_buffers_room_flag_follows_its_count_a_cycle_ahead(capacity):
+    """The DMA's start reads a registered room flag (:func:`~edgesparse.rtl.engine._room`), computed a cycle ahead
+    without an adder: over random frees, starts (only where there is room, as the DMA does) and layer restarts,
+    the flag in every cycle equals a plain count's ``room > 0``, also when a start follows a start (a one-cycle
+    transfer, which the engine tests' transfers are too long to make) and when a restart and a start coincide."""
+    from amaranth import Module, Signal
+    from amaranth.sim import Simulator
+
+    from edgesparse.rtl.engine import _room
+
+    m = Module()
+    freed, taken, restart = Signal(), Signal(), Signal()
+    free = _room(m, "test", capacity, freed, taken, restart)
+    rng = np.random.default_rng(capacity)
+    mismatches: list = []
+
+    async def bench(ctx):
+        room = capacity
+        for cycle in range(400):
+            assert ctx.get(free) in (0, 1)
+            if ctx.get(free) != (room > 0):
+                mismatches.append((cycle, room, ctx.get(free)))
+            restarts, frees = rng.random() < 0.05, rng.random() < 0.3
+            starts = (capacity if restarts else room) > 0 and rng.random() < 0.7  # a new layer's start: its room
+            ctx.set(taken, int(starts))
+            ctx.set(restart, int(restarts))
+            ctx.set(freed, int(frees))
+            room = (capacity if restarts else room + frees) - starts
+            await ctx.tick()
+
+    simulator = Simulator(m)
+    simulator.add_clock(1e-8)
+    simulator.add_testbench(bench)
+    simulator.run()
+    assert not mismatches, f"the room flag differs from its count at (cycle, room, flag) {mismatches[:5]}"
+
+
+def test_an_engine_of_fewer_than_three_rows_is_refused():
+    """Its buffers' write stage needs the loader to read a fold's last two words a cycle after the transfer."""
+    from edgesparse.errors import EdgesparseError
+
+    graph, image = _graph(cin=16, cout=4, size=4)
+    with pytest.raises(EdgesparseError, match="three rows or more.*got 2"):
+        engine_program(graph, _config(4.0, rows=2), image)

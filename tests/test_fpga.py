@@ -46,17 +46,18 @@ def test_the_engine_needs_its_multipliers_and_block_rams_by_hand():
     from edgesparse.rtl.fpga import engine_placeable
 
     # 4x4: 16 PEs + 4 requantizers x 4 partial products; block RAM: the DMA queue (62 x 512: 2), the tile counts
-    # (32 x 64, read twice: 2), 4 feeder tables (177 x 256: 5 each), 4 rows x 16 tile-buffer lanes (8 x 1024: 1
-    # each), 4 accumulators (32 x 512: 1 each), 16 output lanes (8 x 2048: 1 each), the max pool's line (32 x 112:
-    # 1); the weight buffer (8 x 32 a lane), descriptors and parameters: distributed. 8x8: the pool's line is 64 bits.
-    assert engine_placeable(engine_size(4, 4, 16)).expected == {"dsp": 32, "ebr": 2 + 2 + 20 + 64 + 4 + 16 + 1}
-    assert engine_placeable(engine_size(8, 8, 16)).expected == {"dsp": 96, "ebr": 2 + 2 + 40 + 128 + 8 + 16 + 2}
+    # (32 x 64, read twice: 2), 4 feeder tables (177 x 256: 5 each), 4 rows x 16 tile-buffer lanes in pairs (16 x
+    # 1024: 1 a pair), 4 accumulators (32 x 512: 1 each), 16 output lanes (8 x 2048: 1 each), the max pool's line
+    # (32 x 112: 1); the weight buffer (8 x 32 a lane), descriptors and parameters: distributed. 8x8: the pool's line
+    # is 64 bits.
+    assert engine_placeable(engine_size(4, 4, 16)).expected == {"dsp": 32, "ebr": 2 + 2 + 20 + 32 + 4 + 16 + 1}
+    assert engine_placeable(engine_size(8, 8, 16)).expected == {"dsp": 96, "ebr": 2 + 2 + 40 + 64 + 8 + 16 + 2}
 
 
 def test_an_engine_too_large_for_the_device_is_refused_before_synthesis(capsys, tmp_path):
-    assert main(["fpga", "--engine", "--array", "9x8", "-o", str(tmp_path)]) == 2
+    assert main(["fpga", "--engine", "--array", "13x8", "-o", str(tmp_path)]) == 2
     error = capsys.readouterr().err
-    assert "231 DP16KD" in error and "208" in error and not any(tmp_path.iterdir())
+    assert "211 DP16KD" in error and "208" in error and not any(tmp_path.iterdir())
     assert main(["fpga", "--engine", "--array", "4x4", "--pixels-per-cycle", "2"]) == 2
     assert "one pixel per cycle" in capsys.readouterr().err
     assert main(["fpga", "--engine", "--array", "4x4", "--pattern", "dense"]) == 2

@@ -377,31 +377,35 @@ def test_feeder_parameters_are_validated():
 
 def _load_words(ctx, buffer: WordBuffer, contents: bytes) -> None:
     """Set a WordBuffer's words (``contents``: its bytes in address order) before the first clock edge."""
-    N = buffer.word_bytes
+    N, G = buffer.word_bytes, buffer.lanes_per_memory
     for row in range(len(contents) // N):
-        for lane, memory in enumerate(buffer.lanes):
-            ctx.set(memory.data[row], contents[row * N + lane])
+        for number, memory in enumerate(buffer.memories):
+            ctx.set(memory.data[row], int.from_bytes(contents[row * N + number * G:row * N + (number + 1) * G], "little"))
 
 
 def _word_contents(ctx, buffer: WordBuffer) -> bytes:
-    return bytes(ctx.get(buffer.lanes[k % buffer.word_bytes].data[k // buffer.word_bytes])
-                 for k in range(buffer.depth * buffer.word_bytes))
+    G = buffer.lanes_per_memory
+    return b"".join(ctx.get(memory.data[row]).to_bytes(G, "little")
+                    for row in range(buffer.depth) for memory in buffer.memories)
 
 
-@pytest.mark.parametrize("word_bytes, depth, window, word_reads, word_write", [
-    (6, 5, 4, 1, False),   # the weight buffer's shape: a 6-byte word, a 4-byte window
-    (6, 7, 6, 2, True),    # a window as wide as the word; two word reads; both write ports
-    (16, 4, 4, 0, True),   # the output buffer's shape: no word read, the stage's word writes
-    (16, 3, 16, 1, False),
-    (1, 3, 1, 1, True),
+@pytest.mark.parametrize("word_bytes, depth, window, word_reads, word_write, shared", [
+    (6, 5, 4, 1, False, 1),   # the weight buffer's shape: a 6-byte word, a 4-byte window
+    (6, 7, 6, 2, True, 1),    # a window as wide as the word; two word reads; both write ports
+    (16, 4, 4, 0, True, 1),   # the output buffer's shape: no word read, the stage's word writes
+    (16, 3, 16, 1, False, 1),
+    (1, 3, 1, 1, True, 1),
+    (16, 5, 4, 1, False, 2),  # the feeder's tile buffer on ECP5: two lanes a memory
+    (16, 3, 8, 2, False, 4),  # four lanes a memory, a window of half a word
+    (4, 5, 2, 1, False, 2),   # memories of half a word
 ])
-def test_word_buffer_matches_a_byte_array(word_bytes, depth, window, word_reads, word_write):
+def test_word_buffer_matches_a_byte_array(word_bytes, depth, window, word_reads, word_write, shared):
     """Random cycles of window writes (masks with holes, windows straddling words, ending at the last byte), window
     reads, word reads and word writes (in the same cycles) against a byte array: every read one cycle after its
     address, the value before that cycle's writes; a lane both ports write takes the window's byte."""
     rng = np.random.default_rng(word_bytes * 31 + window + word_reads)
     N, W = word_bytes, window
-    buffer = WordBuffer(N, depth, W, word_reads, word_write)
+    buffer = WordBuffer(N, depth, W, word_reads, word_write, lanes_per_memory=shared)
     model = bytearray(rng.integers(0, 256, N * depth, dtype=np.uint8).tobytes())
     last = N * depth - W  # the last window start: its last byte is the buffer's last
     seen = {"straddle": 0, "holes": 0, "last": 0}
@@ -458,6 +462,23 @@ def test_word_buffer_parameters_are_validated():
         WordBuffer(6, 4, 8)
     with pytest.raises(ConfigError, match="word read port count must be a non-negative integer, got -1"):
         WordBuffer(6, 4, 4, -1)
+    for bad in (dict(word_bytes=6, window=4, lanes=2), dict(word_bytes=16, window=4, lanes=3),
+                dict(word_bytes=4, window=2, lanes=4)):
+        with pytest.raises(ConfigError, match=f"cannot hold {bad['lanes']} byte lanes a memory"):
+            WordBuffer(bad["word_bytes"], 4, bad["window"], lanes_per_memory=bad["lanes"])
+    with pytest.raises(ConfigError, match="cannot hold 2 byte lanes a memory.*no word write port"):
+        WordBuffer(16, 4, 4, word_write=True, lanes_per_memory=2)
+
+
+def test_lanes_share_a_memory_only_where_it_fills_block_ram():
+    from edgesparse.rtl.buffer import lanes_per_memory
+
+    assert lanes_per_memory(16, 1024, 4) == 2  # the feeder's tile buffer: 1024 x 16 bits, one DP16KD
+    assert lanes_per_memory(16, 512, 4) == 4
+    assert lanes_per_memory(16, 2048, 4) == 1  # a lane of 2048 words fills a block already
+    assert lanes_per_memory(16, 64, 4) == 1  # distributed RAM
+    assert lanes_per_memory(16, 1024, 16) == 1  # a window of a whole word
+    assert lanes_per_memory(6, 1024, 3) == 2 and lanes_per_memory(6, 512, 3) == 2  # 4 lanes do not divide 6
 
 
 # --- The DMA between a SimDRAM and WordBuffers against transfer_cycles and FoldGeometry.transfers(). ---

@@ -3,12 +3,15 @@
 The DMA moves a variable number of bytes a cycle (0 to its beat W, :mod:`edgesparse.rtl.dma`) at a sequential but
 unaligned position, while the weight loader, the activation feeders and the output stage read or write whole words
 of ``word_bytes`` bytes (the weight buffer's words are ``C + C B / 8`` bytes, 6 for C = 4 and B = 4: not a power of
-two). :class:`WordBuffer` serves both: it stores ``depth`` words as ``word_bytes`` byte-wide memories, one per byte
-lane, so a window of up to ``word_bytes`` bytes starting at any byte lane touches each lane at most once, in the
-window's word or the next. Every read is registered (the data one cycle after the address), so each lane infers
-block RAM: a block per lane and read port, filled at 2048 words (a byte-wide lane of 1024 words, the 16-byte feeder
-buffer's, uses half of an ECP5 DP16KD or an xc7 RAMB18). A port left unconnected (the feeder's window read, the
-weight buffer's) is dropped by synthesis.
+two). :class:`WordBuffer` serves both: it stores ``depth`` words as memories of G byte lanes each (G consecutive
+lanes, :func:`lanes_per_memory`; one lane by default), so a window of up to ``word_bytes`` bytes starting at any byte
+lane touches each lane at most once, in the window's word or the next. Every read is registered (the data one cycle
+after the address), so each memory infers block RAM: a block per memory and read port. A byte lane fills a block at
+2048 words; a lane of 1024 words (the 16-byte feeder buffer's) would leave half of an ECP5 DP16KD or an xc7 RAMB18
+empty, so two lanes share one in its 18-bit mode. A memory of several lanes has one address a cycle: the window's
+bytes in it must all be in one word, which holds when the window and the memory are at most half a word (the window
+wraps into the next word only from the word's upper half into its lower half). A port left unconnected (the feeder's
+window read, the weight buffer's) is dropped by synthesis.
 
 The window mapping: window byte i (from 0) at ``(row, pos)`` is byte lane ``pos + i`` of word ``row`` if
 ``pos + i < word_bytes``, else lane ``pos + i - word_bytes`` of word ``row + 1``. Per lane that is one comparison
@@ -23,6 +26,22 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from edgesparse.errors import ConfigError
+
+BLOCK_RAM_BITS = 512  # yosys's synth_ecp5 maps a registered-read memory of more bits to DP16KD, not distributed RAM
+# (depth up to, byte lanes) a block RAM holds in one block: ECP5's DP16KD and xc7's RAMB18 as 1024 x 18 or 512 x 36.
+_SHARED_LANES = ((1024, 2), (512, 4))
+
+
+def lanes_per_memory(word_bytes: int, depth: int, window: int) -> int:
+    """Byte lanes one memory of a :class:`WordBuffer` holds so that its block RAM is full: two at 1024 words or
+    fewer, four at 512 or fewer; one where a lane is distributed RAM anyway (:data:`BLOCK_RAM_BITS` or fewer bits),
+    where the window exceeds half a word, or where the lanes do not divide the word or exceed half of it."""
+    lanes = 1
+    if 8 * depth > BLOCK_RAM_BITS and 2 * window <= word_bytes:
+        for limit, count in _SHARED_LANES:
+            if depth <= limit and word_bytes % count == 0 and 2 * count <= word_bytes:
+                lanes = count
+    return lanes
 
 
 def _check_count(name: str, value, least: int) -> None:
@@ -49,22 +68,31 @@ class WordBuffer(wiring.Component):
     - with ``word_write``: ``ww_addr : Signal(A), in`` / ``ww_data : Signal(8 N), in`` / ``ww_mask : Signal(N),
       in``: write byte j of ``ww_data`` to byte j of word ``ww_addr`` where bit j of ``ww_mask`` is set.
 
-    Every read is read-before-write: a read in the cycle of a write to the same byte returns the old byte. A byte
+    ``lanes_per_memory`` (G) consecutive byte lanes share one memory (:func:`lanes_per_memory`; the module docstring
+    says when a window allows it). Every read is read-before-write: a read in the cycle of a write to the same byte
+    returns the old byte. A byte
     lane that both write ports write in one cycle takes the window's byte (to the window's word); the word write's
     byte in that lane is dropped.
     """
 
-    def __init__(self, word_bytes: int, depth: int, window: int, word_reads: int = 1, word_write: bool = False):
+    def __init__(self, word_bytes: int, depth: int, window: int, word_reads: int = 1, word_write: bool = False,
+                 lanes_per_memory: int = 1):
         _check_count("word size", word_bytes, 1)
         _check_count("depth", depth, 1)
         _check_count("window", window, 1)
         _check_count("word read port count", word_reads, 0)
+        _check_count("lanes per memory", lanes_per_memory, 1)
         if window > word_bytes:
             raise ConfigError(f"the word buffer's window ({window} bytes) must not exceed its word "
                               f"({word_bytes} bytes)")
         if not isinstance(word_write, bool):
             raise ConfigError(f"the word buffer's word_write must be a bool, got {word_write!r}")
-        self.word_bytes, self.depth, self.window = word_bytes, depth, window
+        G = lanes_per_memory
+        if G > 1 and (word_bytes % G or 2 * G > word_bytes or 2 * window > word_bytes or word_write):
+            raise ConfigError(f"the word buffer cannot hold {G} byte lanes a memory: the lanes must divide the "
+                              f"{word_bytes}-byte word and be at most half of it, the window ({window} bytes) at "
+                              f"most half a word, and there may be no word write port")
+        self.word_bytes, self.depth, self.window, self.lanes_per_memory = word_bytes, depth, window, G
         self.word_reads, self.word_write = word_reads, word_write
         self.addr_bits = max(1, (depth - 1).bit_length())
         row, pos = unsigned(self.addr_bits), range(word_bytes)
@@ -75,38 +103,44 @@ class WordBuffer(wiring.Component):
         if word_write:
             ports.update(ww_addr=In(row), ww_data=In(unsigned(8 * word_bytes)), ww_mask=In(word_bytes))
         super().__init__(ports)
-        # One byte-wide memory per lane (a testbench reads and sets their rows: ``lanes[j].data[row]``).
-        self.lanes = [Memory(shape=unsigned(8), depth=depth, init=[]) for _ in range(word_bytes)]
+        # One memory per G lanes, lane j at bits [8 (j mod G), 8 (j mod G) + 8) of memory j // G (a testbench
+        # reads and sets their rows: ``memories[g].data[row]``).
+        self.memories = [Memory(shape=unsigned(8 * G), depth=depth, init=[]) for _ in range(word_bytes // G)]
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        N, W = self.word_bytes, self.window
+        N, W, G = self.word_bytes, self.window, self.lanes_per_memory
         w_next, r_next = self.w_row + 1, self.r_row + 1
         r_pos = Signal.like(self.r_pos, name="r_pos_held")  # the window read's lane rotation, beside its data
         m.d.sync += r_pos.eq(self.r_pos)
         lane_data = []
-        for lane, memory in enumerate(self.lanes):
-            m.submodules[f"lane{lane}"] = memory
-            # The window byte this lane takes: i = lane - pos in the window's word, lane + N - pos in the next.
-            here = self.w_pos <= lane
-            index = Signal(range(N), name=f"lane{lane}_index")
-            m.d.comb += index.eq(Mux(here, lane - self.w_pos, lane + N - self.w_pos))
-            window_en = Signal(name=f"lane{lane}_window_en")
-            m.d.comb += window_en.eq((index < W) & self.w_mask.bit_select(index, 1))
-            write = memory.write_port()
-            m.d.comb += [write.addr.eq(Mux(here, self.w_row, w_next)), write.data.eq(self.w_data.word_select(index, 8)),
-                         write.en.eq(window_en)]
-            if self.word_write:
-                with m.If(~window_en):
-                    m.d.comb += [write.addr.eq(self.ww_addr), write.data.eq(self.ww_data.word_select(lane, 8)),
-                                 write.en.eq(self.ww_mask[lane])]
+        for number, memory in enumerate(self.memories):
+            m.submodules[f"lanes{number}"] = memory
+            # The memory's window bytes are in the window's word if its last lane is at or past the position, else
+            # in the next (the module docstring).
+            top = (number + 1) * G - 1
+            write = memory.write_port(granularity=8)
+            m.d.comb += write.addr.eq(Mux(self.w_pos <= top, self.w_row, w_next))
+            for k in range(G):
+                lane = number * G + k
+                # The window byte this lane takes: i = lane - pos in the window's word, lane + N - pos in the next.
+                index = Signal(range(N), name=f"lane{lane}_index")
+                m.d.comb += index.eq(Mux(self.w_pos <= lane, lane - self.w_pos, lane + N - self.w_pos))
+                window_en = Signal(name=f"lane{lane}_window_en")
+                m.d.comb += [window_en.eq((index < W) & self.w_mask.bit_select(index, 1)),
+                             write.data.word_select(k, 8).eq(self.w_data.word_select(index, 8)),
+                             write.en[k].eq(window_en)]
+                if self.word_write:  # one lane a memory
+                    with m.If(~window_en):
+                        m.d.comb += [write.addr.eq(self.ww_addr), write.data.eq(self.ww_data.word_select(lane, 8)),
+                                     write.en.eq(self.ww_mask[lane])]
             read = memory.read_port(transparent_for=())
-            m.d.comb += [read.addr.eq(Mux(self.r_pos <= lane, self.r_row, r_next)), read.en.eq(1)]
-            lane_data.append(read.data)
-            for k in range(self.word_reads):
+            m.d.comb += [read.addr.eq(Mux(self.r_pos <= top, self.r_row, r_next)), read.en.eq(1)]
+            lane_data += [read.data.word_select(k, 8) for k in range(G)]
+            for j in range(self.word_reads):
                 word = memory.read_port(transparent_for=())
-                m.d.comb += [word.addr.eq(getattr(self, f"rd{k}_addr")), word.en.eq(1),
-                             getattr(self, f"rd{k}_data").word_select(lane, 8).eq(word.data)]
+                m.d.comb += [word.addr.eq(getattr(self, f"rd{j}_addr")), word.en.eq(1),
+                             getattr(self, f"rd{j}_data").word_select(number, 8 * G).eq(word.data)]
         # Window byte i of the read is lane pos + i, less N past the word's end.
         for i in range(W):
             lane = Signal(range(N), name=f"r_lane{i}")

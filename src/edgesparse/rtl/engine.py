@@ -12,7 +12,10 @@ same way). Per cycle:
   slot (its last word was read), ``input(t)`` when tile ``t - 2``'s half of the tile buffer was released (its last
   fold's last vector was read by the bottom row's feeder), ``output(t)`` when tile ``t``'s last byte is in the
   output buffer (counted from the output stage's writes). A transfer's bytes are usable in the cycle its ``done``
-  pulses.
+  pulses. They land in their buffer a cycle after the DMA moves them (a write stage), which no reader can see: a
+  feeder started in the ``done`` cycle presents its first address a cycle later, and the loader reads a fold's
+  last two words (the only ones its transfer's last beat can touch) one and two cycles after its first or later,
+  so the engine needs three array rows or more.
 - **Loader.** Fold ``f``'s R weight words leave the weight buffer (bottom row first) from the cycle its transfer is
   done and fold ``f - 1`` has begun streaming; ``FEED_LATENCY`` cycles later each word enters the array.
 - **Stream controller.** Fold ``f`` streams once the previous stream ended, its shadows are loaded (its last word
@@ -32,19 +35,23 @@ the next cycle's index, computed from registers (the next fold's table entries a
 DMA's head entry is a register (its queue is read one entry ahead), the tile counts are read one tile ahead into
 registers (:func:`_read_ahead`: a tile's pixel count for the stream controller, its write count as a down-counter),
 and the feeder tables hold the walkers' down-counters, so neither a transfer's first cycle, a feeder's start, a
-stream's length nor a tile's last write computes behind a block RAM's output; a transfer's index among its kind is
-a counter of the transfers of that kind started, not a table entry; the buffers' rooms (freed slots plus capacity)
-are counters, and a count plus this cycle's completion is compared without an adder. None of this moves a cycle:
-the co-simulation checks every write's cycle against the cycle model. The feeders' vectors and the weight words
-leave registers into the array (``FEED_LATENCY`` 3: no block RAM output shares a cycle with a PE's select); the
-cycle model counts that register.
+stream's length nor a tile's last write computes behind a block RAM's output. The three decisions — the DMA's
+start, the loader's and the stream controller's — read registers and gates only: each condition that compared two
+counters (a buffer's room against the transfers of its kind started, the folds left, the weight and input transfers
+done ahead of the fold or tile waiting for them, the folds loaded ahead of the streams) is a count kept as a flag
+computed a cycle ahead (:func:`_room`), with this cycle's completion or start ORed in where the condition counts
+it, and a layer's counts less one are registers. The DMA's buffer writes land behind a write stage, so the start
+decision does not share a cycle with the buffers' write decoding. None of this moves a cycle: the co-simulation
+checks every write's cycle against the cycle model. The feeders' vectors and the weight words leave registers into
+the array (``FEED_LATENCY`` 3: no block RAM output shares a cycle with a PE's select); the cycle model counts that
+register.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -52,7 +59,7 @@ from amaranth.lib.wiring import In, Out
 from edgesparse.accel.pipeline import FEED_LATENCY, PRODUCT_STAGES, SUM_REGISTER
 from edgesparse.errors import ConfigError
 from edgesparse.rtl.array import PipelinedArray, check_array
-from edgesparse.rtl.buffer import WordBuffer
+from edgesparse.rtl.buffer import BLOCK_RAM_BITS, WordBuffer, lanes_per_memory
 from edgesparse.rtl.dma import DMA, SimDRAM
 from edgesparse.rtl.feeder import COORD_BITS, ActivationFeeder, RowFields
 from edgesparse.rtl.fields import pack_fields
@@ -63,7 +70,6 @@ from edgesparse.rtl.ppu import ACC_BITS, pool_line_words
 CYCLE_BITS = 32
 KIND_WEIGHTS, KIND_INPUT, KIND_OUTPUT = 0, 1, 2  # a transfer's kind: also its buffer (the DMA's ``buf_sel``)
 COUNT_BITS = 16  # transfers of one kind, folds and tiles of a layer
-BLOCK_RAM_BITS = 512  # yosys's synth_ecp5 maps a registered-read memory of more bits to DP16KD, not distributed RAM
 
 
 def row_word_bytes(cols: int, m: int) -> int:
@@ -104,6 +110,9 @@ class EngineSize:
                 raise ConfigError(f"the engine's {item.name} must be a positive integer, got {value!r}")
         if self.weight_slots < 2:
             raise ConfigError(f"the engine's weight buffer must hold at least two folds, got {self.weight_slots}")
+        if self.rows < 3:
+            raise ConfigError(f"the engine needs an array of three rows or more (its buffers' write stage), got "
+                              f"{self.rows}")
 
     @property
     def word_bytes(self) -> int:
@@ -130,6 +139,24 @@ def _read_ahead(m: Module, name: str, port, base, begin, advance) -> Signal:
     with m.Elif(advance):
         m.d.sync += ahead.eq(ahead + 1)
     return first | advance
+
+
+def _room(m: Module, name: str, capacity: int | Value, freed, taken, restart) -> Signal:
+    """A count a decision takes from, as a registered flag: ``capacity`` when a layer begins (``restart``), one
+    more in each ``freed`` cycle, one fewer in each ``taken`` cycle (counted into the new layer when it coincides
+    with ``restart``); it never goes below zero. A buffer's room for the DMA's next transfer of its kind, the folds
+    left to load, the weight transfers done ahead of the loader...
+
+    Returns a register that says the count is above zero. Its next value is chosen by ``taken`` between two tests
+    of the count before it (above zero; above one), made without an adder, so that the decision reaches the
+    register through one multiplexer and reads nothing but registers and gates."""
+    init = capacity if isinstance(capacity, int) else 0
+    room = Signal(COUNT_BITS, init=init, name=f"{name}_room")
+    free = Signal(init=int(init > 0), name=f"{name}_free")
+    nonempty = Mux(restart, capacity != 0, (room != 0) | freed)
+    plural = Mux(restart, capacity > 1, (room[1:] != 0) | ((room == 1) & freed))
+    m.d.sync += [room.eq(Mux(restart, capacity, room + freed) - taken), free.eq(Mux(taken, plural, nonempty))]
+    return free
 
 
 def feeder_field_widths(tile_words: int) -> dict[str, int]:
@@ -234,10 +261,11 @@ class LayerEngine(wiring.Component):
         output stage's channel parameters, marked so, and smaller memories are distributed RAM)."""
         size = self.size
         R, C, M = size.rows, size.cols, size.m
+        shared = lanes_per_memory(M, 2 * size.tile_words, self.dma.beat)  # the tile buffer's lanes a memory
         memories = [(sum(self.dma.fields.values()), size.queue, 1),  # the DMA's queue
                     (2 * COUNT_BITS, size.max_tiles, 2),  # the tile counts, read twice
                     (self.row_field_bits, size.tables, R),  # the feeder tables
-                    (8, 2 * size.tile_words, R * M),  # the tile buffer's byte lanes, a copy per row
+                    (8 * shared, 2 * size.tile_words, R * M // shared),  # the tile buffer's lanes, a copy per row
                     (8, size.weight_slots * R, size.word_bytes),  # the weight buffer's byte lanes
                     (ACC_BITS, size.max_tile_pixels, C),  # the output stage's accumulators
                     (8, size.out_words, M)]  # the output buffer's byte lanes
@@ -296,13 +324,18 @@ class LayerEngine(wiring.Component):
             cur[name] = Signal(signed(width) if name.startswith("stride") else unsigned(width), name=f"cur_{name}")
             incoming[name] = d_read.data[offset:offset + width]
             offset += width
-        layer_done = running & ~finished & dma.done & (dma.done_index == cur["transfers_end"] - 1)
+        # A count's last value (count - 1) in a register beside it: no comparison with it waits for an adder.
+        final = {name: Signal.like(cur[name], name=f"final_{name}")
+                 for name in ("transfers_end", "folds_per_tile", "row_folds", "col_folds")}
+        transfers_last = final["transfers_end"]  # the layer's last transfer
+        layer_done = running & ~finished & dma.done & (dma.done_index == transfers_last)
         last_layer = layer + 1 == self.layers
         begin_layer = self.start | (layer_done & ~last_layer)
         m.d.comb += [self.layer.eq(layer), d_read.addr.eq(Mux(self.start, 0, layer + 1)),
                      self.done.eq(finished | (layer_done & last_layer))]
         with m.If(begin_layer):
             m.d.sync += [cur[name].eq(incoming[name]) for name in widths]
+            m.d.sync += [final[name].eq(incoming[name] - 1) for name in final]
             m.d.sync += layer.eq(Mux(self.start, 0, layer + 1))
 
         with m.If(layer_done & last_layer):
@@ -318,59 +351,37 @@ class LayerEngine(wiring.Component):
         else:
             m.d.comb += [getattr(self, f"dram_{name}").eq(getattr(dma, f"dram_{name}")) for name in ports[0]]
             m.d.comb += [getattr(dma, f"dram_{name}").eq(getattr(self, f"dram_{name}")) for name in ports[1]]
-        to_weights, to_tiles = dma.buf_sel == KIND_WEIGHTS, dma.buf_sel == KIND_INPUT
-        m.d.comb += [weights.w_row.eq(dma.buf_row), weights.w_pos.eq(dma.buf_pos), weights.w_data.eq(dma.buf_w_data),
-                     weights.w_mask.eq(Mux(to_weights, dma.buf_w_mask, 0))]
-        for feeder in feeders:
-            m.d.comb += [feeder.w_row.eq(dma.buf_row), feeder.w_pos.eq(dma.buf_pos), feeder.w_data.eq(dma.buf_w_data),
-                         feeder.w_mask.eq(Mux(to_tiles, dma.buf_w_mask, 0))]
+        # The write stage: the DMA's buffer writes pass one register (the module docstring: no reader sees it).
+        staged = {name: Signal.like(getattr(dma, f"buf_{name}"), name=f"staged_{name}")
+                  for name in ("row", "pos", "w_data")}
+        weights_mask, tiles_mask = (Signal.like(dma.buf_w_mask, name=f"staged_{n}_mask") for n in ("weights", "tiles"))
+        m.d.sync += [staged[name].eq(getattr(dma, f"buf_{name}")) for name in staged]
+        m.d.sync += [weights_mask.eq(Mux(dma.buf_sel == KIND_WEIGHTS, dma.buf_w_mask, 0)),
+                     tiles_mask.eq(Mux(dma.buf_sel == KIND_INPUT, dma.buf_w_mask, 0))]
+        for buffer, mask in ((weights, weights_mask), *((feeder, tiles_mask) for feeder in feeders)):
+            m.d.comb += [buffer.w_row.eq(staged["row"]), buffer.w_pos.eq(staged["pos"]),
+                         buffer.w_data.eq(staged["w_data"]), buffer.w_mask.eq(mask)]
         m.d.comb += [output.r_row.eq(dma.buf_row), output.r_pos.eq(dma.buf_pos), dma.buf_r_data.eq(output.r_data)]
 
         # Completions: which kind (buffer) the finished transfer was.
-        weights_in, inputs_in = Signal(COUNT_BITS), Signal(COUNT_BITS)  # transfers of each kind done
         weights_done = dma.done & (dma.done_buffer == KIND_WEIGHTS)
         inputs_done = dma.done & (dma.done_buffer == KIND_INPUT)
-        m.d.sync += [weights_in.eq(weights_in + weights_done), inputs_in.eq(inputs_in + inputs_done)]
-
-        def done_beyond(count: Signal, done: Signal, value: Signal):
-            """``count + done > value`` (this cycle's completion included) without an adder in front of the test."""
-            return (count > value) | (done & (count == value))
-
-        # Space flags, each counting an event in fold or tile order, visible from the cycle after it.
-        # The weight and tile rooms are what was freed plus each buffer's capacity (weight slots, two tile halves),
-        # counted in registers so that no adder sits in front of the DMA's start.
-        weight_room = Signal(COUNT_BITS, init=size.weight_slots)
-        tile_room, tiles_written = Signal(COUNT_BITS, init=2), Signal(COUNT_BITS)
         m.d.comb += self.head.eq(dma.head)
-        # The head entry's index among its kind: the transfers of its kind this layer started (a kind's entries are
-        # queued in its order).
-        started = [Signal(COUNT_BITS, name=f"started_{kind}") for kind in range(3)]
-        for kind, count in enumerate(started):
-            now = dma.starting & (dma.head_buffer == kind)
-            m.d.sync += count.eq(Mux(begin_layer, now, count + now))
-        kind = dma.head_buffer
-        # The next layer's first transfer (always its fold 0's weights) may start in the cycle this layer ends.
-        in_layer = dma.head < cur["transfers_end"]
-        with m.Switch(kind):
-            with m.Case(KIND_WEIGHTS):
-                m.d.comb += dma.allow.eq(running & (in_layer & (weight_room > started[0])
-                                                    | layer_done & ~last_layer))
-            with m.Case(KIND_INPUT):
-                m.d.comb += dma.allow.eq(running & in_layer & (tile_room > started[1]))
-            with m.Default():
-                m.d.comb += dma.allow.eq(running & in_layer & (tiles_written > started[2]))
 
-        # Loader: fold next_load's words leave the weight buffer once they are in and fold next_load - 1 has begun
-        # streaming (this cycle or earlier).
+        # Loader: fold f's words leave the weight buffer once they are in and fold f - 1 has begun streaming (this
+        # cycle or earlier). Its conditions, and the stream controller's, are registered counts (:func:`_room`):
+        # folds left to load, folds begun streaming ahead of the loader, weight transfers done ahead of it (this
+        # cycle's completion included).
         fb = COUNT_BITS
-        next_stream, ready = Signal(fb), Signal(fb)  # ready: folds whose last weight word was read R cycles ago
-        begin_stream = Signal()
-        loading, step, next_load = Signal(), Signal(range(R)), Signal(fb)
+        next_stream = Signal(fb)
+        begin_stream, begin_load = Signal(), Signal()
+        loading, step = Signal(), Signal(range(R))
         weight_row = Signal(_addr_width(size.weight_slots * R))
         carry_load = loading & (step != R - 1)
-        streamed = (next_load <= next_stream) | ((next_load == next_stream + 1) & begin_stream)
-        begin_load = (running & ~carry_load & (next_load < cur["folds"]) & streamed
-                      & done_beyond(weights_in, weights_done, next_load))
+        loads_left = _room(m, "loads_left", incoming["folds"], 0, begin_load, begin_layer)
+        streamed = _room(m, "streamed", 1, begin_stream, begin_load, begin_layer) | begin_stream
+        weights_in = _room(m, "weights_in", 0, weights_done, begin_load, begin_layer) | weights_done
+        m.d.comb += begin_load.eq(running & ~carry_load & loads_left & streamed & weights_in)
         shifting, word_step = Signal(), Signal(range(R))
         m.d.comb += [shifting.eq(carry_load | begin_load), word_step.eq(Mux(carry_load, step + 1, 0)),
                      weights.rd0_addr.eq(weight_row)]
@@ -395,20 +406,14 @@ class LayerEngine(wiring.Component):
             m.d.sync += [loading.eq(shifting), step.eq(word_step)]
             with m.If(shifting):
                 m.d.sync += weight_row.eq(Mux(weight_row == size.weight_slots * R - 1, 0, weight_row + 1))
-            with m.If(begin_load):
-                m.d.sync += next_load.eq(next_load + 1)
-            with m.If(last_word):
-                m.d.sync += [ready.eq(ready + 1), weight_room.eq(weight_room + 1)]
 
         # Stream controller: the fold streaming now (held from its first group), the next fold's position.
         prev_live, more, left = Signal(), Signal(), Signal(COUNT_BITS)
-        folds_per_tile = cur["folds_per_tile"]
-        tile, col_fold, row_fold, tile_fold = (Signal(fb, name=n) for n in ("tile", "col_fold", "row_fold",
-                                                                            "tile_fold"))
+        col_fold, row_fold, tile_fold = (Signal(fb, name=n) for n in ("col_fold", "row_fold", "tile_fold"))
         held = {name: Signal(fb, name=f"live_{name}") for name in ("col_fold", "row_fold", "tile_last")}
         group, held_group = Signal(COUNT_BITS), Signal(COUNT_BITS)
-        tile_ends = tile_fold == folds_per_tile - 1
-        last_row_fold, last_col_fold = row_fold == cur["row_folds"] - 1, col_fold == cur["col_folds"] - 1
+        tile_ends = tile_fold == final["folds_per_tile"]
+        last_row_fold, last_col_fold = row_fold == final["row_folds"], col_fold == final["col_folds"]
         # The table addresses of the next fold to stream, kept in registers beside its position (every candidate
         # next value is an adder on registers, chosen by the stream decision): its tile's first feeder-table entry
         # and its own (table base + tile x row folds + row fold). Its tile's pixel count is a register too, the
@@ -424,16 +429,20 @@ class LayerEngine(wiring.Component):
                                                         entry + 1), entry)))]
         m.d.sync += [tile_start.eq(tile_start_next), entry.eq(entry_next)]
         with m.If(begin_layer):
-            m.d.sync += [tile.eq(0), row_fold.eq(0)]
+            m.d.sync += row_fold.eq(0)
         with m.Elif(advance):
-            m.d.sync += [tile.eq(Mux(tile_ends, tile + 1, tile)), row_fold.eq(Mux(last_row_fold, 0, row_fold + 1))]
+            m.d.sync += row_fold.eq(Mux(last_row_fold, 0, row_fold + 1))
         counts = tiles.read_port(transparent_for=(tiles_write,))
         length = Signal(COUNT_BITS)  # the next fold's tile's pixels: one group a cycle
         with m.If(_read_ahead(m, "counts", counts, incoming["count_base"], begin_layer, advance & tile_ends)):
             m.d.sync += length.eq(counts.data[:COUNT_BITS])
         carry_on = prev_live & more
-        m.d.comb += begin_stream.eq(running & ~carry_on & (next_stream < cur["folds"]) & (ready > next_stream)
-                                    & done_beyond(inputs_in, inputs_done, tile))
+        # Streams left, folds whose last weight word was read (visible the cycle after: R cycles after the first),
+        # input tiles done ahead of the next fold's tile (this cycle's completion included).
+        streams_left = _room(m, "streams_left", incoming["folds"], 0, begin_stream, begin_layer)
+        ready = _room(m, "ready", 0, running & last_word, begin_stream, begin_layer)
+        inputs_in = _room(m, "inputs_in", 0, inputs_done, advance & tile_ends, begin_layer) | inputs_done
+        m.d.comb += begin_stream.eq(running & ~carry_on & streams_left & ready & inputs_in)
         live = carry_on | begin_stream
         now = {"col_fold": Mux(begin_stream, col_fold, held["col_fold"]),
                "row_fold": Mux(begin_stream, row_fold, held["row_fold"]),
@@ -456,8 +465,6 @@ class LayerEngine(wiring.Component):
             later = Signal(name=f"release_{d}")
             m.d.sync += later.eq(release)
             release = later
-        with m.If(release):
-            m.d.sync += tile_room.eq(tile_room + 1)
 
         # Feeders: row i starts i cycles after row 0, with its table entry for (tile, row fold); row 0's table is
         # read at the next cycle's entry, row i's at row i - 1's.
@@ -491,7 +498,7 @@ class LayerEngine(wiring.Component):
 
         # Output stage: its tags say what enters row 0 (FEED_LATENCY cycles after the controller's decision) and meet
         # column j's sum R - 1 + j cycles later; the sums come the PEs' product stages and their register later still.
-        tag = (live, group, now["col_fold"], now["row_fold"] == 0, now["row_fold"] == cur["row_folds"] - 1)
+        tag = (live, group, now["col_fold"], now["row_fold"] == 0, now["row_fold"] == final["row_folds"])
         for d in range(FEED_LATENCY + size.stages + SUM_REGISTER):
             later = tuple(Signal.like(s, name=f"tag{d}_{k}") for k, s in enumerate(tag))
             m.d.sync += [a.eq(b) for a, b in zip(later, tag)]
@@ -501,7 +508,7 @@ class LayerEngine(wiring.Component):
                      output.psum_in.eq(array.psum_out), output.valid_in.eq(array.valid_out),
                      output.start.eq(begin_layer), output.relu.eq(cur["relu"]), output.height.eq(cur["out_height"]),
                      output.width.eq(cur["out_width"]), output.out_base.eq(0), output.param_base.eq(cur["param_base"]),
-                     output.last_col_fold.eq(cur["col_folds"] - 1), output.out_blocks.eq(cur["out_blocks"])]
+                     output.last_col_fold.eq(final["col_folds"]), output.out_blocks.eq(cur["out_blocks"])]
         if size.pool_kernel is not None:
             m.d.comb += output.pool.eq(cur["pool"])
         if output.raw_capable:
@@ -512,21 +519,35 @@ class LayerEngine(wiring.Component):
         # Tiles written: the output stage's writes counted down from each tile's count, the table read one tile
         # ahead (the test is a register's against 1, not a block RAM's output against a counter).
         written = tiles.read_port(transparent_for=(tiles_write,))
-        writes_left = Signal(COUNT_BITS)  # writes tile `tiles_written` has still to take
+        writes_left = Signal(COUNT_BITS)  # writes the tile being written has still to take
         tile_written = running & output.out_we & (writes_left == 1)
         with m.If(_read_ahead(m, "written", written, incoming["count_base"], begin_layer, tile_written)):
             m.d.sync += writes_left.eq(written.data[COUNT_BITS:])
         with m.Elif(running & output.out_we):
             m.d.sync += writes_left.eq(writes_left - 1)
-        with m.If(begin_layer):
-            m.d.sync += tiles_written.eq(0)
-        with m.Elif(tile_written):
-            m.d.sync += tiles_written.eq(tiles_written + 1)
+
+        # The DMA's start: the head entry's kind, whether it is in the layer and its buffer's room, all registers.
+        # Rooms: weight slots (freed as the loader reads a fold's last word), tile halves (released), tiles written
+        # (each output transfer takes one); a kind's transfers are queued in its order. in_layer is head <
+        # transfers_end a cycle ahead; as a layer begins its first two entries are in it (every layer moves weights
+        # and writes outputs back).
+        taken = [dma.starting & (dma.head_buffer == kind) for kind in (KIND_WEIGHTS, KIND_INPUT, KIND_OUTPUT)]
+        weights_free = _room(m, "weights", size.weight_slots, running & last_word, taken[0], begin_layer)
+        tiles_free = _room(m, "tiles", 2, release, taken[1], begin_layer)
+        written_free = _room(m, "written", 0, tile_written, taken[2], begin_layer)
+        in_layer = Signal()
+        m.d.sync += in_layer.eq(begin_layer | Mux(dma.starting, dma.head < transfers_last,
+                                                  dma.head < cur["transfers_end"]))
+        with m.Switch(dma.head_buffer):
+            with m.Case(KIND_WEIGHTS):  # the next layer's first transfer may start in the cycle this layer ends
+                m.d.comb += dma.allow.eq(running & (in_layer & weights_free | layer_done & ~last_layer))
+            with m.Case(KIND_INPUT):
+                m.d.comb += dma.allow.eq(running & in_layer & tiles_free)
+            with m.Default():
+                m.d.comb += dma.allow.eq(running & in_layer & written_free)
 
         with m.If(begin_layer):
-            m.d.sync += [next_stream.eq(0), ready.eq(0), loading.eq(0), next_load.eq(0), weight_row.eq(0),
-                         prev_live.eq(0), col_fold.eq(0), tile_fold.eq(0),
-                         weights_in.eq(0), inputs_in.eq(0), weight_room.eq(size.weight_slots),
-                         tile_room.eq(2)]
+            m.d.sync += [next_stream.eq(0), loading.eq(0), weight_row.eq(0), prev_live.eq(0), col_fold.eq(0),
+                         tile_fold.eq(0)]
         return m
 

@@ -34,7 +34,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from edgesparse.errors import ConfigError
-from edgesparse.rtl.buffer import WordBuffer
+from edgesparse.rtl.buffer import WordBuffer, lanes_per_memory
 
 COORD_BITS = 16  # signed map coordinates and strides (maps up to 32k pixels a side)
 
@@ -154,7 +154,8 @@ class ActivationFeeder(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         M, L = self.m, self.lanes
-        m.submodules.buffer = buffer = WordBuffer(M, self.depth, self.window, word_reads=L)
+        m.submodules.buffer = buffer = WordBuffer(M, self.depth, self.window, word_reads=L,
+                                                  lanes_per_memory=lanes_per_memory(M, self.depth, self.window))
         m.d.comb += [buffer.w_row.eq(self.w_row), buffer.w_pos.eq(self.w_pos), buffer.w_data.eq(self.w_data),
                      buffer.w_mask.eq(self.w_mask)]
 

@@ -41,6 +41,11 @@ from edgesparse.rtl.synth import stat_cells
 DEVICES = {"25k": (28, 56), "45k": (72, 108), "85k": (156, 208)}  # LFE5U: MULT18X18D, DP16KD
 SPEEDS = (6, 7, 8)
 ROUTERS = ("router1", "router2")  # nextpnr's routers
+PACKAGE = "CABGA381"
+OUT_PINS = 8
+# DP16KD aspect ratios (data bits, words): yosys picks one per memory.
+EBR_MODES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
+HOST_MEMORIES = ("w", "n", "a")  # the layer unit's writable memories, selected by ``which`` = 0, 1, 2
 
 
 def default_router(kind: str) -> str:
@@ -48,11 +53,6 @@ def default_router(kind: str) -> str:
     seed where router1 took from 26 to over 110, at no lower clock; router1 gives the layer unit 20 to 30 MHz more
     (143 to 160 MHz against 114 to 129 for its 1:16 seeds) in about a minute."""
     return "router2" if kind == "layer engine" else "router1"
-PACKAGE = "CABGA381"
-OUT_PINS = 8
-# DP16KD aspect ratios (data bits, words): yosys picks one per memory.
-EBR_MODES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
-HOST_MEMORIES = ("w", "n", "a")  # the layer unit's writable memories, selected by ``which`` = 0, 1, 2
 
 
 def _tool(name: str) -> str:
@@ -264,11 +264,12 @@ def check_target(device: str, speed: int, seeds: int, router: str = "router1") -
 
 
 def _run(argv: list[str], log: Path, what: str) -> None:
-    """Run a yowasp tool in ``log``'s folder (the WebAssembly sandbox sees the working directory only)."""
-    done = subprocess.run(argv, capture_output=True, text=True, cwd=log.parent)
-    log.write_text(done.stdout + done.stderr)
+    """Run a yowasp tool in ``log``'s folder (the WebAssembly sandbox sees the working directory only); its output
+    streams into ``log`` as it runs, so a long route can be followed there (``tail -f``)."""
+    with log.open("w") as sink:
+        done = subprocess.run(argv, stdout=sink, stderr=subprocess.STDOUT, cwd=log.parent)
     if done.returncode != 0:
-        errors = [line for line in (done.stdout + done.stderr).splitlines() if "ERROR" in line]
+        errors = [line for line in log.read_text(errors="replace").splitlines() if "ERROR" in line]
         raise EdgesparseError(f"{what} failed: {(errors or ['exit status %d' % done.returncode])[-1].strip()} "
                               f"(log: {log})")
 

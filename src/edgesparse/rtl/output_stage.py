@@ -5,9 +5,11 @@ fold) every row fold streams the tile's pixels through the C columns, column j o
 sum is only that row fold's share of the dot product. This stage
 
 1. **accumulates over row folds** in one inferred memory per column (int32 per pixel, one tile deep: a block RAM
-   with one read and one write port, the read transparent for the write): the first row fold writes its sums, the
-   middle ones add theirs, and on the last row fold the final sum (the running total plus the last share, never
-   written back) goes on. One tile deep is enough, with no second buffer: folds stream in order, so the next
+   with one read and one write port): the first row fold writes its sums, the middle ones add theirs, and on the
+   last row fold the final sum (the running total plus the last share, never written back) goes on. On an array of
+   three rows or more the total is read a cycle ahead into a register, so the adder starts from a flip-flop, not
+   the block RAM's output (a pixel's next row fold comes R cycles or more after its write, which has landed by
+   then); on a smaller array the read is transparent for the write (a 1-row array's folds come every cycle). One tile deep is enough, with no second buffer: folds stream in order, so the next
    unit's first row fold overwrites a pixel's total only after the current unit's last row fold has read it;
 2. **requantizes** it in a :class:`~edgesparse.rtl.ppu.Requantizer` lane per column, with the output channel's bias,
    mantissa and shift read from a small parameter memory per column (channel ``c`` at word ``c // C`` of column
@@ -166,6 +168,7 @@ class OutputStage(wiring.Component):
             m.d.sync += [a.eq(b) for a, b in zip(delayed, tags[-1])]
             tags.append(delayed)
 
+        early = R >= 3  # the accumulators are read a cycle ahead (the module docstring)
         unit_first = None  # column C - 1's "first pixel of a unit's final stream", and its column fold
         raw_lanes = []  # per column: the int32 sum plus bias of a raw layer, REQUANT_LATENCY after stage 2
         for j in range(C):
@@ -178,18 +181,22 @@ class OutputStage(wiring.Component):
                              attrs={"ram_style": "distributed"})
             m.submodules[f"acc{j}"], m.submodules[f"par{j}"] = acc_mem, par_mem
             acc_w = acc_mem.write_port()
-            acc_r = acc_mem.read_port(transparent_for=(acc_w,))
+            acc_r = acc_mem.read_port(transparent_for=() if early else (acc_w,))
             par_w, par_r = par_mem.write_port(), par_mem.read_port(transparent_for=())
             m.d.comb += [par_w.en.eq(self.p_we & (self.p_channel[:col_bits] == j) if C > 1 else self.p_we),
                          par_w.addr.eq(self.p_channel >> col_bits), par_w.data.eq(self.p_data),
-                         acc_r.addr.eq(group), acc_r.en.eq(1), par_r.addr.eq(col_fold + self.param_base),
-                         par_r.en.eq(1)]
+                         acc_r.addr.eq(tags[R - 2 + j][1] if early else group), acc_r.en.eq(1),
+                         par_r.addr.eq(col_fold + self.param_base), par_r.en.eq(1)]
             # 1: the sum and its flags beside the memories' reads; the running total, written back unless final.
             psum1, valid1 = Signal(ACC_BITS, name=f"c{j}_psum1"), Signal(name=f"c{j}_valid1")
             first1, last1, group1 = Signal(name=f"c{j}_first1"), Signal(name=f"c{j}_last1"), Signal.like(group)
             m.d.sync += [psum1.eq(psum), valid1.eq(valid), first1.eq(first), last1.eq(last), group1.eq(group)]
+            total = acc_r.data
+            if early:  # read a cycle ahead: its data waits in a register beside the sum's
+                total = Signal(ACC_BITS, name=f"c{j}_total")
+                m.d.sync += total.eq(acc_r.data)
             running = Signal(ACC_BITS, name=f"c{j}_running")
-            m.d.comb += [running.eq(Mux(first1, 0, acc_r.data) + psum1),
+            m.d.comb += [running.eq(Mux(first1, 0, total) + psum1),
                          acc_w.addr.eq(group1), acc_w.data.eq(running), acc_w.en.eq(valid1 & ~last1)]
             # 2: the final total and the channel's parameters, into the requantizer lane.
             final, fvalid = Signal(ACC_BITS, name=f"c{j}_final"), Signal(name=f"c{j}_fvalid")

@@ -271,8 +271,7 @@ class MaxPool(wiring.Component):
     the first pixel) begins a map of ``height`` x ``width``. A horizontal stage keeps the current window's maximum
     (and, for 3x3, the odd column two windows share); a vertical stage keeps, per output column, the same for rows
     in two line buffers (inferred memories of ``ceil(max_width / 2)`` words, read a stage ahead into a register,
-    transparent for the write beside them, the write of the cycle before bypassed); registers between the stages
-    keep each to one comparison. Like the reference, a 2x2 pool drops an odd last row and
+    the writes of the two cycles before bypassed); registers between the stages keep each to one comparison. Like the reference, a 2x2 pool drops an odd last row and
     column; a 3x3 pool's window past the map's edge takes the padding (-128).
 
     Ports (L = ``lanes``):
@@ -344,26 +343,35 @@ class MaxPool(wiring.Component):
 
         # Vertical: the same over rows, per output column, in two line buffers. A maximum's column is read when it
         # leaves the horizontal stage and the word registered beside it: the vertical stage then compares registers
-        # only. The write of the maximum one cycle ahead (a 1-pixel-wide map's next row) is bypassed; the one two
-        # cycles ahead is seen through the read port's transparency.
+        # only. A write lands the cycle after it, so the maxima one and two cycles ahead (a narrow map's next row)
+        # are not in the word read: both are bypassed from registers, each decided a cycle or two early. (A read
+        # port transparent for the write would do the second, but its emulation on ECP5 puts the block RAM's output
+        # in front of the comparison.)
         m.submodules.v_win = v_win_mem = Memory(shape=unsigned(8 * L), depth=columns, init=[])
         m.submodules.v_carry = v_carry_mem = Memory(shape=unsigned(8 * L), depth=columns, init=[])
         win_w, carry_w = v_win_mem.write_port(), v_carry_mem.write_port()
-        win_r = v_win_mem.read_port(transparent_for=(win_w,))
-        carry_r = v_carry_mem.read_port(transparent_for=(carry_w,))
+        win_r = v_win_mem.read_port(transparent_for=())
+        carry_r = v_carry_mem.read_port(transparent_for=())
         m.d.comb += [win_r.addr.eq(cur_x >> 1), carry_r.addr.eq(cur_x >> 1), win_r.en.eq(1), carry_r.en.eq(1)]
         h2, emit2, first2, odd2, last2, column2 = (Signal.like(v, name=f"{v.name}2") for v in (
             h, h_emit, row_first, row_odd, row_last, column))
         win_d, carry_d = Signal(8 * L), Signal(8 * L)
         m.d.sync += [h2.eq(h), emit2.eq(h_emit), first2.eq(row_first), odd2.eq(row_odd), last2.eq(row_last),
                      column2.eq(column), win_d.eq(win_r.data), carry_d.eq(carry_r.data)]
-        # The bypass is decided a cycle early, between the maximum entering the vertical stage and the one in it.
+        # The bypasses: the maximum a cycle ahead, decided as the next one leaves the horizontal stage; the one two
+        # cycles ahead, decided as it enters and held a cycle. Their data: the writes, registered once and twice.
         bypass_win, bypass_carry = Signal(), Signal()
+        near_win, near_carry, far_win, far_carry = Signal(), Signal(), Signal(), Signal()
         wb_win_data, wb_carry_data = Signal(8 * L), Signal(8 * L)
+        wb2_win_data, wb2_carry_data = Signal(8 * L), Signal(8 * L)
         m.d.sync += [bypass_win.eq(emit2 & ~odd2 & (column == column2)),
-                     bypass_carry.eq(emit2 & odd2 & (column == column2))]
-        win_word = Mux(bypass_win, wb_win_data, win_d)
-        carry_word = Mux(bypass_carry, wb_carry_data, carry_d)
+                     bypass_carry.eq(emit2 & odd2 & (column == column2)),
+                     near_win.eq(emit2 & ~odd2 & ((cur_x >> 1) == column2)),
+                     near_carry.eq(emit2 & odd2 & ((cur_x >> 1) == column2)),
+                     far_win.eq(near_win), far_carry.eq(near_carry),
+                     wb2_win_data.eq(wb_win_data), wb2_carry_data.eq(wb_carry_data)]
+        win_word = Mux(bypass_win, wb_win_data, Mux(far_win, wb2_win_data, win_d))
+        carry_word = Mux(bypass_carry, wb_carry_data, Mux(far_carry, wb2_carry_data, carry_d))
         v_opened = lane_max(Mux(first2, minimum, carry_word), h2) if overlap else h2
         v_closed = lane_max(win_word, h2)
         m.d.comb += [win_w.addr.eq(column2), win_w.data.eq(v_opened), win_w.en.eq(emit2 & ~odd2),
