@@ -20,6 +20,7 @@ after every design, so a long run leaves partial results.
 
     nice -n 5 python benchmarks/fpga.py --jobs 2 --designs engine:4x4:1:16 4x4:1:16 4x4:dense
     nice -n 5 python benchmarks/fpga.py --router router2 --reports build/fpga_router2 --designs 4x4:1:16 4x4:dense
+    python benchmarks/fpga.py --projection 4x4 8x8 12x8 --clocks 100 150   # fpga_projection.csv, nothing placed
 
 The first is fpga.csv as committed (nextpnr's router2 for the engine, router1 for the layer unit: ``edgesparse
 fpga``'s defaults); the second places the layer units with router2 as well (fpga_router2.csv): the comparison
@@ -41,7 +42,7 @@ from edgesparse.accel import AcceleratorConfig, parse_array  # noqa: E402
 from edgesparse.accel.simulate import simulate  # noqa: E402
 from edgesparse.export_flow import shape_graph  # noqa: E402
 from edgesparse.fpga_flow import ENGINE_RATE, engine_size, folder_name, layer_unit  # noqa: E402
-from edgesparse.rtl.fpga import ROUTERS, engine_placeable, layer_unit_placeable, run_flow  # noqa: E402
+from edgesparse.rtl.fpga import DEVICES, ROUTERS, engine_placeable, layer_unit_placeable, run_flow  # noqa: E402
 
 LABEL = "modelled cycles x measured clock"
 BUFFERS_KIB = {"weight_buffer_kib": 32.0, "input_buffer_kib": 224.0, "output_buffer_kib": 64.0}
@@ -97,6 +98,25 @@ def row(summary: dict, pattern: str) -> dict:
             "critical_path": summary["critical_path"]}
 
 
+def projection(arrays: list[str], clocks: list[float]) -> None:
+    """What 10 FPS takes: VGG16-224 and ResNet50-224 FPS of 1:16 engines of each size at each clock (modelled
+    cycles x assumed clock: nothing here is placed), with :func:`modelled`'s buffers and DRAM; beside each size,
+    whether its engine fits the LFE5U-85F (:func:`engine_placeable`'s multipliers and block RAMs)."""
+    rows = []
+    for text in arrays:
+        r, c = parse_array(text)
+        need = engine_placeable(engine_size(r, c, 16)).expected
+        for clock in clocks:
+            summary = {"kind": "layer engine", "rows": r, "cols": c, "lanes": 1}
+            figures = modelled(summary, 1, 16, clock)
+            rows.append({"array": text, "pattern": "1:16", "clock_mhz": clock, "dsp": need["dsp"], "ebr": need["ebr"],
+                         "fits_lfe5u_85f": need["dsp"] <= DEVICES["85k"][0] and need["ebr"] <= DEVICES["85k"][1],
+                         "vgg16_fps": f"{figures['vgg16_fps']:.2f}", "resnet50_fps": f"{figures['resnet50_fps']:.2f}",
+                         "figures": "modelled cycles x assumed clock"})
+    publish("fpga_projection", rows, modelled_buffers_kib=BUFFERS_KIB, engine_dma_bytes_per_cycle=ENGINE_RATE,
+            dram=f"16-bit DDR3-800, {DRAM_BYTES_PER_S / 1e9:g} GB/s")
+
+
 def ratios(rows: list[dict]) -> dict[str, dict[str, float]]:
     """Sparse over dense, per design and array, at each design's own measured clock."""
     out = {}
@@ -135,7 +155,14 @@ def main() -> None:
     parser.add_argument("--multiplier", choices=["ecp5", "fabric"], default=None,
                         help="the PEs' multiplier (edgesparse fpga --multiplier); fabric writes fpga_fabric.csv "
                              "[ecp5: MULT18X18D instances with their registers]")
+    parser.add_argument("--projection", nargs="+", metavar="RxC", default=None,
+                        help="place nothing: write fpga_projection.csv, the engines of these sizes at --clocks "
+                             "(modelled cycles x assumed clock)")
+    parser.add_argument("--clocks", type=float, nargs="+", default=[100.0, 150.0], help="MHz for --projection")
     args = parser.parse_args()
+    if args.projection:
+        projection(args.projection, args.clocks)
+        return
     stem = "fpga" if args.multiplier in (None, "ecp5") else f"fpga_{args.multiplier}"
     stem += f"_{args.router}" if args.router else ""  # a router chosen for every design: a table of its own
     rows: list[dict] = []

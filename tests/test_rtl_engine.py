@@ -380,7 +380,8 @@ def _load_words(ctx, buffer: WordBuffer, contents: bytes) -> None:
     N, G = buffer.word_bytes, buffer.lanes_per_memory
     for row in range(len(contents) // N):
         for number, memory in enumerate(buffer.memories):
-            ctx.set(memory.data[row], int.from_bytes(contents[row * N + number * G:row * N + (number + 1) * G], "little"))
+            lanes = contents[row * N + number * G:row * N + (number + 1) * G]
+            ctx.set(memory.data[row], int.from_bytes(lanes, "little"))
 
 
 def _word_contents(ctx, buffer: WordBuffer) -> bytes:

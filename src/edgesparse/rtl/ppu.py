@@ -271,8 +271,9 @@ class MaxPool(wiring.Component):
     the first pixel) begins a map of ``height`` x ``width``. A horizontal stage keeps the current window's maximum
     (and, for 3x3, the odd column two windows share); a vertical stage keeps, per output column, the same for rows
     in two line buffers (inferred memories of ``ceil(max_width / 2)`` words, read a stage ahead into a register,
-    the writes of the two cycles before bypassed); registers between the stages keep each to one comparison. Like the reference, a 2x2 pool drops an odd last row and
-    column; a 3x3 pool's window past the map's edge takes the padding (-128).
+    the writes of the two cycles before bypassed); registers between the stages keep each to one comparison. Like
+    the reference, a 2x2 pool drops an odd last row and column; a 3x3 pool's window past the map's edge takes the
+    padding (-128).
 
     Ports (L = ``lanes``):
 
