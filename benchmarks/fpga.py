@@ -18,7 +18,7 @@ buffers, not a co-simulated run.
 Seeds a design's folder already holds for the same Verilog are read back, not placed again; results are written
 after every design, so a long run leaves partial results.
 
-    nice -n 5 python benchmarks/fpga.py --jobs 2 --designs engine:4x4:1:16 4x4:1:16 4x4:dense
+    nice -n 5 python benchmarks/fpga.py --designs engine:4x4:1:16 4x4:1:16 4x4:dense
     nice -n 5 python benchmarks/fpga.py --router router2 --reports build/fpga_router2 --designs 4x4:1:16 4x4:dense
     python benchmarks/fpga.py --projection 4x4 8x8 12x8 --clocks 100 150   # fpga_projection.csv, nothing placed
 
@@ -150,8 +150,8 @@ def parse_design(text: str, seeds: int) -> tuple[bool, int, int, int, str, int, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--designs", nargs="+", default=["4x4:1:16", "4x4:dense", "8x8:1:16", "8x8:dense"],
-                        help="RxC:PATTERN[:SEEDS] in the order to place them (a design named again with more "
-                             "seeds replaces its row)")
+                        help="[engine:|2px:]RxC:PATTERN[:SEEDS][@MHZ] in the order to place them (a design named "
+                             "again with more seeds replaces its row; @MHZ: its clock constraint, 200 otherwise)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds of a design that names none [3]")
     parser.add_argument("--jobs", type=int, default=1, help="seeds placed side by side, one core each [1]")
     parser.add_argument("--reports", type=Path, default=Path("build/fpga"))

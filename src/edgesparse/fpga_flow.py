@@ -28,8 +28,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                     "controller; the DRAM outside, 4 bytes a cycle), its buffers sized for the device's block RAM; "
                     "without, the pipelined layer unit (array, fold controller, weight/length/stream memories). "
                     "Each step takes minutes on a large design (the whole 4x4 engine: about 4 min of synthesis and "
-                    "9 to 13 min a seed with router2; the 8x8 engine: about 12 min of synthesis, and its route "
-                    "had not finished after 82 min).")
+                    "6 to 12 min a seed with router2; the 8x8 engine: about 7 min of synthesis, and its route has "
+                    "not converged: router2's overuse falls for 10 iterations, then rises again).")
     fpga.add_argument("--engine", action="store_true",
                       help="place the whole layer engine (one pixel per cycle, one segment) [the layer unit]")
     fpga.add_argument("--family", choices=["ecp5"], default="ecp5", help="FPGA family [ecp5]")
