@@ -144,8 +144,8 @@ def _read_ahead(m: Module, name: str, port, base, begin, advance) -> Signal:
 def _room(m: Module, name: str, capacity: int | Value, freed, taken, restart) -> Signal:
     """A count a decision takes from, as a registered flag: ``capacity`` when a layer begins (``restart``), one
     more in each ``freed`` cycle, one fewer in each ``taken`` cycle (counted into the new layer when it coincides
-    with ``restart``); it never goes below zero. A buffer's room for the DMA's next transfer of its kind, the folds
-    left to load, the weight transfers done ahead of the loader...
+    with ``restart``); it never goes below zero: a buffer's room for the DMA's next transfer of its kind, the folds
+    left to load, the weight transfers done ahead of the loader.
 
     Returns a register that says the count is above zero. Its next value is chosen by ``taken`` between two tests
     of the count before it (above zero; above one), made without an adder, so that the decision reaches the
