@@ -42,14 +42,14 @@ from edgesparse.accel import AcceleratorConfig, parse_array  # noqa: E402
 from edgesparse.accel.simulate import simulate  # noqa: E402
 from edgesparse.export_flow import shape_graph  # noqa: E402
 from edgesparse.fpga_flow import ENGINE_RATE, engine_size, folder_name, layer_unit  # noqa: E402
-from edgesparse.rtl.fpga import DEVICES, ROUTERS, engine_placeable, layer_unit_placeable, run_flow  # noqa: E402
+from edgesparse.rtl.fpga import (ROUTERS, TARGET_MHZ, engine_placeable, fits, layer_unit_placeable,  # noqa: E402
+                                  run_flow)
 
 LABEL = "modelled cycles x measured clock"
 BUFFERS_KIB = {"weight_buffer_kib": 32.0, "input_buffer_kib": 224.0, "output_buffer_kib": 64.0}
 DRAM_BYTES_PER_S = 1.6e9  # 16-bit DDR3 at 800 MT/s
 PATTERNS = {"1:16": (1, 16), "dense": (1, 1)}
 MODELS = ("vgg16", "resnet50")
-DEFAULT_TARGET_MHZ = 200.0  # the clock nextpnr aims at (edgesparse fpga --target-mhz)
 
 
 def placed(engine: bool, lanes: int, rows: int, cols: int, n: int, m: int, seeds: int, root: Path,
@@ -112,7 +112,7 @@ def projection(arrays: list[str], clocks: list[float]) -> None:
             summary = {"kind": "layer engine", "rows": r, "cols": c, "lanes": 1}
             figures = modelled(summary, 1, 16, clock)
             rows.append({"array": text, "pattern": "1:16", "clock_mhz": clock, "dsp": need["dsp"], "ebr": need["ebr"],
-                         "fits_lfe5u_85f": need["dsp"] <= DEVICES["85k"][0] and need["ebr"] <= DEVICES["85k"][1],
+                         "fits_lfe5u_85f": fits(need, "85k"),
                          "vgg16_fps": f"{figures['vgg16_fps']:.2f}", "resnet50_fps": f"{figures['resnet50_fps']:.2f}",
                          "figures": "modelled cycles x assumed clock"})
     publish("fpga_projection", rows, modelled_buffers_kib=BUFFERS_KIB, engine_dma_bytes_per_cycle=ENGINE_RATE,
@@ -144,7 +144,7 @@ def parse_design(text: str, seeds: int) -> tuple[bool, int, int, int, str, int, 
         raise SystemExit(f"a design is [engine:|2px:]RxC:PATTERN[:SEEDS][@MHZ] with PATTERN one of "
                          f"{', '.join(PATTERNS)}, got {text!r}")
     return (engine, lanes, *parse_array(array), pattern, int(rest[0]) if rest else seeds,
-            float(target) if target else DEFAULT_TARGET_MHZ)
+            float(target) if target else TARGET_MHZ)
 
 
 def main() -> None:

@@ -52,7 +52,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                       help="seeds placed side by side, each on one core (nextpnr-ecp5 here is single-threaded) [1]")
     fpga.add_argument("--target-mhz", type=float, default=200.0, help="the clock constraint nextpnr aims at [200]")
     fpga.add_argument("--router", choices=["router1", "router2"], default=None,
-                      help="nextpnr's router [router2 for the engine: 9 to 13 min a 4x4 seed where router1 took 26 to "
+                      help="nextpnr's router [router2 for the engine: 6 to 13 min a 4x4 seed where router1 took 26 to "
                            "over 110; router1 for the layer unit: 20 to 30 MHz faster than router2]")
     fpga.add_argument("-o", "--output", type=Path, default=None,
                       help="folder for the netlist and every report [build/fpga/RxC_N-M_L<pixels>_<multiplier>; "

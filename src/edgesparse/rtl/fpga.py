@@ -41,6 +41,7 @@ from edgesparse.rtl.synth import stat_cells
 DEVICES = {"25k": (28, 56), "45k": (72, 108), "85k": (156, 208)}  # LFE5U: MULT18X18D, DP16KD
 SPEEDS = (6, 7, 8)
 ROUTERS = ("router1", "router2")  # nextpnr's routers
+TARGET_MHZ = 200.0  # the clock nextpnr aims at unless told otherwise
 PACKAGE = "CABGA381"
 OUT_PINS = 8
 # DP16KD aspect ratios (data bits, words): yosys picks one per memory.
@@ -49,10 +50,16 @@ HOST_MEMORIES = ("w", "n", "a")  # the layer unit's writable memories, selected 
 
 
 def default_router(kind: str) -> str:
-    """nextpnr's router for a design kind, as measured here: router2 routes the whole engine in 9 to 13 minutes a
-    seed where router1 took from 26 to over 110, at no lower clock; router1 gives the layer unit 20 to 30 MHz more
+    """nextpnr's router for a design kind, as measured here: router2 routes the whole 4x4 engine in 6 to 13 minutes
+    a seed where router1 took from 26 to over 110, at no lower clock; router1 gives the layer unit 20 to 30 MHz more
     (143 to 160 MHz against 114 to 129 for its 1:16 seeds) in about a minute."""
     return "router2" if kind == "layer engine" else "router1"
+
+
+def fits(expected: dict[str, int], device: str) -> bool:
+    """Whether a design needing ``expected`` multipliers and block RAMs fits the LFE5U ``device``."""
+    dsp, ebr = DEVICES[device]
+    return expected["dsp"] <= dsp and expected["ebr"] <= ebr
 
 
 def _tool(name: str) -> str:
@@ -374,7 +381,7 @@ def _check_counts(got: dict[str, int], placeable: Placeable, where: str, folder:
 
 
 def run_flow(placeable: Placeable, folder: str | Path, device: str = "85k", speed: int = 8, seeds: int = 3,
-             target_mhz: float = 200.0, strict: bool = True, progress=None, jobs: int = 1,
+             target_mhz: float = TARGET_MHZ, strict: bool = True, progress=None, jobs: int = 1,
              router: str | None = None) -> FlowResult:
     """Synthesize ``placeable``'s top, place and route it with ``seeds`` seeds (1, 2, ...), keep every report under
     ``folder`` (seeds it already holds for the same Verilog and target are read back, not placed again); with
@@ -385,7 +392,7 @@ def run_flow(placeable: Placeable, folder: str | Path, device: str = "85k", spee
     check_target(device, speed, seeds, router)
     dsp, ebr = DEVICES[device]
     need = placeable.expected
-    if need["dsp"] > dsp or need["ebr"] > ebr:
+    if not fits(need, device):
         raise ConfigError(f"the {placeable.design['kind']} needs {need['dsp']} MULT18X18D and {need['ebr']} DP16KD; "
                           f"the LFE5U-{device[:-1]}F has {dsp} and {ebr}")
     say = progress or (lambda message: None)
