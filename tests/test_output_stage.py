@@ -257,12 +257,13 @@ def test_one_row_array_rereads_the_total_it_is_writing():
     assert _row_fold_sums(layer, x, geometry)[:-1].any()
 
 
-@pytest.mark.parametrize("pool", [2, 3])
-def test_pooled_units_back_to_back(pool):
-    """One row fold, two column folds streaming back to back (no idle cycle): a unit's first pixel enters the pool
-    right after the previous unit's window-completing last pixel."""
+@pytest.mark.parametrize("pool", [None, 2, 3])
+def test_units_back_to_back(pool):
+    """One row fold, two column folds streaming back to back (no idle cycle): a unit's first pixel takes its own
+    column fold's parameters right after the previous unit's last pixel, and enters the pool (if any) right after
+    the previous unit's window-completing last pixel."""
     config = AcceleratorConfig(rows=16, cols=4, m=16, n=1)
-    op, layer, x, shape = _conv(config, 1, 16, cin=16, cout=8, size=5 if pool == 3 else 4, seed=8 + pool,
+    op, layer, x, shape = _conv(config, 1, 16, cin=16, cout=8, size=5 if pool == 3 else 4, seed=8 + (pool or 0),
                                 relu=pool == 3)
     geometry, _ = _check_layer(config, op, layer, x, shape, pool=pool)
     assert geometry.row_folds == 1 and geometry.col_folds == 2

@@ -20,7 +20,7 @@ with the constant lane index and one subtraction, no division by a word size tha
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, unsigned
+from amaranth import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -111,8 +111,6 @@ class WordBuffer(wiring.Component):
         m = Module()
         N, W, G = self.word_bytes, self.window, self.lanes_per_memory
         w_next, r_next = self.w_row + 1, self.r_row + 1
-        r_pos = Signal.like(self.r_pos, name="r_pos_held")  # the window read's lane rotation, beside its data
-        m.d.sync += r_pos.eq(self.r_pos)
         lane_data = []
         for number, memory in enumerate(self.memories):
             m.submodules[f"lanes{number}"] = memory
@@ -141,12 +139,11 @@ class WordBuffer(wiring.Component):
                 word = memory.read_port(transparent_for=())
                 m.d.comb += [word.addr.eq(getattr(self, f"rd{j}_addr")), word.en.eq(1),
                              getattr(self, f"rd{j}_data").word_select(number, 8 * G).eq(word.data)]
-        # Window byte i of the read is lane pos + i, less N past the word's end.
+        # Window byte i of the read is lane pos + i, less N past the word's end: computed beside the address and
+        # registered, so the block RAM's data meets a plain N:1 multiplexer (a selector from a flip-flop).
+        lanes = Cat(*lane_data)
         for i in range(W):
             lane = Signal(range(N), name=f"r_lane{i}")
-            m.d.comb += lane.eq(Mux(r_pos + i < N, r_pos + i, r_pos + i - N))
-            with m.Switch(lane):
-                for j in range(N):
-                    with m.Case(j):
-                        m.d.comb += self.r_data.word_select(i, 8).eq(lane_data[j])
+            m.d.sync += lane.eq(Mux(self.r_pos + i < N, self.r_pos + i, self.r_pos + i - N))
+            m.d.comb += self.r_data.word_select(i, 8).eq(lanes.word_select(lane, 8))
         return m

@@ -9,7 +9,8 @@ sum is only that row fold's share of the dot product. This stage
    last row fold the final sum (the running total plus the last share, never written back) goes on. On an array of
    three rows or more the total is read a cycle ahead into a register, so the adder starts from a flip-flop, not
    the block RAM's output (a pixel's next row fold comes R cycles or more after its write, which has landed by
-   then); on a smaller array the read is transparent for the write (a 1-row array's folds come every cycle). One
+   then), and so is the parameter address (the column fold a cycle ahead plus the layer's base); on a smaller
+   array the read is transparent for the write (a 1-row array's folds come every cycle). One
    tile deep is enough, with no second buffer: folds stream in order, so the next unit's first row fold overwrites
    a pixel's total only after the current unit's last row fold has read it;
 2. **requantizes** it in a :class:`~edgesparse.rtl.ppu.Requantizer` lane per column, with the output channel's bias,
@@ -186,8 +187,13 @@ class OutputStage(wiring.Component):
             par_w, par_r = par_mem.write_port(), par_mem.read_port(transparent_for=())
             m.d.comb += [par_w.en.eq(self.p_we & (self.p_channel[:col_bits] == j) if C > 1 else self.p_we),
                          par_w.addr.eq(self.p_channel >> col_bits), par_w.data.eq(self.p_data),
-                         acc_r.addr.eq(tags[R - 2 + j][1] if early else group), acc_r.en.eq(1),
-                         par_r.addr.eq(col_fold + self.param_base), par_r.en.eq(1)]
+                         acc_r.addr.eq(tags[R - 2 + j][1] if early else group), acc_r.en.eq(1), par_r.en.eq(1)]
+            if early:  # the parameter address from a register too: the column fold a cycle ahead plus the base
+                par_addr = Signal.like(par_r.addr, name=f"c{j}_par_addr")
+                m.d.sync += par_addr.eq(tags[R - 2 + j][2] + self.param_base)
+                m.d.comb += par_r.addr.eq(par_addr)
+            else:
+                m.d.comb += par_r.addr.eq(col_fold + self.param_base)
             # 1: the sum and its flags beside the memories' reads; the running total, written back unless final.
             psum1, valid1 = Signal(ACC_BITS, name=f"c{j}_psum1"), Signal(name=f"c{j}_valid1")
             first1, last1, group1 = Signal(name=f"c{j}_first1"), Signal(name=f"c{j}_last1"), Signal.like(group)
