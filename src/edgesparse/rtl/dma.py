@@ -232,6 +232,7 @@ class DMA(wiring.Component):
         # byte carried (j p mod 2^k, in 2^-k B), the bytes left and the next byte's DRAM address, so no adder wider
         # than the fraction sits in front of the byte count.
         frac = Signal(max(1, self.k))
+        share_on = Signal(range(self.beat + 1))  # the share of the transfer's next cycle, computed a cycle ahead
         left = Signal(BYTES_BITS)
         row, pos = Signal.like(self.buf_row, name="row"), Signal.like(self.buf_pos, name="pos")  # the next byte's
         addr = Signal(self.fields["dram_addr"])
@@ -239,7 +240,7 @@ class DMA(wiring.Component):
         moving = active | start
         cur = {name: Mux(active, held[name], fields[name]) for name in self.fields}
         units = Mux(active, frac, 0) + self.p  # this cycle's share and the carried fraction, in 2^-k B
-        share = units >> self.k  # bytes the rate allows this cycle
+        share = Mux(active, share_on, self.p >> self.k)  # bytes the rate allows this cycle (a register or a constant)
         left_now = Mux(active, left, cur["bytes"])
         low = W.bit_length()  # share <= W < 2^low: the high bits of the bytes left only need to be zero
         last = (left_now[low:] == 0) & (left_now[:low] <= share)
@@ -252,7 +253,9 @@ class DMA(wiring.Component):
         # The buffer side: the word and lane of this cycle's first byte, stepped by the bytes moved (at most one
         # word boundary a cycle, as W <= the word size).
         row_now, pos_now = Mux(active, row, cur["buf_addr"]), Mux(active, pos, 0)
-        word_bytes = Array(Const(size, range(max(self.word_bytes) + 1)) for size in self.word_bytes)[cur["buffer"]]
+        held_word_bytes = Signal(range(max(self.word_bytes) + 1))  # the transfer's buffer's word size
+        word_bytes = Mux(active, held_word_bytes, Array(Const(size, range(max(self.word_bytes) + 1))
+                                                        for size in self.word_bytes)[fields["buffer"]])
         step = pos_now + count
         wrap = step >= word_bytes
         dram_addr = Mux(active, addr, cur["dram_addr"])
@@ -282,8 +285,9 @@ class DMA(wiring.Component):
         with m.Else():
             with m.If(start):
                 m.d.sync += [held[name].eq(fields[name]) for name in self.fields]
-                m.d.sync += index.eq(head)
-            m.d.sync += [active.eq(moving & ~finish), frac.eq(units[:self.k] if self.k else 0),
+                m.d.sync += [index.eq(head), held_word_bytes.eq(word_bytes)]
+            carried = units[:self.k] if self.k else 0
+            m.d.sync += [active.eq(moving & ~finish), frac.eq(carried), share_on.eq((carried + self.p) >> self.k),
                          left.eq(left_now - count), addr.eq(dram_addr + count),
                          row.eq(Mux(wrap, row_now + 1, row_now)), pos.eq(Mux(wrap, step - word_bytes, step))]
         return m

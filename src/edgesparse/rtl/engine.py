@@ -216,8 +216,9 @@ class LayerEngine(wiring.Component):
       (:func:`~edgesparse.rtl.output_stage.pack_params`);
     - ``d_we``, ``d_addr``, ``d_data : in``: layer ``d_addr``'s descriptor (:func:`pack_layer`);
       ``layers : in``: how many layers to run;
-    - ``start : Signal(1), in``: a pulse; the next cycle is cycle 0, in which the DMA may start layer 0's first
-      transfer. A layer ends in the cycle its last transfer is done (its last tile written back); that cycle is the
+    - ``start : Signal(1), in``: a pulse while idle (before the first run, or from the cycle after ``done`` rose
+      on), after the host's writes (the tables' a cycle or more before it: write the descriptors last); the next
+      cycle is cycle 0, in which the DMA may start layer 0's first transfer. A layer ends in the cycle its last transfer is done (its last tile written back); that cycle is the
       next layer's cycle 0 (its first transfer, weights, may start in it);
     - ``cycle : Signal(32), out``: the run's cycle (0 from the cycle after ``start``);
     - ``done : Signal(1), out``: the last layer has ended (from that cycle on);
@@ -298,7 +299,9 @@ class LayerEngine(wiring.Component):
             feeders.append(feeder)
 
         # The host's tables. Every read of them is registered (block RAM), addressed by the next cycle's index so
-        # that its data is the current one's, and transparent to the host's writes.
+        # that its data is the current one's. None is transparent to the host's writes (the bypass would put a
+        # multiplexer after the block RAM): the host writes them before the descriptors, so every read after
+        # ``start`` returns them.
         m.submodules.tile_counts = tiles = Memory(shape=unsigned(2 * COUNT_BITS), depth=size.max_tiles, init=[])
         tiles_write = tiles.write_port()
         m.d.comb += [tiles_write.en.eq(self.c_we), tiles_write.addr.eq(self.c_addr), tiles_write.data.eq(self.c_data)]
@@ -314,32 +317,44 @@ class LayerEngine(wiring.Component):
 
         # The layer descriptors: the current layer's fields are registers, loaded when it begins.
         widths = layer_field_widths(size)
+        # The next layer's descriptor waits in a register (read a layer ahead: entry 0 while idle, entry layer + 1
+        # while running, entry 0 again once the run has finished; the host's write of that entry bypasses the
+        # memory, so a start right after it sees it), so a layer's fields leave a flip-flop as it begins.
         descriptors = Memory(shape=unsigned(sum(widths.values())), depth=size.max_layers, init=[])
         m.submodules.descriptors = descriptors
         d_write, d_read = descriptors.write_port(), descriptors.read_port(domain="comb")
+        upcoming = Signal.like(d_read.data, name="upcoming")
+        m.d.sync += upcoming.eq(Mux(self.d_we & (self.d_addr == d_read.addr), self.d_data, d_read.data))
         m.d.comb += [d_write.en.eq(self.d_we), d_write.addr.eq(self.d_addr), d_write.data.eq(self.d_data)]
         layer = Signal(range(size.max_layers + 1))
         cur, incoming, offset = {}, {}, 0
         for name, width in widths.items():
             cur[name] = Signal(signed(width) if name.startswith("stride") else unsigned(width), name=f"cur_{name}")
-            incoming[name] = d_read.data[offset:offset + width]
+            incoming[name] = upcoming[offset:offset + width]
             offset += width
         # A count's last value (count - 1) in a register beside it: no comparison with it waits for an adder.
         final = {name: Signal.like(cur[name], name=f"final_{name}")
                  for name in ("transfers_end", "folds_per_tile", "row_folds", "col_folds")}
         transfers_last = final["transfers_end"]  # the layer's last transfer
-        layer_done = running & ~finished & dma.done & (dma.done_index == transfers_last)
-        last_layer = layer + 1 == self.layers
+        # Whether the transfer in flight is the layer's last, and whether the layer is the run's last: registers,
+        # set as the transfer starts and as the layer begins (a layer moves two transfers or more, so a next
+        # layer's first transfer, which may start as this layer ends, is never its last).
+        final_transfer, last_layer = Signal(), Signal()
+        with m.If(dma.starting):
+            m.d.sync += final_transfer.eq(dma.head == transfers_last)
+        layer_done = running & ~finished & dma.done & final_transfer
         begin_layer = self.start | (layer_done & ~last_layer)
-        m.d.comb += [self.layer.eq(layer), d_read.addr.eq(Mux(self.start, 0, layer + 1)),
+        read_layer = Signal.like(layer)  # the descriptor read: 0 while idle and once finished, else layer + 1
+        m.d.comb += [self.layer.eq(layer), d_read.addr.eq(read_layer),
                      self.done.eq(finished | (layer_done & last_layer))]
         with m.If(begin_layer):
             m.d.sync += [cur[name].eq(incoming[name]) for name in widths]
             m.d.sync += [final[name].eq(incoming[name] - 1) for name in final]
-            m.d.sync += layer.eq(Mux(self.start, 0, layer + 1))
+            m.d.sync += [layer.eq(Mux(self.start, 0, layer + 1)), read_layer.eq(Mux(self.start, 1, layer + 2)),
+                         last_layer.eq(Mux(self.start, self.layers == 1, layer + 2 == self.layers))]
 
         with m.If(layer_done & last_layer):
-            m.d.sync += finished.eq(1)
+            m.d.sync += [finished.eq(1), read_layer.eq(0)]
 
         # DMA <-> DRAM and the buffers (kind = buffer).
         m.d.comb += [dma.reset_queue.eq(self.start), dma.q_count.eq(Mux(running, size.queue, 0))]
@@ -419,20 +434,22 @@ class LayerEngine(wiring.Component):
         # and its own (table base + tile x row folds + row fold). Its tile's pixel count is a register too, the
         # tile-count table read one tile ahead.
         tile_start, entry = (Signal(fb, name=n) for n in ("tile_start", "entry"))
-        tile_start_next, entry_next = (Signal(fb, name=f"{n}_next") for n in ("tile_start", "entry"))
+        # Row 0's table is read at the next cycle's entry within a layer (``entry_read``); as a layer begins it is
+        # read at its first entry the cycle after, with no begin decision in front of the block RAM's address (no
+        # fold streams within three cycles of a layer's begin: its first weights must come in and load first).
+        tile_start_next, entry_read = (Signal(fb, name=f"{n}_next") for n in ("tile_start", "entry"))
         advance = begin_stream & ~begin_layer
         next_tile = tile_start + cur["row_folds"]
         m.d.comb += [tile_start_next.eq(Mux(begin_layer, incoming["table_base"],
                                             Mux(advance & tile_ends, next_tile, tile_start))),
-                     entry_next.eq(Mux(begin_layer, incoming["table_base"],
-                                       Mux(advance, Mux(last_row_fold, Mux(tile_ends, next_tile, tile_start),
-                                                        entry + 1), entry)))]
-        m.d.sync += [tile_start.eq(tile_start_next), entry.eq(entry_next)]
+                     entry_read.eq(Mux(advance, Mux(last_row_fold, Mux(tile_ends, next_tile, tile_start), entry + 1),
+                                       entry))]
+        m.d.sync += [tile_start.eq(tile_start_next), entry.eq(Mux(begin_layer, incoming["table_base"], entry_read))]
         with m.If(begin_layer):
             m.d.sync += row_fold.eq(0)
         with m.Elif(advance):
             m.d.sync += row_fold.eq(Mux(last_row_fold, 0, row_fold + 1))
-        counts = tiles.read_port(transparent_for=(tiles_write,))
+        counts = tiles.read_port(transparent_for=())
         length = Signal(COUNT_BITS)  # the next fold's tile's pixels: one group a cycle
         with m.If(_read_ahead(m, "counts", counts, incoming["count_base"], begin_layer, advance & tile_ends)):
             m.d.sync += length.eq(counts.data[:COUNT_BITS])
@@ -467,8 +484,8 @@ class LayerEngine(wiring.Component):
             release = later
 
         # Feeders: row i starts i cycles after row 0, with its table entry for (tile, row fold); row 0's table is
-        # read at the next cycle's entry, row i's at row i - 1's.
-        start, where, read_at = begin_stream, entry, entry_next
+        # read at ``entry_read``, row i's at row i - 1's entry.
+        start, where, read_at = begin_stream, entry, entry_read
         settings = {"height": cur["height"], "width": cur["width"], "out_height": cur["out_height"],
                     "out_width": cur["out_width"], "stride_y": cur["stride_y"], "stride_x": cur["stride_x"]}
         widths = feeder_field_widths(size.tile_words)
@@ -480,7 +497,7 @@ class LayerEngine(wiring.Component):
             table = Memory(shape=unsigned(self.row_field_bits), depth=size.tables, init=[])
             m.submodules[f"table_{i}"] = table
             write = table.write_port()
-            read = table.read_port(transparent_for=(write,))
+            read = table.read_port(transparent_for=())
             m.d.comb += [write.en.eq(self.t_we & (self.t_row == i)), write.addr.eq(self.t_addr),
                          write.data.eq(self.t_data), read.addr.eq(read_at), feeder.start.eq(start)]
             m.d.comb += [getattr(feeder, name).eq(value) for name, value in settings.items()]
@@ -518,7 +535,7 @@ class LayerEngine(wiring.Component):
 
         # Tiles written: the output stage's writes counted down from each tile's count, the table read one tile
         # ahead (the test is a register's against 1, not a block RAM's output against a counter).
-        written = tiles.read_port(transparent_for=(tiles_write,))
+        written = tiles.read_port(transparent_for=())
         writes_left = Signal(COUNT_BITS)  # writes the tile being written has still to take
         tile_written = running & output.out_we & (writes_left == 1)
         with m.If(_read_ahead(m, "written", written, incoming["count_base"], begin_layer, tile_written)):

@@ -62,7 +62,9 @@ def row_fields(*, in_hw: tuple[int, int], out_hw: tuple[int, int], kernel_w: int
                groups: int, lanes: int, base: int = 0, enable: bool = True) -> RowFields:
     """The start values and steps of one row: kernel position ``position`` (``ky, kx = divmod(position,
     kernel_w)``), channel ``block``, pixels ``[first_pixel, first_pixel + pixels)`` of the layer (image-major),
-    ``groups`` vectors a lane; the tile buffer holds input rows from ``base`` on."""
+    ``groups`` vectors a lane (one or more); the tile buffer holds input rows from ``base`` on."""
+    if not isinstance(groups, int) or groups < 1:
+        raise ConfigError(f"a feeder's stream puts out one vector a lane or more, got groups = {groups!r}")
     (height, width), (out_h, out_w), (sh, sw), (ph, pw) = in_hw, out_hw, stride, padding
     ky, kx = divmod(position, kernel_w)
 
@@ -107,7 +109,9 @@ class ActivationFeeder(wiring.Component):
       ``w_mask : Signal(W), in``: the tile buffer's window write (:class:`~edgesparse.rtl.buffer.WordBuffer`: window
       byte i, where mask bit i is set, to byte ``w_pos + i`` from byte 0 of word ``w_row`` on; channel j of a word's
       block is its byte j);
-    - ``start : Signal(1), in``: a pulse: put out ``groups`` vectors per lane from the values below;
+    - ``start : Signal(1), in``: a pulse: put out ``groups`` (one or more) vectors per lane from the values below
+      (the walk goes live without testing ``groups``, so the start values go from the table's block RAM straight
+      into registers);
     - ``height``, ``width : in``: the input map's size; ``out_height``, ``out_width : in``: the output map's;
     - ``stride_y``, ``stride_x : in``: the convolution's stride;
     - ``rows_left``, ``cols_left``, ``iy``, ``ix``, ``addr : in``: lane 0's first pixel (output rows after it in
@@ -193,7 +197,7 @@ class ActivationFeeder(wiring.Component):
             with m.Elif(live):
                 m.d.sync += [reg.eq(value) for reg, value in zip(state, _walk(state, L, held))]
         with m.If(self.start):
-            m.d.sync += [left.eq(self.groups), remaining.eq(self.pixels), live.eq(self.groups != 0)]
+            m.d.sync += [left.eq(self.groups), remaining.eq(self.pixels), live.eq(1)]
         with m.Elif(live):
             m.d.sync += [left.eq(left - 1), live.eq(left != 1),
                          remaining.eq(Mux(remaining > L, remaining - L, 0))]
