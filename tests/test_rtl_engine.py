@@ -460,6 +460,8 @@ def test_word_buffer_matches_a_byte_array(word_bytes, depth, window, word_reads,
 def test_word_buffer_parameters_are_validated():
     with pytest.raises(ConfigError, match="word size must be a positive integer, got 0"):
         WordBuffer(0, 4, 1)
+    with pytest.raises(ConfigError, match="collision_free must be a bool, got 1"):
+        WordBuffer(4, 4, 1, collision_free=1)
     with pytest.raises(ConfigError, match="depth must be a positive integer, got 2.5"):
         WordBuffer(4, 2.5, 1)
     with pytest.raises(ConfigError, match="window \\(8 bytes\\) must not exceed its word \\(6 bytes\\)"):

@@ -70,13 +70,16 @@ class WordBuffer(wiring.Component):
 
     ``lanes_per_memory`` (G) consecutive byte lanes share one memory (:func:`lanes_per_memory`; the module docstring
     says when a window allows it). Every read is read-before-write: a read in the cycle of a write to the same byte
-    returns the old byte. A byte
+    returns the old byte, unless the buffer is built ``collision_free``: its user never reads a byte in the cycle it
+    is written, so its memories carry yosys's ``no_rw_check`` and the block RAM's output goes on with no collision
+    logic (yosys emulates read-before-write between two ports with address comparators and a multiplexer after the
+    output); simulation still returns the old byte, hardware would not. A byte
     lane that both write ports write in one cycle takes the window's byte (to the window's word); the word write's
     byte in that lane is dropped.
     """
 
     def __init__(self, word_bytes: int, depth: int, window: int, word_reads: int = 1, word_write: bool = False,
-                 lanes_per_memory: int = 1):
+                 lanes_per_memory: int = 1, collision_free: bool = False):
         _check_count("word size", word_bytes, 1)
         _check_count("depth", depth, 1)
         _check_count("window", window, 1)
@@ -85,8 +88,9 @@ class WordBuffer(wiring.Component):
         if window > word_bytes:
             raise ConfigError(f"the word buffer's window ({window} bytes) must not exceed its word "
                               f"({word_bytes} bytes)")
-        if not isinstance(word_write, bool):
-            raise ConfigError(f"the word buffer's word_write must be a bool, got {word_write!r}")
+        for name, flag in (("word_write", word_write), ("collision_free", collision_free)):
+            if not isinstance(flag, bool):
+                raise ConfigError(f"the word buffer's {name} must be a bool, got {flag!r}")
         G = lanes_per_memory
         if G > 1 and (word_bytes % G or 2 * G > word_bytes or 2 * window > word_bytes or word_write):
             raise ConfigError(f"the word buffer cannot hold {G} byte lanes a memory: the lanes must divide the "
@@ -105,7 +109,9 @@ class WordBuffer(wiring.Component):
         super().__init__(ports)
         # One memory per G lanes, lane j at bits [8 (j mod G), 8 (j mod G) + 8) of memory j // G (a testbench
         # reads and sets their rows: ``memories[g].data[row]``).
-        self.memories = [Memory(shape=unsigned(8 * G), depth=depth, init=[]) for _ in range(word_bytes // G)]
+        attrs = {"no_rw_check": 1} if collision_free else {}
+        self.memories = [Memory(shape=unsigned(8 * G), depth=depth, init=[], attrs=attrs)
+                         for _ in range(word_bytes // G)]
 
     def elaborate(self, platform) -> Module:
         m = Module()

@@ -232,7 +232,9 @@ class DMA(wiring.Component):
         # byte carried (j p mod 2^k, in 2^-k B), the bytes left and the next byte's DRAM address, so no adder wider
         # than the fraction sits in front of the byte count.
         frac = Signal(max(1, self.k))
-        share_on = Signal(range(self.beat + 1))  # the share of the transfer's next cycle, computed a cycle ahead
+        # A cycle ahead, for the transfer's next cycle: its share, and whether it is the last (it is when the bytes
+        # left now fit this cycle's share and the next one's: no subtraction in front of the test).
+        share_on, last_on = Signal(range(self.beat + 1)), Signal()
         left = Signal(BYTES_BITS)
         row, pos = Signal.like(self.buf_row, name="row"), Signal.like(self.buf_pos, name="pos")  # the next byte's
         addr = Signal(self.fields["dram_addr"])
@@ -240,10 +242,11 @@ class DMA(wiring.Component):
         moving = active | start
         cur = {name: Mux(active, held[name], fields[name]) for name in self.fields}
         units = Mux(active, frac, 0) + self.p  # this cycle's share and the carried fraction, in 2^-k B
-        share = Mux(active, share_on, self.p >> self.k)  # bytes the rate allows this cycle (a register or a constant)
+        first_share = self.p >> self.k  # a transfer's first cycle carries no fraction
+        share = Mux(active, share_on, first_share)  # bytes the rate allows this cycle: a register or a constant
         left_now = Mux(active, left, cur["bytes"])
         low = W.bit_length()  # share <= W < 2^low: the high bits of the bytes left only need to be zero
-        last = (left_now[low:] == 0) & (left_now[:low] <= share)
+        last = Mux(active, last_on, (fields["bytes"][low:] == 0) & (fields["bytes"][:low] <= first_share))
         count = Mux(last, left_now, share)[:low]
         mask = Signal(W)
         m.d.comb += [mask.eq(Mux(moving, (Const(1, W + 1) << count) - 1, 0)), self.starting.eq(start),
@@ -287,7 +290,11 @@ class DMA(wiring.Component):
                 m.d.sync += [held[name].eq(fields[name]) for name in self.fields]
                 m.d.sync += [index.eq(head), held_word_bytes.eq(word_bytes)]
             carried = units[:self.k] if self.k else 0
-            m.d.sync += [active.eq(moving & ~finish), frac.eq(carried), share_on.eq((carried + self.p) >> self.k),
+            share_next = Signal.like(share_on)
+            m.d.comb += share_next.eq((carried + self.p) >> self.k)
+            both = share + share_next  # < 2^(low + 1)
+            m.d.sync += [last_on.eq((left_now[low + 1:] == 0) & (left_now[:low + 1] <= both)),
+                         active.eq(moving & ~finish), frac.eq(carried), share_on.eq(share_next),
                          left.eq(left_now - count), addr.eq(dram_addr + count),
                          row.eq(Mux(wrap, row_now + 1, row_now)), pos.eq(Mux(wrap, step - word_bytes, step))]
         return m

@@ -302,7 +302,9 @@ class LayerEngine(wiring.Component):
         # that its data is the current one's. None is transparent to the host's writes (the bypass would put a
         # multiplexer after the block RAM): the host writes them before the descriptors, so every read after
         # ``start`` returns them.
-        m.submodules.tile_counts = tiles = Memory(shape=unsigned(2 * COUNT_BITS), depth=size.max_tiles, init=[])
+        host_only = {"no_rw_check": 1}  # written before the run only: no read meets a write, no collision logic
+        m.submodules.tile_counts = tiles = Memory(shape=unsigned(2 * COUNT_BITS), depth=size.max_tiles, init=[],
+                                                  attrs=host_only)
         tiles_write = tiles.write_port()
         m.d.comb += [tiles_write.en.eq(self.c_we), tiles_write.addr.eq(self.c_addr), tiles_write.data.eq(self.c_data)]
         m.d.comb += [dma.q_we.eq(self.q_we), dma.q_addr.eq(self.q_addr), dma.q_data.eq(self.q_data),
@@ -438,7 +440,7 @@ class LayerEngine(wiring.Component):
         # read at its first entry the cycle after, with no begin decision in front of the block RAM's address (no
         # fold streams within three cycles of a layer's begin: its first weights must come in and load first).
         tile_start_next, entry_read = (Signal(fb, name=f"{n}_next") for n in ("tile_start", "entry"))
-        advance = begin_stream & ~begin_layer
+        advance = begin_stream  # never as a layer begins: the ending layer streamed all its folds, none is loaded yet
         next_tile = tile_start + cur["row_folds"]
         m.d.comb += [tile_start_next.eq(Mux(begin_layer, incoming["table_base"],
                                             Mux(advance & tile_ends, next_tile, tile_start))),
@@ -494,7 +496,7 @@ class LayerEngine(wiring.Component):
                 later = Signal(name=f"start_{i}"), Signal.like(where, name=f"entry_{i}")
                 m.d.sync += [later[0].eq(start), later[1].eq(where)]
                 read_at, (start, where) = where, later
-            table = Memory(shape=unsigned(self.row_field_bits), depth=size.tables, init=[])
+            table = Memory(shape=unsigned(self.row_field_bits), depth=size.tables, init=[], attrs=host_only)
             m.submodules[f"table_{i}"] = table
             write = table.write_port()
             read = table.read_port(transparent_for=())

@@ -177,7 +177,10 @@ class OutputStage(wiring.Component):
             live, group, col_fold, first, last = tags[R - 1 + j]
             psum, valid = self.psum_in.word_select(j, ACC_BITS), self.valid_in[j] & live
             # Memories: the running totals (one tile) and the channels' parameters (one word per column fold).
-            acc_mem = Memory(shape=unsigned(ACC_BITS), depth=self.max_groups, init=[])
+            # Read a cycle ahead, a pixel's total is never read in the cycle it is written (its next row fold's read
+            # comes R - 2 cycles after that write or later: folds start R cycles apart), so no collision logic.
+            acc_mem = Memory(shape=unsigned(ACC_BITS), depth=self.max_groups, init=[],
+                             attrs={"no_rw_check": 1} if early else {})
             # The parameters in distributed RAM: a block RAM per column would hold a few hundred bits.
             par_mem = Memory(shape=unsigned(PARAM_BITS), depth=self.param_words, init=[],
                              attrs={"ram_style": "distributed"})
@@ -297,8 +300,10 @@ class OutputStage(wiring.Component):
                     m.d.sync += tile_base.eq(base)
         m.d.sync += [self.out_we.eq(valid & ~self.start), self.out_addr.eq(here + word), self.out_data.eq(out_data),
                      self.out_mask.eq(mask)]
+        # No read of the buffer meets a write of the same word: the write-back reads only tiles whose writes are
+        # done, and a layer's writes go to its own pixels' words (the next layer's begin after its last write-back).
         m.submodules.out_buffer = out_buffer = WordBuffer(M, self.out_depth, self.window, word_reads=0,
-                                                          word_write=True)
+                                                          word_write=True, collision_free=True)
         m.d.comb += [out_buffer.ww_addr.eq(self.out_addr), out_buffer.ww_data.eq(self.out_data),
                      out_buffer.ww_mask.eq(Mux(self.out_we, self.out_mask, 0)),
                      out_buffer.r_row.eq(self.r_row), out_buffer.r_pos.eq(self.r_pos),
