@@ -370,6 +370,8 @@ def test_feeder_parameters_are_validated():
     for bad in (0, 8, 2.0):
         with pytest.raises(ConfigError, match=f"window must be 1 to M = 4 bytes, got {bad}"):
             ActivationFeeder(4, 1, 16, window=bad)
+    with pytest.raises(ConfigError, match="collision_free must be a bool, got 'no'"):
+        ActivationFeeder(4, 1, 16, collision_free="no")
     with pytest.raises(ConfigError, match="one vector a lane or more, got groups = 0"):  # it goes live untested
         row_fields(in_hw=(4, 4), out_hw=(4, 4), kernel_w=3, stride=(1, 1), padding=(1, 1), blocks=1, position=0,
                    block=0, first_pixel=0, pixels=0, groups=0, lanes=1)

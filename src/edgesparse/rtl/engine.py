@@ -286,7 +286,10 @@ class LayerEngine(wiring.Component):
         R, C, M = size.rows, size.cols, size.m
         B = max(1, index_bits(M))
         m.submodules.dma = dma = self.dma
-        m.submodules.weights = weights = WordBuffer(size.word_bytes, size.weight_slots * R, dma.beat)
+        # No buffer read meets a write of the same word: the DMA writes a weight slot or tile half only once its
+        # reader is done with it, and its writes land a cycle after it starts (the write stage below).
+        m.submodules.weights = weights = WordBuffer(size.word_bytes, size.weight_slots * R, dma.beat,
+                                                    collision_free=True)
         m.submodules.array = array = PipelinedArray(R, C, M, 1, 1, size.stages, size.multiplier)
         m.submodules.output = output = OutputStage(R, C, M, max_groups=size.max_tile_pixels,
                                                    max_col_folds=size.max_col_folds, out_depth=size.out_words,
@@ -294,7 +297,7 @@ class LayerEngine(wiring.Component):
                                                    window=dma.beat, param_words=size.param_words)
         feeders = []
         for i in range(R):
-            feeder = ActivationFeeder(M, 1, depth=2 * size.tile_words, window=dma.beat)
+            feeder = ActivationFeeder(M, 1, depth=2 * size.tile_words, window=dma.beat, collision_free=True)
             m.submodules[f"feeder_{i}"] = feeder
             feeders.append(feeder)
 

@@ -99,7 +99,8 @@ def _walk(state, count: int, settings: dict):
 
 class ActivationFeeder(wiring.Component):
     """One array row's activation vectors for ``lanes`` pixels a cycle from a tile buffer of ``depth`` M-byte words,
-    written ``window`` bytes (default M) a cycle.
+    written ``window`` bytes (default M) a cycle; ``collision_free``: the writer never writes a word in the cycle
+    the walk reads it (:class:`~edgesparse.rtl.buffer.WordBuffer`'s flag: no collision logic on hardware).
 
     Ports (M = ``m``, L = ``lanes``, W = ``window``; every ``in`` below ``start`` is sampled with ``start``;
     coordinates and steps are signed ``COORD_BITS``-bit, addresses signed ``A + 2`` bits, A the buffer's address
@@ -127,7 +128,8 @@ class ActivationFeeder(wiring.Component):
       vectors on ``out`` in t + 3 + g, :data:`~edgesparse.accel.pipeline.FEED_LATENCY`).
     """
 
-    def __init__(self, m: int, lanes: int = 1, depth: int = 256, window: int | None = None):
+    def __init__(self, m: int, lanes: int = 1, depth: int = 256, window: int | None = None,
+                 collision_free: bool = False):
         if not isinstance(m, int) or isinstance(m, bool) or m < 1 or m & (m - 1):
             raise ConfigError(f"the feeder's block size M must be a power of two, got {m!r}")
         if lanes not in (1, 2):
@@ -137,7 +139,9 @@ class ActivationFeeder(wiring.Component):
         window = m if window is None else window
         if not isinstance(window, int) or isinstance(window, bool) or not 1 <= window <= m:
             raise ConfigError(f"the feeder's write window must be 1 to M = {m} bytes, got {window!r}")
-        self.m, self.lanes, self.depth, self.window = m, lanes, depth, window
+        if not isinstance(collision_free, bool):
+            raise ConfigError(f"the feeder's collision_free must be a bool, got {collision_free!r}")
+        self.m, self.lanes, self.depth, self.window, self.collision_free = m, lanes, depth, window, collision_free
         self.addr_bits = max(1, (depth - 1).bit_length())
         coord, address = signed(COORD_BITS), signed(self.addr_bits + 2)
         count = unsigned(COORD_BITS)
@@ -159,7 +163,8 @@ class ActivationFeeder(wiring.Component):
         m = Module()
         M, L = self.m, self.lanes
         m.submodules.buffer = buffer = WordBuffer(M, self.depth, self.window, word_reads=L,
-                                                  lanes_per_memory=lanes_per_memory(M, self.depth, self.window))
+                                                  lanes_per_memory=lanes_per_memory(M, self.depth, self.window),
+                                                  collision_free=self.collision_free)
         m.d.comb += [buffer.w_row.eq(self.w_row), buffer.w_pos.eq(self.w_pos), buffer.w_data.eq(self.w_data),
                      buffer.w_mask.eq(self.w_mask)]
 
