@@ -218,8 +218,9 @@ class LayerEngine(wiring.Component):
       ``layers : in``: how many layers to run;
     - ``start : Signal(1), in``: a pulse while idle (before the first run, or from the cycle after ``done`` rose
       on), after the host's writes (the tables' a cycle or more before it: write the descriptors last); the next
-      cycle is cycle 0, in which the DMA may start layer 0's first transfer. A layer ends in the cycle its last transfer is done (its last tile written back); that cycle is the
-      next layer's cycle 0 (its first transfer, weights, may start in it);
+      cycle is cycle 0, in which the DMA may start layer 0's first transfer. A layer ends in the cycle its last
+      transfer is done (its last tile written back); that cycle is the next layer's cycle 0 (its first transfer,
+      weights, may start in it);
     - ``cycle : Signal(32), out``: the run's cycle (0 from the cycle after ``start``);
     - ``done : Signal(1), out``: the last layer has ended (from that cycle on);
     - ``layer : out`` / ``fold : out`` / ``head : out``: the layer running, its next fold to stream and the DMA's
