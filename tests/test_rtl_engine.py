@@ -459,6 +459,36 @@ def test_word_buffer_matches_a_byte_array(word_bytes, depth, window, word_reads,
     assert seen["last"] and (seen["straddle"] or N == 1) and (seen["holes"] or W < 3)
 
 
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_the_collision_monitors_flag_a_read_of_the_row_being_written(lanes):
+    """WordBuffer.read_collisions (what the engine checks for its collision_free buffers every simulated cycle):
+    high for a read port that addresses a row a write writes in the same cycle, a window straddling into the next
+    row included; low for another row or no write."""
+    buffer = WordBuffer(8, 16, 4, word_reads=1, lanes_per_memory=lanes, collision_free=True)
+    cases = [  # (w_row, w_pos, w_mask, r_row, r_pos, rd0_addr) -> (window, rd0)
+        ((3, 0, 0b1111, 3, 0, 3), (1, 1)),
+        ((3, 0, 0b1111, 4, 0, 5), (0, 0)),
+        ((3, 0, 0b0000, 3, 0, 3), (0, 0)),  # no byte written
+        ((3, 6, 0b1111, 4, 0, 4), (1, 1)),  # the window wraps into row 4: lanes 0 and 1 of row 4 are written
+        ((3, 0, 0b1111, 2, 6, 2), (1, 0)),  # the read window wraps into row 3's lanes 0 and 1, which are written
+    ]
+    seen = []
+
+    async def bench(ctx):
+        for (w_row, w_pos, w_mask, r_row, r_pos, rd0), _ in cases:
+            for name, value in (("w_row", w_row), ("w_pos", w_pos), ("w_mask", w_mask), ("r_row", r_row),
+                                ("r_pos", r_pos), ("rd0_addr", rd0)):
+                ctx.set(getattr(buffer, name), value)
+            seen.append((ctx.get(buffer.read_collisions["window"]), ctx.get(buffer.read_collisions["rd0"])))
+            await ctx.tick()
+
+    simulator = Simulator(buffer)
+    simulator.add_clock(1e-8)
+    simulator.add_testbench(bench)
+    simulator.run()
+    assert seen == [flags for _, flags in cases]
+
+
 def test_word_buffer_parameters_are_validated():
     with pytest.raises(ConfigError, match="word size must be a positive integer, got 0"):
         WordBuffer(0, 4, 1)

@@ -109,6 +109,11 @@ class WordBuffer(wiring.Component):
         super().__init__(ports)
         # One memory per G lanes, lane j at bits [8 (j mod G), 8 (j mod G) + 8) of memory j // G (a testbench
         # reads and sets their rows: ``memories[g].data[row]``).
+        # Monitors, not ports (synthesis drops them), per read port ("window", "rd0", ...): high in a cycle where
+        # the port addresses a row a write port writes. A collision_free buffer's user checks them in simulation
+        # wherever it uses the port's data (an idle port's reads may collide: their data goes nowhere).
+        self.read_collisions = {name: Signal(name=f"{name}_collision")
+                                for name in ["window"] + [f"rd{k}" for k in range(word_reads)]}
         attrs = {"no_rw_check": 1} if collision_free else {}
         self.memories = [Memory(shape=unsigned(8 * G), depth=depth, init=[], attrs=attrs)
                          for _ in range(word_bytes // G)]
@@ -117,6 +122,7 @@ class WordBuffer(wiring.Component):
         m = Module()
         N, W, G = self.word_bytes, self.window, self.lanes_per_memory
         w_next, r_next = self.w_row + 1, self.r_row + 1
+        collisions = {name: [] for name in self.read_collisions}
         lane_data = []
         for number, memory in enumerate(self.memories):
             m.submodules[f"lanes{number}"] = memory
@@ -141,10 +147,15 @@ class WordBuffer(wiring.Component):
             read = memory.read_port(transparent_for=())
             m.d.comb += [read.addr.eq(Mux(self.r_pos <= top, self.r_row, r_next)), read.en.eq(1)]
             lane_data += [read.data.word_select(k, 8) for k in range(G)]
+            reads = {"window": read}
             for j in range(self.word_reads):
                 word = memory.read_port(transparent_for=())
                 m.d.comb += [word.addr.eq(getattr(self, f"rd{j}_addr")), word.en.eq(1),
                              getattr(self, f"rd{j}_data").word_select(number, 8 * G).eq(word.data)]
+                reads[f"rd{j}"] = word
+            for name, port in reads.items():
+                collisions[name].append((write.en != 0) & (port.addr == write.addr))
+        m.d.comb += [self.read_collisions[name].eq(Cat(*terms).any()) for name, terms in collisions.items()]
         # Window byte i of the read is lane pos + i, less N past the word's end: computed beside the address and
         # registered, so the block RAM's data meets a plain N:1 multiplexer (a selector from a flip-flop).
         lanes = Cat(*lane_data)

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from amaranth import Module, Mux, Signal, Value, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -256,6 +256,9 @@ class LayerEngine(wiring.Component):
                 "dram_w_addr": Out(self.dma.dram_w_addr.shape()), "dram_w_data": Out(self.dma.dram_w_data.shape()),
                 "dram_w_mask": Out(self.dma.dram_w_mask.shape())}),
         })
+        # A monitor, not a port: a used read of a buffer met a write of the same row this cycle, which a buffer
+        # built collision_free (no collision logic on hardware) must never see; the driver checks it every cycle.
+        self.collision = Signal(name="collision")
 
     def block_memories(self) -> list[tuple[int, int, int]]:
         """(width, depth, copies) of the memories synthesis maps to block RAM: every registered-read memory of more
@@ -407,6 +410,9 @@ class LayerEngine(wiring.Component):
         m.d.comb += [shifting.eq(carry_load | begin_load), word_step.eq(Mux(carry_load, step + 1, 0)),
                      weights.rd0_addr.eq(weight_row)]
         last_word = shifting & (word_step == R - 1)
+        m.d.comb += self.collision.eq(shifting & weights.read_collisions["rd0"]
+                                      | dma.busy & (dma.buf_sel == KIND_OUTPUT) & output.read_collision
+                                      | Cat(*(feeder.collision for feeder in feeders)).any())
         # The word enters the array FEED_LATENCY cycles after its read: the buffer's registered read, then registers
         # (as the feeders' vectors do); the strobes travel beside it.
         held_word, shift, latch = weights.rd0_data, shifting, last_word

@@ -337,6 +337,10 @@ def run_engine(program: EngineProgram) -> EngineRecord:
                     f"{ctx.get(engine.head)} of {len(program.transfers)} next")
             if ctx.get(engine.out_we):
                 record.writes[cycle] = (ctx.get(engine.out_addr), ctx.get(engine.out_mask))
+            if ctx.get(engine.collision):
+                raise AcceleratorError(f"layer {program.names[ctx.get(engine.layer)]!r}, cycle {cycle}: a buffer read "
+                                       f"met a write of the same row, which its block RAM (no collision logic) leaves "
+                                       f"undefined")
             await ctx.tick()
         record.cycles = ctx.get(engine.cycle)
         await ctx.tick()  # the write-back's last bytes land at the edge ending its last cycle

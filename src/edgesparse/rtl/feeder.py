@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -141,6 +141,8 @@ class ActivationFeeder(wiring.Component):
             raise ConfigError(f"the feeder's write window must be 1 to M = {m} bytes, got {window!r}")
         if not isinstance(collision_free, bool):
             raise ConfigError(f"the feeder's collision_free must be a bool, got {collision_free!r}")
+        # A monitor, not a port: a read whose data the walk keeps (live, inside the map) met a write of its row.
+        self.collision = Signal(name="collision")
         self.m, self.lanes, self.depth, self.window, self.collision_free = m, lanes, depth, window, collision_free
         self.addr_bits = max(1, (depth - 1).bit_length())
         coord, address = signed(COORD_BITS), signed(self.addr_bits + 2)
@@ -182,7 +184,7 @@ class ActivationFeeder(wiring.Component):
         left = Signal(unsigned(COORD_BITS))  # groups still to put out
         remaining = Signal(unsigned(COORD_BITS))  # real pixels still to come, from lane 0's current pixel
         live = Signal()  # the walkers hold a group this cycle
-        data, real = [], []
+        data, real, used_collisions = [], [], []
         for lane in range(L):
             state = tuple(Signal(shape, name=f"l{lane}_{name}") for shape, name in (
                 (coord, "rows_left"), (coord, "cols_left"), (coord, "iy"), (coord, "ix"), (address, "addr")))
@@ -192,6 +194,7 @@ class ActivationFeeder(wiring.Component):
             lane_real = live & (remaining > lane)
             keep, is_real = Signal(name=f"l{lane}_keep"), Signal(name=f"l{lane}_real")
             m.d.sync += [keep.eq(inside & lane_real), is_real.eq(lane_real)]
+            used_collisions.append(inside & lane_real & buffer.read_collisions[f"rd{lane}"])
             data.append(Mux(keep, getattr(buffer, f"rd{lane}_data"), 0))
             real.append(is_real)
             # Start: lane l's first pixel is lane 0's, l pixels on (walked with the inputs: they are held from
@@ -210,6 +213,7 @@ class ActivationFeeder(wiring.Component):
         # clock-to-out and the route to the array would otherwise share a cycle with the select).
         valid_read = Signal()
         m.d.sync += [valid_read.eq(live), self.out_valid.eq(valid_read)]
+        m.d.comb += self.collision.eq(Cat(*used_collisions).any())
         m.d.comb += self.busy.eq(live | valid_read)
         for lane in range(L):
             m.d.sync += [self.out.word_select(lane, 8 * M).eq(data[lane]), self.out_real[lane].eq(real[lane])]

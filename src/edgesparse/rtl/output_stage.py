@@ -151,6 +151,7 @@ class OutputStage(wiring.Component):
         if pool_kernel is not None:
             ports["pool"] = In(1)
         super().__init__(ports)
+        self.read_collision = Signal(name="read_collision")  # a monitor: the window read met a write of its row
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -304,7 +305,8 @@ class OutputStage(wiring.Component):
         # done, and a layer's writes go to its own pixels' words (the next layer's begin after its last write-back).
         m.submodules.out_buffer = out_buffer = WordBuffer(M, self.out_depth, self.window, word_reads=0,
                                                           word_write=True, collision_free=True)
-        m.d.comb += [out_buffer.ww_addr.eq(self.out_addr), out_buffer.ww_data.eq(self.out_data),
+        m.d.comb += [self.read_collision.eq(out_buffer.read_collisions["window"]),
+                     out_buffer.ww_addr.eq(self.out_addr), out_buffer.ww_data.eq(self.out_data),
                      out_buffer.ww_mask.eq(Mux(self.out_we, self.out_mask, 0)),
                      out_buffer.r_row.eq(self.r_row), out_buffer.r_pos.eq(self.r_pos),
                      self.r_data.eq(out_buffer.r_data)]
