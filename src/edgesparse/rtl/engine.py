@@ -449,7 +449,7 @@ class LayerEngine(wiring.Component):
         # Row 0's table is read at the next cycle's entry within a layer (``entry_read``); as a layer begins it is
         # read at its first entry the cycle after, with no begin decision in front of the block RAM's address (no
         # fold streams within three cycles of a layer's begin: its first weights must come in and load first).
-        tile_start_next, entry_read = (Signal(fb, name=f"{n}_next") for n in ("tile_start", "entry"))
+        tile_start_next, entry_read = Signal(fb, name="tile_start_next"), Signal(fb, name="entry_read")
         advance = begin_stream  # never as a layer begins: the ending layer streamed all its folds, none is loaded yet
         next_tile = tile_start + cur["row_folds"]
         m.d.comb += [tile_start_next.eq(Mux(begin_layer, incoming["table_base"],

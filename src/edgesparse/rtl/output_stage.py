@@ -10,9 +10,9 @@ sum is only that row fold's share of the dot product. This stage
    three rows or more the total is read a cycle ahead into a register, so the adder starts from a flip-flop, not
    the block RAM's output (a pixel's next row fold comes R cycles or more after its write, which has landed by
    then), and so is the parameter address (the column fold a cycle ahead plus the layer's base); on a smaller
-   array the read is transparent for the write (a 1-row array's folds come every cycle). One
-   tile deep is enough, with no second buffer: folds stream in order, so the next unit's first row fold overwrites
-   a pixel's total only after the current unit's last row fold has read it;
+   array the read is transparent for the write (a 1-row array's folds come every cycle). One tile deep is enough,
+   with no second buffer: folds stream in order, so the next unit's first row fold overwrites a pixel's total only
+   after the current unit's last row fold has read it;
 2. **requantizes** it in a :class:`~edgesparse.rtl.ppu.Requantizer` lane per column, with the output channel's bias,
    mantissa and shift read from a small parameter memory per column (channel ``c`` at word ``c // C`` of column
    ``c % C``'s memory, written by the host) and the layer's ReLU;
