@@ -164,7 +164,7 @@ def _calibrate_ppu(rows: list[dict]) -> None:
         entries += [f"[ppu.{row['design']}]", *_counts(row, ("dsp", "lut", "ff", "carry4", "muxf", "lutram"))]
     _replace_entries("ppu", ["# ppu.<unit>: one lane of a post-processing unit (src/edgesparse/rtl/ppu.py), synthesized "
                              "as", "# above; the resource model counts C x P lanes of requantizer, max_pool and "
-                             "residual_add, and one", "# avgpool."], entries)
+                             "residual_add, and C", "# of avgpool."], entries)
 
 
 def _calibrate_engine(rows: list[dict]) -> None:

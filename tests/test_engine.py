@@ -17,7 +17,8 @@ from edgesparse.accel.simulate import simulate
 from edgesparse.errors import AcceleratorError
 from edgesparse.pattern import BlockPattern
 from edgesparse.quant.graph import INPUT, IntGraph, IntOp
-from edgesparse.rtl.engine_driver import check_engine, engine_program, random_chain, random_conv, run_engine
+from edgesparse.rtl.engine_driver import (averaged_chain, check_engine, engine_program, random_chain, random_conv,
+                                          run_engine)
 
 
 def _graph(cin: int, cout: int, size: int, *, kernel: int = 3, stride: int = 1, padding: int = 1, pool: bool = False,
@@ -120,6 +121,24 @@ def test_three_layers_chained_through_dram():
     program = engine_program(graph, _config(4.0, output_buffer_kib=0.5), image)
     assert len(program.names) == 3
     check_engine(program, run_engine(program))
+
+
+def test_a_global_average_pool_then_the_classifier():
+    """ResNet's head on the engine: a padded 3x3 conv, a second whose map is averaged whole (averages saturating
+    at both ends), and a linear layer writing int32 logits; the averaging layer follows one that does not average
+    (whose pixels its sums must not keep)."""
+    graph, image = averaged_chain()
+    program = engine_program(graph, _config(1.5, resident_maps=False), image)
+    assert program.size.global_average and [layer["average"] for layer in program.layers] == [0, 1, 0]
+    assert {-128, 127} <= set(np.frombuffer(program.outputs[1][1], np.int8).tolist())
+    check_engine(program, run_engine(program))
+
+
+def test_an_average_the_engine_cannot_run_is_refused():
+    graph, image = averaged_chain()
+    with pytest.raises(AcceleratorError, match="layer 'conv2': the engine averages an unpooled map of one tile; this "
+                                               "layer runs 2 tiles"):
+        engine_program(graph, _config(1.5, output_buffer_kib=0.125, resident_maps=False), image)
 
 
 def test_int32_logits_of_a_linear_layer_without_requantization():

@@ -26,7 +26,7 @@ from edgesparse.pattern import BlockPattern
 from edgesparse.quant.fixedpoint import requantize
 from edgesparse.quant.graph import IntOp
 from edgesparse.quant.reference import run_op
-from edgesparse.rtl.output_stage import OUTPUT_LATENCY, POOLED_LATENCY, OutputStage, pack_params
+from edgesparse.rtl.output_stage import AVGPOOL_LATENCY, OUTPUT_LATENCY, POOLED_LATENCY, OutputStage, pack_params
 
 
 def _conv(config, n, m, cin, cout, size, kernel=3, stride=1, padding=1, seed=0, relu=False, weight=None,
@@ -80,19 +80,23 @@ def _words(out: np.ndarray, m: int) -> np.ndarray:
     return padded.T.reshape(height * width * blocks, m)
 
 
-def _run_stage(config, geometry, partial, op, *, pool=None, gap=0, built=None, window=3):
+def _run_stage(config, geometry, partial, op, *, pool=None, gap=0, built=None, window=3, average=None,
+               built_average=False):
     """Drive an output stage with the row folds' partial sums ``[row_folds, pixels, Cout]``; return the output
     buffer's bytes [words, M] (read back through the window port as the write-back DMA reads it, ``window`` bytes a
     cycle from byte 0 on, so windows straddle words unless ``window`` divides M), the writes {cycle: (address,
-    mask)} and the folds' starts. ``built``: the pool the stage has when the layer has none."""
+    mask)} and the folds' starts. ``built``: the pool the stage has when the layer has none; ``average``: the global
+    average pool's (mantissa, shift) (the map's one tile averaged), on a stage built with it (or ``built_average``
+    for a layer without)."""
     R, C, M = config.rows, config.cols, config.m
     shape = geometry.shape
     out_h, out_w = shape.out_hw
     blocks = -(-shape.cout // M)
     pooled_pixels = shape.pixels if pool is None else len(_pool_completions(shape.out_hw, pool)[0])
-    depth = pooled_pixels * blocks
+    depth = (1 if average else pooled_pixels) * blocks
     stage = OutputStage(R, C, M, max_groups=geometry.tile_pixels, max_col_folds=geometry.col_folds,
-                        out_depth=depth, pool_kernel=pool or built, max_width=max(out_w, 2), window=window)
+                        out_depth=depth, pool_kernel=pool or built, max_width=max(out_w, 2), window=window,
+                        global_average=average is not None or built_average)
     starts = _timeline(geometry, R, gap)
     tile_of, col_fold_of, row_fold_of = geometry.positions()
     tags, arrivals = {}, {}
@@ -105,7 +109,7 @@ def _run_stage(config, geometry, partial, op, *, pool=None, gap=0, built=None, w
                 channel = cf * C + j
                 value = int(partial[rf, first_pixel + g, channel]) if channel < shape.cout else 0
                 arrivals.setdefault(start + g + R - 1 + j, {})[j] = value
-    end = max(arrivals) + POOLED_LATENCY + 4
+    end = max(arrivals) + POOLED_LATENCY + AVGPOOL_LATENCY + 4
     writes, result = {}, bytearray(depth * M)
 
     async def bench(ctx):
@@ -121,6 +125,11 @@ def _run_stage(config, geometry, partial, op, *, pool=None, gap=0, built=None, w
             ctx.set(getattr(stage, name), value)
         if stage.pool_kernel is not None:
             ctx.set(stage.pool, int(pool is not None))
+        if stage.global_average:
+            mult, shift = average or (0, 0)
+            for name, value in (("average", int(average is not None)), ("avg_mult", mult), ("avg_shift", shift),
+                                ("map_last", shape.pixels - 1)):
+                ctx.set(getattr(stage, name), value)
         ctx.set(stage.start, 1)
         await ctx.tick()
         ctx.set(stage.start, 0)
@@ -160,9 +169,10 @@ def _pool_completions(out_hw, kernel):
     return np.minimum(2 * py + 1, height - 1).ravel(), np.minimum(2 * px + 1, width - 1).ravel()
 
 
-def _expected_writes(config, geometry, starts, pool=None) -> dict[int, tuple[int, int]]:
+def _expected_writes(config, geometry, starts, pool=None, average=False) -> dict[int, tuple[int, int]]:
     """{cycle: (address, mask)} of every write: a pixel's bytes OUTPUT_LATENCY cycles after its last column's sum
-    of the unit's last row fold (POOLED_LATENCY after the window's completing pixel's)."""
+    of the unit's last row fold (POOLED_LATENCY after the window's completing pixel's; an averaged map's one pixel
+    AVGPOOL_LATENCY after its last pixel's would be)."""
     R, C, M = config.rows, config.cols, config.m
     shape = geometry.shape
     blocks = -(-shape.cout // M)
@@ -175,7 +185,10 @@ def _expected_writes(config, geometry, starts, pool=None) -> dict[int, tuple[int
             width = M if cf == geometry.col_folds - 1 else C  # the last column fold zeroes the rest of its word
             mask = (((1 << width) - 1) << (C * (cf % folds_per_word))) & ((1 << M) - 1)
             last_column = int(starts[fold]) + R - 1 + C - 1
-            if pool is None:
+            if average:
+                expected[last_column + len(span) - 1 + OUTPUT_LATENCY + AVGPOOL_LATENCY] = (cf // folds_per_word,
+                                                                                          mask)
+            elif pool is None:
                 for g, pixel in enumerate(span):
                     expected[last_column + g + OUTPUT_LATENCY] = (pixel * blocks + cf // folds_per_word, mask)
             else:
@@ -187,14 +200,20 @@ def _expected_writes(config, geometry, starts, pool=None) -> dict[int, tuple[int
     return expected
 
 
-def _check_layer(config, op, layer, x, shape, pool=None, gap=0, built=None, window=3):
+def _check_layer(config, op, layer, x, shape, pool=None, gap=0, built=None, window=3, average=None,
+                 built_average=False):
     geometry = fold_geometry(shape, config)
     partial = _row_fold_sums(layer, x, geometry)
     acc, _ = run_fast(layer, x[0], schedule_layer(shape, config), config)
     assert np.array_equal(partial.sum(axis=0), acc)  # the row folds' shares add up to the fast model's sums
     buffer, writes, starts = _run_stage(config, geometry, partial, op, pool=pool, gap=gap, built=built,
-                                        window=window)
+                                        window=window, average=average, built_average=built_average)
     reference = run_op(op, [x])
+    if average is not None:
+        mult, shift = average
+        reference = run_op(IntOp("gap", "avgpool", ["conv"], {"kernel": list(shape.out_hw), "stride": [1, 1],
+                                                              "padding": [0, 0], "m": mult, "shift": shift}),
+                           [reference])
     if pool is not None:
         stride, padding = [2, 2], [pool - 2] * 2
         reference = run_op(IntOp("pool", "maxpool", ["conv"], {"kernel": [pool, pool], "stride": stride,
@@ -203,7 +222,7 @@ def _check_layer(config, op, layer, x, shape, pool=None, gap=0, built=None, wind
     bad = np.argwhere(buffer != expected)
     assert not len(bad), (f"byte {bad[0][1]} of word {bad[0][0]}: RTL {buffer[tuple(bad[0])]}, reference "
                           f"{expected[tuple(bad[0])]} ({len(bad)} bytes differ)")
-    assert writes == _expected_writes(config, geometry, starts, pool)
+    assert writes == _expected_writes(config, geometry, starts, pool, average is not None)
     return geometry, reference
 
 
@@ -229,6 +248,24 @@ def test_padded_conv_then_max_pool(pool, size):
     geometry, _ = _check_layer(config, op, layer, x, shape, pool=pool, gap=3 if kib < 1 else 0)
     assert geometry.row_folds >= 2
     assert geometry.tiles == (4 if kib < 1 else 1)
+
+
+@pytest.mark.parametrize("size, rows, built_only", [(5, 4, False), (1, 16, False), (3, 16, True)])
+def test_global_average_pool(size, rows, built_only):
+    """A conv whose whole map is averaged (ResNet's head): 5x5 with row and column folds (averages saturating at
+    both ends), a single-pixel map (a 1x1 conv) whose units come R cycles apart on a 16-row array (the previous unit's averages
+    still on their way as the next map's sums begin); and a layer without the average on a stage built with it."""
+    config = AcceleratorConfig(rows=rows, cols=4, m=16, n=1)
+    kernel = 1 if size == 1 else 3
+    op, layer, x, shape = _conv(config, 1, 16, cin=32, cout=8, size=size, kernel=kernel, padding=kernel // 2,
+                                seed=15 + size, shift=(34, 37))
+    average = None if built_only else (int(np.random.default_rng(5).integers(2**30, 2**31)), 34)
+    geometry, reference = _check_layer(config, op, layer, x, shape, average=average, built_average=built_only)
+    assert geometry.tiles == 1 and geometry.col_folds == 2
+    if size == 5:
+        assert geometry.row_folds >= 2 and {-128, 127} <= set(reference.ravel().tolist())
+    if size == 1:
+        assert geometry.stream_lengths()[0] == 1 and geometry.row_folds == 1
 
 
 def test_single_pixel_map_and_one_row_fold():
@@ -318,6 +355,8 @@ def test_output_stage_parameters_are_validated():
         OutputStage(4, 4, 16, 8, 1, 8, segments=2)
     with pytest.raises(ConfigError, match="got kernel 4"):
         OutputStage(4, 4, 16, 8, 1, 8, pool_kernel=4)
+    with pytest.raises(ConfigError, match="global_average must be True or False, got 1"):
+        OutputStage(4, 4, 16, 8, 1, 8, global_average=1)
     with pytest.raises(ConfigError, match="tile depth must be a positive integer, got 1.5"):
         OutputStage(4, 4, 16, 1.5, 1, 8)
     for bad in (0, 32, 2.0):

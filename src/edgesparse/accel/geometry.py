@@ -79,6 +79,7 @@ class LayerShape:
     channel_block: int = 1  # the array's M: maps hold channels padded to a multiple of it
     padding: tuple[int, int] = (0, 0)  # the window's zero padding (height, width)
     pool: int = 0  # the max pool hosted in the output stream: 0 none, else a code of POOLS
+    average: bool = False  # a hosted global average pool: one written pixel per image, after the map's last
 
     @property
     def image_pixels(self) -> int:
@@ -128,7 +129,12 @@ class LayerShape:
     def written_pixels(self) -> np.ndarray:
         """int64 [written pixels]: for every pixel the layer writes (pooled when pooled; image-major raster), the
         output pixel that completes it: itself unpooled; the window's bottom-right pixel, clipped to the map,
-        pooled (2x2: (2py + 1, 2px + 1); 3x3 stride 2 padding 1: (min(2py + 1, H - 1), min(2px + 1, W - 1)))."""
+        pooled (2x2: (2py + 1, 2px + 1); 3x3 stride 2 padding 1: (min(2py + 1, H - 1), min(2px + 1, W - 1))); with
+        a global average pool, one pixel per image: the one that completes the image's last (pooled) pixel."""
+        completing = self._completing_pixels()
+        return completing.reshape(self.batch, -1)[:, -1] if self.average else completing
+
+    def _completing_pixels(self) -> np.ndarray:
         if not self.pool:
             return np.arange(self.pixels, dtype=np.int64)
         window, (height, width) = self.pool_window, self.out_hw

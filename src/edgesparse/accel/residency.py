@@ -79,6 +79,12 @@ def hosted_pool(ops: list[IntOp]) -> int:
     return next((POOLS.get(op.window, 0) for op in ops if op.kind == "maxpool"), 0)
 
 
+def hosted_average(ops: list[IntOp], shapes: dict[str, tuple[int, ...]]) -> bool:
+    """Whether a layer's hosted ``ops`` end in a global average pool (an ``avgpool`` leaving one pixel per channel:
+    ResNet's head), which its output stage runs on the whole map."""
+    return any(op.kind == "avgpool" and tuple(shapes[op.name][1:]) in ((), (1, 1)) for op in ops)
+
+
 def map_bytes(shape: tuple[int, ...], block: int) -> int:
     """int8 bytes of one image's map of ``shape`` (CHW, or C for a 1-D map), channels padded to ``block``."""
     return padded_channels(shape[0], block) * math.prod(shape[1:])

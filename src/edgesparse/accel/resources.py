@@ -13,9 +13,10 @@ one pixel lane and one segment: :func:`engine_logic`), where there is one.
 
 The post-processing unit is counted from its own synthesis (``ppu.<unit>`` entries, one lane each): every output
 lane of the array (C columns x P pixels a cycle, the rate of an unsegmented fold's final sums) has a requantizer,
-a max pool and a residual add, so the stream is never held up; the global average pool runs once a frame on the
-last map and is counted once. A table without those entries leaves the post-processing unit out, and the source
-says so.
+a max pool and a residual add, so the stream is never held up; the global average pool has a lane per column, as
+the engine's output stage builds it (:class:`~edgesparse.rtl.ppu.GlobalAvgPool` of C lanes: a pixel's C channels
+a cycle; with P = 2 a lane would also add the two pixels, an adder this count leaves out). A table without those
+entries leaves the post-processing unit out, and the source says so.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def estimated_pe(m: int, lanes: int = 1) -> dict[str, int]:
 
 
 PPU_STREAM_UNITS = ("requantizer", "max_pool", "residual_add")  # one of each per output lane
-PPU_FRAME_UNITS = ("avgpool",)  # one for the whole array
+PPU_COLUMN_UNITS = ("avgpool",)  # one per column
 
 
 def post_processing_lanes(config: AcceleratorConfig) -> int:
@@ -69,11 +70,11 @@ def post_processing(config: AcceleratorConfig, calibration: dict[str, Any]) -> d
     """DSP, LUT and FF counts of ``config``'s post-processing unit from the synthesized units, or None when the
     table has none of them."""
     table = calibration.get("ppu", {}) if calibration.get("status") == "synthesized" else {}
-    if not all(unit in table for unit in PPU_STREAM_UNITS + PPU_FRAME_UNITS):
+    if not all(unit in table for unit in PPU_STREAM_UNITS + PPU_COLUMN_UNITS):
         return None
     lanes = post_processing_lanes(config)
     return {key: lanes * sum(int(table[unit][key]) for unit in PPU_STREAM_UNITS)
-            + sum(int(table[unit][key]) for unit in PPU_FRAME_UNITS) for key in ("dsp", "lut", "ff")}
+            + config.cols * sum(int(table[unit][key]) for unit in PPU_COLUMN_UNITS) for key in ("dsp", "lut", "ff")}
 
 
 def engine_logic(config: AcceleratorConfig, calibration: dict[str, Any]) -> dict[str, int] | None:

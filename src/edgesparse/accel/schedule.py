@@ -24,7 +24,9 @@ OUTPUT_LATENCY``, with ``leave(p, 0)`` the cycle the pixel's final sum (last row
 fold (product stages included; the output stage sees it a register later), deskewed to the last column (C - 1 even
 when the fold holds fewer filters). A pooled layer writes one pooled pixel per window in ``leave(p_q, 0) + (C - 1) +
 FEED_LATENCY + SUM_REGISTER + POOLED_LATENCY``, p_q the pixel that completes window q
-(:meth:`~edgesparse.accel.geometry.LayerShape.written_pixels`); see :meth:`LayerSchedule.write_cycles`.
+(:meth:`~edgesparse.accel.geometry.LayerShape.written_pixels`); a layer that hosts a global average pool writes one
+pixel per image, :data:`~edgesparse.accel.pipeline.AVGPOOL_LATENCY` after its map's last pixel would have been
+written; see :meth:`LayerSchedule.write_cycles`.
 
 The DMA runs the geometry's descriptor list in order: a transfer starts once the previous one ended and its space
 is free, and lasts ``ceil(bytes / rate)`` whole cycles (the rounding contract for a fractional rate). Space:
@@ -51,7 +53,7 @@ import numpy as np
 from edgesparse.accel.config import AcceleratorConfig
 from edgesparse.accel.geometry import (INPUT, WEIGHTS, FoldGeometry, LayerShape, fold_geometry,
                                        transfer_cycles)
-from edgesparse.accel.pipeline import FEED_LATENCY, OUTPUT_LATENCY, POOLED_LATENCY, SUM_REGISTER
+from edgesparse.accel.pipeline import AVGPOOL_LATENCY, FEED_LATENCY, OUTPUT_LATENCY, POOLED_LATENCY, SUM_REGISTER
 from edgesparse.errors import AcceleratorError
 
 NEVER = -(1 << 60)  # "free since forever": a resource no earlier layer holds
@@ -162,8 +164,10 @@ def exit_offsets(geometry: FoldGeometry, config: AcceleratorConfig, pixels: np.n
 
 def write_latency(shape: LayerShape, config: AcceleratorConfig) -> int:
     """Cycles from a pixel's final sum leaving column 0 to the output stage writing its bytes: the deskew to the
-    last column, the feed latency of controller cycles, the sum's register, the output stage (pooled or not)."""
-    return config.cols - 1 + FEED_LATENCY + SUM_REGISTER + (POOLED_LATENCY if shape.pool else OUTPUT_LATENCY)
+    last column, the feed latency of controller cycles, the sum's register, the output stage (pooled or not), the
+    global average pool's (when the layer hosts one)."""
+    return config.cols - 1 + FEED_LATENCY + SUM_REGISTER + (POOLED_LATENCY if shape.pool else OUTPUT_LATENCY) \
+        + (AVGPOOL_LATENCY if shape.average else 0)
 
 
 def buffer_traffic(geometry: FoldGeometry, config: AcceleratorConfig) -> dict[str, int]:

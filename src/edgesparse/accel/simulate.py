@@ -24,7 +24,7 @@ from edgesparse.accel.bound import layer_bound
 from edgesparse.accel.config import AcceleratorConfig
 from edgesparse.accel.geometry import LayerShape
 from edgesparse.accel.mapping import lower, slots_for
-from edgesparse.accel.residency import hosted_ops, hosted_pool, plan_maps
+from edgesparse.accel.residency import hosted_average, hosted_ops, hosted_pool, plan_maps
 from edgesparse.accel.schedule import Boundary, LayerSchedule, prologue_bytes, schedule_layer
 from edgesparse.errors import AcceleratorError
 from edgesparse.progress import progress_bar
@@ -154,7 +154,8 @@ def plan_network(graph: IntGraph, config: AcceleratorConfig) -> list[tuple[IntOp
         plan.append((op, LayerShape(op.name, rows_needed, cout, out_hw, in_chw, kernel, op.window.stride,
                                     config.batch * cout * cin * kernel[0] * kernel[1] * math.prod(out_hw),
                                     config.batch, channel_block=config.m, padding=op.window.padding,
-                                    pool=hosted_pool(hosted[op.name]), **placement)))
+                                    pool=hosted_pool(hosted[op.name]),
+                                    average=hosted_average(hosted[op.name], shapes), **placement)))
     return plan
 
 

@@ -20,8 +20,8 @@ same way). Per cycle:
   done and fold ``f - 1`` has begun streaming; ``FEED_LATENCY`` cycles later each word enters the array.
 - **Stream controller.** Fold ``f`` streams once the previous stream ended, its shadows are loaded (its last word
   was read R cycles ago or more) and its tile's input is in; row i's feeder starts i cycles after row 0's.
-- **Output stage.** Accumulates the row folds, requantizes, max-pools and writes each pixel's bytes in the next
-  layer's layout (:mod:`edgesparse.rtl.output_stage`); the write-back DMA reads them from its buffer.
+- **Output stage.** Accumulates the row folds, requantizes, max-pools (or averages the whole map) and writes each
+  pixel's bytes in the next layer's layout (:mod:`edgesparse.rtl.output_stage`); the write-back DMA reads them from its buffer.
 
 What each layer is comes from the host (:mod:`edgesparse.rtl.engine_driver`), never when: its descriptor
 (:data:`LAYER_FIELDS`: shapes, fold counts, where its table entries start), the DMA's transfer list (addresses
@@ -65,7 +65,7 @@ from edgesparse.rtl.feeder import COORD_BITS, ActivationFeeder, RowFields
 from edgesparse.rtl.fields import pack_fields
 from edgesparse.rtl.output_stage import PARAM_BITS, OutputStage
 from edgesparse.rtl.pe import check_multiplier, index_bits
-from edgesparse.rtl.ppu import ACC_BITS, pool_line_words
+from edgesparse.rtl.ppu import ACC_BITS, MULT_BITS, SHIFT_BITS, pool_line_words
 
 CYCLE_BITS = 32
 KIND_WEIGHTS, KIND_INPUT, KIND_OUTPUT = 0, 1, 2  # a transfer's kind: also its buffer (the DMA's ``buf_sel``)
@@ -98,6 +98,7 @@ class EngineSize:
     param_words: int  # column folds of requantization parameters, summed over layers
     max_layers: int
     pool_kernel: int | None = None  # the max pool the output stage is built with (2 or 3)
+    global_average: bool = False  # the output stage is built with a global average pool (ResNet's head)
     stages: int = PRODUCT_STAGES
     multiplier: str = "fabric"
 
@@ -108,6 +109,8 @@ class EngineSize:
             value = getattr(self, item.name)
             if item.type == "int" and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"the engine's {item.name} must be a positive integer, got {value!r}")
+        if not isinstance(self.global_average, bool):
+            raise ConfigError(f"the engine's global_average must be True or False, got {self.global_average!r}")
         if self.weight_slots < 2:
             raise ConfigError(f"the engine's weight buffer must hold at least two folds, got {self.weight_slots}")
         if self.rows < 3:
@@ -182,18 +185,25 @@ holds every layer's, in order), its fold counts, its input and (unpooled) output
 (int32 sums plus bias, no requantization: the logits), the words per output pixel, and where its entries start in
 the feeder tables, the tile counts and the parameters."""
 
+AVERAGE_FIELDS = ("average", "avg_mult", "avg_shift", "map_last")
+"""The descriptor's fields in an engine built with ``global_average``, after :data:`LAYER_FIELDS`: whether the layer
+ends in a global average pool, its mantissa and shift, and its map's last pixel (the map is one tile)."""
+
 
 def layer_field_widths(size: "EngineSize") -> dict[str, int]:
-    """Bit widths of :data:`LAYER_FIELDS` for an engine of ``size``."""
+    """Bit widths of :data:`LAYER_FIELDS` (and :data:`AVERAGE_FIELDS`, when built with them) for an engine of
+    ``size``."""
     widths = dict.fromkeys(LAYER_FIELDS, COUNT_BITS)
     widths.update(transfers_end=(size.queue).bit_length(), relu=1, pool=1, raw=1,
                   out_blocks=_addr_width(size.out_words) + 1, table_base=_addr_width(size.tables),
                   count_base=_addr_width(size.max_tiles), param_base=_addr_width(size.param_words))
+    if size.global_average:
+        widths.update(zip(AVERAGE_FIELDS, (1, MULT_BITS, SHIFT_BITS, _addr_width(size.max_tile_pixels))))
     return widths
 
 
 def pack_layer(size: "EngineSize", values: dict[str, int]) -> int:
-    """One descriptor-memory word: :data:`LAYER_FIELDS` in order, low bits first."""
+    """One descriptor-memory word: :func:`layer_field_widths`'s fields in order, low bits first."""
     return pack_fields(values, layer_field_widths(size), "layer")
 
 
@@ -298,7 +308,8 @@ class LayerEngine(wiring.Component):
         m.submodules.output = output = OutputStage(R, C, M, max_groups=size.max_tile_pixels,
                                                    max_col_folds=size.max_col_folds, out_depth=size.out_words,
                                                    pool_kernel=size.pool_kernel, max_width=size.max_width,
-                                                   window=dma.beat, param_words=size.param_words)
+                                                   window=dma.beat, param_words=size.param_words,
+                                                   global_average=size.global_average)
         feeders = []
         for i in range(R):
             feeder = ActivationFeeder(M, 1, depth=2 * size.tile_words, window=dma.beat, collision_free=True)
@@ -540,6 +551,9 @@ class LayerEngine(wiring.Component):
                      output.last_col_fold.eq(final["col_folds"]), output.out_blocks.eq(cur["out_blocks"])]
         if size.pool_kernel is not None:
             m.d.comb += output.pool.eq(cur["pool"])
+        if size.global_average:
+            m.d.comb += [output.average.eq(cur["average"]), output.avg_mult.eq(cur["avg_mult"]),
+                         output.avg_shift.eq(cur["avg_shift"]), output.map_last.eq(cur["map_last"])]
         if output.raw_capable:
             m.d.comb += output.raw.eq(cur["raw"])
         m.d.comb += [self.out_we.eq(output.out_we), self.out_addr.eq(output.out_addr),

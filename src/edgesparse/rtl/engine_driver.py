@@ -1,9 +1,9 @@
 """The host side of the layer engine (:mod:`edgesparse.rtl.engine`): what a layer is, in the engine's memories, and
 a run in Amaranth's simulator compared with the integer reference and the cycle model.
 
-:func:`engine_program` turns one weighted layer of an integer graph (and the max pool it hosts) into the DRAM
-image, the DMA's transfer list, the feeders' start values, the tiles' counts and the channels' parameters —
-addresses, sizes and coordinates only; the engine finds every cycle itself. :func:`run_engine` clocks it until its
+:func:`engine_program` turns one weighted layer of an integer graph (and the max or global average pool it hosts)
+into the DRAM image, the DMA's transfer list, the feeders' start values, the tiles' counts and the channels'
+parameters — addresses, sizes and coordinates only; the engine finds every cycle itself. :func:`run_engine` clocks it until its
 last transfer ends (or a cycle limit, with the fold and transfer where it stopped) and returns every output write
 with its cycle and the DRAM's output map; :func:`check_engine` compares them with the integer reference's bytes
 and the cycle model's write cycles (:meth:`~edgesparse.accel.schedule.LayerSchedule.write_cycles`).
@@ -22,14 +22,14 @@ from edgesparse.accel.config import AcceleratorConfig
 from edgesparse.accel.geometry import INPUT, OUTPUT, WEIGHTS, FoldGeometry, fold_geometry, transfer_cycles
 from edgesparse.accel.mapping import lower
 from edgesparse.accel.memory_image import fold_words
-from edgesparse.accel.residency import op_hosts
+from edgesparse.accel.residency import hosted_ops, op_hosts
 from edgesparse.accel.simulate import plan_network, simulate
 from edgesparse.errors import AcceleratorError
 from edgesparse.quant.graph import INPUT as NETWORK_INPUT
 from edgesparse.quant.graph import IntGraph, IntOp
 from edgesparse.quant.reference import run_op
 from edgesparse.rtl.dma import beat_bytes
-from edgesparse.rtl.engine import KIND_INPUT, KIND_OUTPUT, KIND_WEIGHTS, EngineSize
+from edgesparse.rtl.engine import AVERAGE_FIELDS, KIND_INPUT, KIND_OUTPUT, KIND_WEIGHTS, EngineSize
 from edgesparse.rtl.feeder import RowFields, row_fields
 from edgesparse.rtl.output_stage import pack_params
 
@@ -71,6 +71,30 @@ def random_chain(n: int = 1, m: int = 16, seed: int = 5) -> tuple[IntGraph, np.n
             source = f"{name}_pool"
     graph = IntGraph((8, 16, 16), 1.0, (0.0,) * 8, (1.0,) * 8, ops, {}, {name: f"{n}:{m}" for name, *_ in specs})
     return graph, rng.integers(-128, 128, size=(8, 16, 16)).astype(np.int8)
+
+
+def averaged_chain(seed: int = 11) -> tuple[IntGraph, np.ndarray]:
+    """ResNet's head in small, random 1:16 and an image: a padded 3x3 conv (8 -> 16 channels, 4x4), a second (16 ->
+    12, no ReLU: sums of both signs) whose map a global average pool averages (averages saturating at both ends),
+    then a linear classifier (12 -> 10) writing int32 logits."""
+    rng = np.random.default_rng(seed)
+    ops = [random_conv(rng, "conv1", NETWORK_INPUT, 8, 16, 3, 1, 1),
+           random_conv(rng, "conv2", "conv1", 16, 12, 3, 1, 1, relu=False, bias_bits=14, shifts=(31, 33)),
+           IntOp("gap", "avgpool", ["conv2"], {"kernel": [4, 4], "stride": [4, 4], "padding": [0, 0],
+                                                "m": int(rng.integers(2**30, 2**31)), "shift": 34}),
+           IntOp("flat", "flatten", ["gap"], {})]
+    import torch
+
+    from edgesparse.pattern import BlockPattern
+
+    weight = rng.integers(-128, 128, size=(10, 12)).astype(np.int8)
+    mask = BlockPattern(1, 16).mask(torch.from_numpy(rng.random(weight.shape).astype(np.float32)), 1 / 16).numpy()
+    ops.append(IntOp("fc", "linear", ["flat"], {"requant": False},
+                     {"weight": (weight * mask).astype(np.int8),
+                      "bias": rng.integers(-2**12, 2**12, 10).astype(np.int32)}))
+    graph = IntGraph((8, 4, 4), 1.0, (0.0,) * 8, (1.0,) * 8, ops, {},
+                     {"conv1": "1:16", "conv2": "1:16", "fc": "1:16"})
+    return graph, rng.integers(-128, 128, size=(8, 4, 4)).astype(np.int8)
 
 
 def padded_map(x: np.ndarray, m: int) -> bytes:
@@ -147,6 +171,9 @@ def _written(shape, geometry: FoldGeometry) -> list[range]:
     if shape.pool and shape.pool_window.kernel[0] == 3 and geometry.tiles != 1:
         raise AcceleratorError(f"layer {shape.name!r}: the engine runs a 3x3-pooled layer as one tile, not "
                                f"{geometry.tiles}")
+    if shape.average and (shape.pool or geometry.tiles != 1):
+        raise AcceleratorError(f"layer {shape.name!r}: the engine averages an unpooled map of one tile; this layer "
+                               f"{'pools first' if shape.pool else f'runs {geometry.tiles} tiles'}")
     ends = np.searchsorted(completing, [geometry.tile_range(t).stop for t in range(geometry.tiles)])
     return [range(int(start), int(stop)) for start, stop in zip(np.concatenate([[0], ends[:-1]]), ends)]
 
@@ -183,11 +210,11 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
 
     transfers, layers, counts, params, expected = [], [], [], [], {}
     tables: list[list[RowFields]] = [[] for _ in range(R)]
-    hosts = op_hosts(graph)
+    hosts, hosted = op_hosts(graph), hosted_ops(graph)
     sizes = {"out_words": 1, "tile_pixels": 1, "col_folds": 1, "width": 2, "pool": None}
     for k, ((op, shape), layer, geometry, result) in enumerate(zip(plan, lowered, geometries, simulated)):
         channel_bytes = 1 if op.requant else 4  # int8 maps; the int32 logits of a layer without requantization
-        if not op.requant and (4 * C > M or shape.pool):
+        if not op.requant and (4 * C > M or shape.pool or shape.average):
             raise AcceleratorError(f"layer {op.name!r}: the engine writes int32 sums (no requantization) only "
                                    f"unpooled and when a column fold's {4 * C} bytes fit an {M}-byte word")
         if shape.input_resident:
@@ -226,6 +253,9 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
                        "relu": int(op.relu), "pool": int(bool(shape.pool)), "raw": int(not op.requant),
                        "out_blocks": out_blocks,
                        "table_base": len(tables[0]), "count_base": len(counts), "param_base": len(params) // C})
+        average = next((o for o in hosted[op.name] if o.kind == "avgpool"), None) if shape.average else None
+        layers[-1].update(zip(AVERAGE_FIELDS, (0, 0, 0, 0) if average is None else
+                              (1, average.attrs["m"], average.attrs["shift"], shape.pixels - 1)))
         positions, block_of_row = layer.row_block()
         for tile in range(geometry.tiles):
             span = geometry.tile_range(tile)
@@ -265,6 +295,9 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
                      tile_pixels=max(sizes["tile_pixels"], geometry.tile_pixels),
                      col_folds=max(sizes["col_folds"], geometry.col_folds),
                      width=max(sizes["width"], shape.out_hw[1]), pool=pool or sizes["pool"])
+    averaging = any(layer["average"] for layer in layers)
+    if not averaging:  # an engine built without the average pool's fields
+        layers = [{name: value for name, value in layer.items() if name not in AVERAGE_FIELDS} for layer in layers]
     image_bytes = b"".join(chunks)
     size = EngineSize(rows=R, cols=C, m=M, rate=config.dram_bytes_per_cycle,
                       dram_bytes=_dram_bytes(len(image_bytes), config.dram_bytes_per_cycle),
@@ -272,6 +305,7 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
                       max_tile_pixels=sizes["tile_pixels"], max_col_folds=sizes["col_folds"],
                       max_width=sizes["width"], queue=len(transfers), tables=len(tables[0]), max_tiles=len(counts),
                       param_words=len(params) // C, max_layers=len(plan), pool_kernel=sizes["pool"],
+                      global_average=averaging,
                       stages=config.product_stages)
     total = sum(layer.cycles for layer in simulated)
     limit = 2 * (sum(transfer_cycles(t.size, config.dram_bytes_per_cycle) for t in transfers) + total) + 64

@@ -17,7 +17,9 @@ sum is only that row fold's share of the dot product. This stage
    mantissa and shift read from a small parameter memory per column (channel ``c`` at word ``c // C`` of column
    ``c % C``'s memory, written by the host) and the layer's ReLU;
 3. **deskews** the columns (column j's int8 results wait ``C - 1 - j`` cycles) so that a pixel's C channels travel
-   together, then, when the layer has one, runs the :class:`~edgesparse.rtl.ppu.MaxPool` on them in raster order;
+   together, then, when the layer has one, runs the :class:`~edgesparse.rtl.ppu.MaxPool` on them in raster order,
+   or (a stage built with ``global_average``) the :class:`~edgesparse.rtl.ppu.GlobalAvgPool`: C lanes sum the map's pixels
+   and requantize the sums once its last pixel is in, so each unit writes one pixel, its C averages;
 4. **writes** each pixel's C bytes into the output buffer (a :class:`~edgesparse.rtl.buffer.WordBuffer`, read back
    by the write-back DMA through its window port) laid out as the next layer's tile buffer
    (:mod:`edgesparse.rtl.feeder`: M-byte words, channel-last, word ``pixel B + c // M``, byte ``c % M``, B words per
@@ -29,13 +31,15 @@ one partial-sum segment (``pixels_per_cycle = 1``, ``segments = 1``), which is a
 with two pixel lanes delivers 2C sums a cycle and a fold running s segments s C (and the max pool and the single
 write port take one pixel a cycle): this stage refuses both configurations, and an engine built around it would
 have to stream such folds at 1 / (L s) the rate, which the Python cycle model (:mod:`edgesparse.accel.schedule`)
-does not model. Latency: :data:`OUTPUT_LATENCY`, :data:`POOLED_LATENCY` (the single home of those constants):
+does not model. Latency: :data:`OUTPUT_LATENCY`, :data:`POOLED_LATENCY`, and ``AVGPOOL_LATENCY`` more for an
+averaged layer (the single home of those constants, :mod:`edgesparse.accel.pipeline`):
 the cycle model times a final sum when it leaves the array, and a unit's bytes are in the output buffer (for the
 write-back DMA or the next layer) that many cycles plus one after its last one, which it does not count yet.
 
 Tiles and the pool: the stage restarts the max pool at each unit's first pixel with the layer's map size, so a
 pooled layer's tiles must hold whole pooling windows: a 2x2 pool needs tiles of an even number of whole output rows,
-a 3x3 stride-2 pool (whose windows overlap rows) one tile per map.
+a 3x3 stride-2 pool (whose windows overlap rows) one tile per map, and so does an averaged layer (its sums restart
+at each unit).
 """
 
 from __future__ import annotations
@@ -46,10 +50,10 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from edgesparse.errors import ConfigError
-from edgesparse.accel.pipeline import (ACCUMULATE_LATENCY, MAXPOOL_LATENCY, OUTPUT_LATENCY,  # noqa: F401
-                                       POOLED_LATENCY, REQUANT_LATENCY)
+from edgesparse.accel.pipeline import (ACCUMULATE_LATENCY, AVGPOOL_LATENCY, MAXPOOL_LATENCY,  # noqa: F401
+                                       OUTPUT_LATENCY, POOLED_LATENCY, REQUANT_LATENCY)
 from edgesparse.rtl.buffer import WordBuffer
-from edgesparse.rtl.ppu import ACC_BITS, MULT_BITS, SHIFT_BITS, MaxPool, Requantizer
+from edgesparse.rtl.ppu import ACC_BITS, MULT_BITS, SHIFT_BITS, GlobalAvgPool, MaxPool, Requantizer
 
 PARAM_BITS = ACC_BITS + MULT_BITS + SHIFT_BITS  # a channel's bias, mantissa and shift, bias low
 
@@ -81,6 +85,10 @@ class OutputStage(wiring.Component):
       P = ``param_words`` (default ``max_col_folds``) column folds' worth, several layers' one after another;
     - ``param_base : Signal(range(P)), in``: the layer's first column fold in the parameter memories;
     - ``start : Signal(1), in``: a pulse before a layer's first sum: its writes begin at word ``out_base``;
+    - ``average : Signal(1), in`` / ``avg_mult : Signal(31), in`` / ``avg_shift : Signal(6), in`` / ``map_last :
+      Signal(G), in`` (a stage built with ``global_average``): the layer ends in a global average pool with this mantissa
+      and shift, over maps whose last pixel is pixel ``map_last`` of its tile (a tile holds one whole map); a layer
+      sets at most one of ``pool`` and ``average``;
     - ``relu : Signal(1), in`` / ``pool : Signal(1), in`` (a stage built with a ``pool_kernel``) / ``height``,
       ``width : Signal(range(max_width + 1)), in`` / ``out_base : Signal(A), in`` / ``out_blocks : Signal(A), in``:
       the layer's settings, held through the layer: ReLU after requantization, max pool the map of ``height`` x
@@ -109,7 +117,7 @@ class OutputStage(wiring.Component):
 
     def __init__(self, rows: int, cols: int, m_out: int, max_groups: int, max_col_folds: int, out_depth: int,
                  pool_kernel: int | None = None, max_width: int = 64, lanes: int = 1, segments: int = 1,
-                 window: int | None = None, param_words: int | None = None):
+                 window: int | None = None, param_words: int | None = None, global_average: bool = False):
         param_words = max_col_folds if param_words is None else param_words
         for name, value in (("row count", rows), ("column count", cols), ("block size M", m_out),
                             ("tile depth", max_groups), ("column fold count", max_col_folds),
@@ -126,12 +134,15 @@ class OutputStage(wiring.Component):
         if pool_kernel not in (None, 2, 3):
             raise ConfigError(f"the output stage pools 2x2 stride 2 or 3x3 stride 2 padding 1 windows, got kernel "
                               f"{pool_kernel!r}")
+        if not isinstance(global_average, bool):
+            raise ConfigError(f"the output stage's global_average must be True or False, got {global_average!r}")
         window = m_out if window is None else window
         if not isinstance(window, int) or isinstance(window, bool) or not 1 <= window <= m_out:
             raise ConfigError(f"the output stage's read window must be 1 to M = {m_out} bytes, got {window!r}")
         self.rows, self.cols, self.m_out, self.window = rows, cols, m_out, window
         self.max_groups, self.max_col_folds, self.out_depth = max_groups, max_col_folds, out_depth
         self.pool_kernel, self.max_width, self.param_words = pool_kernel, max_width, param_words
+        self.global_average = global_average
         self.addr_bits = max(1, (out_depth - 1).bit_length())
         self.raw_capable = 4 * cols <= m_out  # a column fold's int32 sums fit one word
         ports = {
@@ -150,6 +161,9 @@ class OutputStage(wiring.Component):
         }
         if pool_kernel is not None:
             ports["pool"] = In(1)
+        if global_average:
+            ports.update(average=In(1), avg_mult=In(unsigned(MULT_BITS)), avg_shift=In(unsigned(SHIFT_BITS)),
+                         map_last=In(range(max_groups)))
         super().__init__(ports)
         self.read_collision = Signal(name="read_collision")  # a monitor: the window read met a write of its row
 
@@ -172,7 +186,7 @@ class OutputStage(wiring.Component):
             tags.append(delayed)
 
         early = R >= 3  # the accumulators are read a cycle ahead (the module docstring)
-        unit_first = None  # column C - 1's "first pixel of a unit's final stream", and its column fold
+        unit_first = None  # column C - 1's "first pixel of a unit's final stream", its column fold, "the map's last"
         raw_lanes = []  # per column: the int32 sum plus bias of a raw layer, REQUANT_LATENCY after stage 2
         for j in range(C):
             live, group, col_fold, first, last = tags[R - 1 + j]
@@ -228,15 +242,20 @@ class OutputStage(wiring.Component):
                          requant.valid[j].eq(fvalid)]
             if j == C - 1:
                 flag1, cf1 = Signal(name="unit_first1"), Signal.like(col_fold, name="unit_cf1")
+                final1 = Signal(name="map_last1")
                 m.d.sync += [flag1.eq(valid & last & (group == 0)), cf1.eq(col_fold)]
-                unit_first = (flag1, cf1)
+                if self.global_average:
+                    m.d.sync += final1.eq(valid & last & (group == self.map_last))
+                unit_first = (flag1, cf1, final1)
 
-        # The unit-start flag and column fold travel beside column C - 1's sum through stage 2 and the requantizer.
-        flag, cf = unit_first
+        # The unit-start flag, the column fold and the map's-last flag travel beside column C - 1's sum through stage
+        # 2 and the requantizer.
+        flag, cf, map_last = unit_first
         for d in range(1, ACCUMULATE_LATENCY + REQUANT_LATENCY):
-            later = Signal(name=f"unit_first{d + 1}"), Signal.like(cf, name=f"unit_cf{d + 1}")
-            m.d.sync += [later[0].eq(flag), later[1].eq(cf)]
-            flag, cf = later
+            later = (Signal(name=f"unit_first{d + 1}"), Signal.like(cf, name=f"unit_cf{d + 1}"),
+                     Signal(name=f"map_last{d + 1}"))
+            m.d.sync += [a.eq(b) for a, b in zip(later, (flag, cf, map_last))]
+            flag, cf, map_last = later
         # Deskew: column j's result waits C - 1 - j cycles (its int32 sum plus bias too, for a raw layer).
         pixel, raw_pixel = [], []
         for j in range(C):
@@ -252,6 +271,17 @@ class OutputStage(wiring.Component):
         data, valid = Cat(*pixel), requant.out_valid[C - 1]
         event, event_cf = valid & flag, cf
         raw_data = Cat(*raw_pixel) if self.raw_capable else None
+        averaged = None  # the global average pool's (data, valid, unit column fold), on the unpooled stream
+        if self.global_average:
+            m.submodules.average = gap = GlobalAvgPool(C)
+            m.d.comb += [gap.data.eq(data), gap.valid.eq(self.average & valid), gap.last.eq(map_last),
+                         gap.mult.eq(self.avg_mult), gap.shift.eq(self.avg_shift)]
+            a_cf = cf  # the unit's column fold meets its averages AVGPOOL_LATENCY cycles after its map's last pixel
+            for d in range(AVGPOOL_LATENCY):
+                later = Signal.like(cf, name=f"average_cf{d}")
+                m.d.sync += later.eq(a_cf)
+                a_cf = later
+            averaged = (gap.out, gap.out_valid, a_cf)
 
         if self.pool_kernel is not None:
             m.submodules.max_pool = pool = MaxPool(C, self.max_width, self.pool_kernel)
@@ -267,6 +297,10 @@ class OutputStage(wiring.Component):
             data = Mux(self.pool, pool.out, data)
             valid = Mux(self.pool, pool.out_valid, valid)
             event, event_cf = Mux(self.pool, p_event, event), Mux(self.pool, p_cf, event_cf)
+        if averaged is not None:  # each unit writes one pixel: its averages (a unit's first write and last)
+            a_data, a_valid, a_cf = averaged
+            data, valid = Mux(self.average, a_data, data), Mux(self.average, a_valid, valid)
+            event, event_cf = Mux(self.average, a_valid, event), Mux(self.average, a_cf, event_cf)
 
         # The write address: a tile's column folds write the same pixels (column fold 0 starts where the previous
         # tile ended), B words a pixel.
