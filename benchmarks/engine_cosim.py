@@ -11,14 +11,19 @@ output-buffer write from the first DMA request, and the run's last cycle), at tw
   the flatten it hosts, then the linear classifier (8:16, no requantization: int32 logits), from the integer
   reference's ``features.37`` map of the same test images.
 - ``strided``: a random 1:16 3x3 stride-2 conv on a 4x4 array built for 1:16.
-- ``averaged``: ResNet's head in small (:func:`~edgesparse.rtl.engine_driver.averaged_chain`): two random 1:16
-  padded 3x3 convs, the second's map averaged whole by the output stage's global average pool, then a linear
-  classifier writing int32 logits, on a 4x4 array built for 1:16 with every map in DRAM.
+- ``averaged``: a global average pool (:func:`~edgesparse.rtl.engine_driver.averaged_chain`): two random 1:16
+  padded 3x3 convs, the second's map averaged whole by the output stage, then a linear classifier writing int32
+  logits, on a 4x4 array built for 1:16 with every map in DRAM.
+- ``residual``: a random 1:16 residual block (:func:`~edgesparse.rtl.engine_driver.residual_chain`): a map two layers
+  back read from DRAM beside each tile's input rows and added to the block's requantized bytes in the output
+  stream, then a 1x1 conv, on 8x8 maps in four tiles, on the ``averaged`` case's array.
+- ``head``: ResNet's last block in small: the block's sum averaged whole, then the int32 logits.
 - ``demo``: the whole demo model, its 14 weighted layers (and the max pools, flatten and ReLUs they host) one after
   another through DRAM, from the quantized test image to the int32 logits, on the ``trained`` case's array with
   every map in DRAM (``resident_maps`` off: the engine holds no map on chip), about 367k cycles an image.
 
-    python benchmarks/engine_cosim.py [--cases trained classifier strided averaged] [--rates 1.5 4.0] [--images 1]
+    python benchmarks/engine_cosim.py [--cases trained classifier strided averaged residual head] [--rates 1.5 4.0]
+                                      [--images 1]
     python benchmarks/engine_cosim.py --cases demo --rates 4.0 --images 2 --first-image 2   # images 2 and 3
 
 Writes results/engine_cosim.csv and .json (rows of other cases, rates and images already there are kept): per case,
@@ -46,7 +51,8 @@ from edgesparse.data.registry import load_dataset
 from edgesparse.pack.packed import load_packed
 from edgesparse.quant.graph import INPUT, IntGraph
 from edgesparse.quant.reference import quantize_input, run_graph
-from edgesparse.rtl.engine_driver import averaged_chain, check_engine, engine_program, random_conv, run_engine
+from edgesparse.rtl.engine_driver import (averaged_chain, check_engine, engine_program, random_conv, residual_chain,
+                                          run_engine)
 
 TRAINED_OPS = 4  # features.0, features.3, features.6 (its pool), features.7
 TRAINED_ARRAY = AcceleratorConfig(rows=4, cols=4, m=32, n=1, weight_buffer_kib=0.5, input_buffer_kib=12.0,
@@ -95,11 +101,12 @@ def strided_case() -> tuple[IntGraph, AcceleratorConfig, list[np.ndarray]]:
     return graph, config, [rng.integers(-128, 128, size=(cin, size, size)).astype(np.int8)]
 
 
-def averaged_case() -> tuple[IntGraph, AcceleratorConfig, list[np.ndarray]]:
-    graph, image = averaged_chain()
-    config = AcceleratorConfig(rows=4, cols=4, m=16, n=1, weight_buffer_kib=0.1, input_buffer_kib=2.0,
-                               output_buffer_kib=0.25, resident_maps=False)
-    return graph, config, [image]
+SMALL_ARRAY = AcceleratorConfig(rows=4, cols=4, m=16, n=1, weight_buffer_kib=0.1, input_buffer_kib=2.0,
+                                output_buffer_kib=0.25, resident_maps=False)
+
+
+def chain_case(graph: IntGraph, image: np.ndarray) -> tuple[IntGraph, AcceleratorConfig, list[np.ndarray]]:
+    return graph, SMALL_ARRAY, [image]
 
 
 def stall_cycles(graph: IntGraph, config: AcceleratorConfig) -> int:
@@ -117,7 +124,9 @@ RTL_SOURCES = ("src/edgesparse/rtl", "src/edgesparse/accel")  # the engine and t
 CASES = {"trained": lambda args: trained_case(args.model, args.images),
          "classifier": lambda args: classifier_case(args.model, args.images),
          "strided": lambda args: strided_case(),
-         "averaged": lambda args: averaged_case(),
+         "averaged": lambda args: chain_case(*averaged_chain()),
+         "residual": lambda args: chain_case(*residual_chain()),
+         "head": lambda args: chain_case(*residual_chain(head=True)),
          "demo": lambda args: demo_case(args.model, args.images, args.first_image)}
 
 

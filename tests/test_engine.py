@@ -18,7 +18,7 @@ from edgesparse.errors import AcceleratorError
 from edgesparse.pattern import BlockPattern
 from edgesparse.quant.graph import INPUT, IntGraph, IntOp
 from edgesparse.rtl.engine_driver import (averaged_chain, check_engine, engine_program, random_chain, random_conv,
-                                          run_engine)
+                                          residual_chain, run_engine)
 
 
 def _graph(cin: int, cout: int, size: int, *, kernel: int = 3, stride: int = 1, padding: int = 1, pool: bool = False,
@@ -132,6 +132,43 @@ def test_a_global_average_pool_then_the_classifier():
     assert program.size.global_average and [layer["average"] for layer in program.layers] == [0, 1, 0]
     assert {-128, 127} <= set(np.frombuffer(program.outputs[1][1], np.int8).tolist())
     check_engine(program, run_engine(program))
+
+
+def test_a_residual_block():
+    """A residual block through DRAM: the operand (a map two layers back) comes in beside each of the four tiles'
+    input rows (the tile's own pixels, into the residual buffer) and is added to the block's requantized bytes
+    before they are written; a 1x1 conv reads the sums."""
+    graph, image = residual_chain()
+    program = engine_program(graph, _config(4.0, resident_maps=False), image)
+    assert [layer.get("add") for layer in program.layers] == [0, 0, 1, 0]
+    assert sum(t.kind == "residual" for t in program.transfers) == 4
+    assert {0, 127} <= set(np.frombuffer(program.outputs[2][1], np.int8).tolist())
+    check_engine(program, run_engine(program))
+
+
+def test_resnet_s_last_block_adds_then_averages():
+    """ResNet's head: the block's sum averaged whole (the add ahead of the average pool), then the int32 logits."""
+    graph, image = residual_chain(head=True)
+    program = engine_program(graph, _config(1.5, resident_maps=False), image)
+    assert program.size.residual_add and program.size.global_average
+    assert [(layer["add"], layer["average"]) for layer in program.layers] == [(0, 0), (0, 0), (1, 1), (0, 0)]
+    check_engine(program, run_engine(program))
+
+
+def test_a_residual_the_engine_cannot_run_is_refused():
+    """An add whose operand is the layer's own input (the cycle model takes it from the input buffer, where the
+    engine has no port for it) and an add before a max pool."""
+    graph, image = residual_chain()
+    ops = [op for op in graph.ops if op.name not in ("conv1", "conv3")]
+    own = [IntOp(op.name, op.kind, ["conv0"], op.attrs, op.arrays) if op.name == "conv2" else op for op in ops]
+    with pytest.raises(AcceleratorError, match="layer 'conv2': its residual operand is its own input"):
+        engine_program(IntGraph(graph.input_shape, 1.0, graph.input_mean, graph.input_std, own, {}, graph.patterns),
+                       _config(4.0, resident_maps=False), image)
+    pooled = [*graph.ops[:4], IntOp("pool", "maxpool", ["add"], {"kernel": [2, 2], "stride": [2, 2],
+                                                                 "padding": [0, 0]})]
+    with pytest.raises(AcceleratorError, match="layer 'conv2': the engine adds a residual only to an unpooled map"):
+        engine_program(IntGraph(graph.input_shape, 1.0, graph.input_mean, graph.input_std, pooled, {},
+                                graph.patterns), _config(4.0, resident_maps=False), image)
 
 
 def test_an_average_the_engine_cannot_run_is_refused():

@@ -160,7 +160,8 @@ def test_maps_are_padded_to_the_block_and_int32_logits_by_four_byte_channels():
 def test_the_resource_model_adds_the_synthesized_engine_s_logic():
     """The engine's logic beyond its array and requantizers, by hand from a table: engine 100 DSP / 5000 LUT /
     6000 FF, array 64 / 1000 / 2000, 8 requantizer lanes of 4 / 100 / 150: 4 / 3200 / 2800 more than array and
-    post-processing; a size with no synthesized engine adds nothing and says so."""
+    post-processing (8 lanes of requantizer, max pool and residual add, 8 average-pool lanes, one per column); a
+    size with no synthesized engine adds nothing and says so."""
     from edgesparse.accel.resources import engine_logic, estimate_resources
 
     table = {"status": "synthesized", "source": "hand",
@@ -171,6 +172,6 @@ def test_the_resource_model_adds_the_synthesized_engine_s_logic():
     config = AcceleratorConfig(rows=8, cols=8, pixels_per_cycle=1, segments=1)
     assert engine_logic(config, table) == {"dsp": 4, "lut": 3200, "ff": 2800}
     counted = estimate_resources(config, table)
-    assert (counted.dsps, counted.luts) == (64 + 8 * 12 + 4 + 4, 1000 + 8 * 300 + 100 + 3200)
+    assert (counted.dsps, counted.luts) == (64 + 8 * 12 + 8 * 4 + 4, 1000 + 8 * 300 + 8 * 100 + 3200)
     other = estimate_resources(AcceleratorConfig(rows=4, cols=4, pixels_per_cycle=1, segments=1), table)
     assert "engine's control, feeders and DMA not counted" in other.source

@@ -26,7 +26,8 @@ from edgesparse.pattern import BlockPattern
 from edgesparse.quant.fixedpoint import requantize
 from edgesparse.quant.graph import IntOp
 from edgesparse.quant.reference import run_op
-from edgesparse.rtl.output_stage import AVGPOOL_LATENCY, OUTPUT_LATENCY, POOLED_LATENCY, OutputStage, pack_params
+from edgesparse.rtl.output_stage import (AVGPOOL_LATENCY, OUTPUT_LATENCY, POOLED_LATENCY, RESIDUAL_LATENCY, OutputStage,
+                                         pack_params)
 
 
 def _conv(config, n, m, cin, cout, size, kernel=3, stride=1, padding=1, seed=0, relu=False, weight=None,
@@ -81,22 +82,23 @@ def _words(out: np.ndarray, m: int) -> np.ndarray:
 
 
 def _run_stage(config, geometry, partial, op, *, pool=None, gap=0, built=None, window=3, average=None,
-               built_average=False):
+               built_average=False, residual=None):
     """Drive an output stage with the row folds' partial sums ``[row_folds, pixels, Cout]``; return the output
     buffer's bytes [words, M] (read back through the window port as the write-back DMA reads it, ``window`` bytes a
     cycle from byte 0 on, so windows straddle words unless ``window`` divides M), the writes {cycle: (address,
     mask)} and the folds' starts. ``built``: the pool the stage has when the layer has none; ``average``: the global
     average pool's (mantissa, shift) (the map's one tile averaged), on a stage built with it (or ``built_average``
-    for a layer without)."""
+    for a layer without); ``residual``: the residual add's (add op, operand bytes [words, M]), the operand written
+    into the residual buffer through its window port first."""
     R, C, M = config.rows, config.cols, config.m
     shape = geometry.shape
     out_h, out_w = shape.out_hw
     blocks = -(-shape.cout // M)
     pooled_pixels = shape.pixels if pool is None else len(_pool_completions(shape.out_hw, pool)[0])
-    depth = (1 if average else pooled_pixels) * blocks
+    depth = (shape.pixels if residual else 1 if average else pooled_pixels) * blocks  # the operand's words too
     stage = OutputStage(R, C, M, max_groups=geometry.tile_pixels, max_col_folds=geometry.col_folds,
                         out_depth=depth, pool_kernel=pool or built, max_width=max(out_w, 2), window=window,
-                        global_average=average is not None or built_average)
+                        global_average=average is not None or built_average, residual_add=residual is not None)
     starts = _timeline(geometry, R, gap)
     tile_of, col_fold_of, row_fold_of = geometry.positions()
     tags, arrivals = {}, {}
@@ -109,7 +111,7 @@ def _run_stage(config, geometry, partial, op, *, pool=None, gap=0, built=None, w
                 channel = cf * C + j
                 value = int(partial[rf, first_pixel + g, channel]) if channel < shape.cout else 0
                 arrivals.setdefault(start + g + R - 1 + j, {})[j] = value
-    end = max(arrivals) + POOLED_LATENCY + AVGPOOL_LATENCY + 4
+    end = max(arrivals) + POOLED_LATENCY + AVGPOOL_LATENCY + RESIDUAL_LATENCY + 4
     writes, result = {}, bytearray(depth * M)
 
     async def bench(ctx):
@@ -125,6 +127,20 @@ def _run_stage(config, geometry, partial, op, *, pool=None, gap=0, built=None, w
             ctx.set(getattr(stage, name), value)
         if stage.pool_kernel is not None:
             ctx.set(stage.pool, int(pool is not None))
+        if residual is not None:
+            add, operand = residual
+            for name, value in (("add", 1), ("add_m_a", add.attrs["m_a"]), ("add_m_b", add.attrs["m_b"]),
+                                ("add_shift", add.attrs["shift"]), ("add_relu", int(add.relu))):
+                ctx.set(getattr(stage, name), value)
+            flat = operand.tobytes()
+            for at in range(0, len(flat), window):
+                chunk = flat[at:at + window]
+                ctx.set(stage.res_w_row, at // M)
+                ctx.set(stage.res_w_pos, at % M)
+                ctx.set(stage.res_w_data, int.from_bytes(chunk, "little"))
+                ctx.set(stage.res_w_mask, (1 << len(chunk)) - 1)
+                await ctx.tick()
+            ctx.set(stage.res_w_mask, 0)
         if stage.global_average:
             mult, shift = average or (0, 0)
             for name, value in (("average", int(average is not None)), ("avg_mult", mult), ("avg_shift", shift),
@@ -169,7 +185,7 @@ def _pool_completions(out_hw, kernel):
     return np.minimum(2 * py + 1, height - 1).ravel(), np.minimum(2 * px + 1, width - 1).ravel()
 
 
-def _expected_writes(config, geometry, starts, pool=None, average=False) -> dict[int, tuple[int, int]]:
+def _expected_writes(config, geometry, starts, pool=None, average=False, residual=False) -> dict[int, tuple[int, int]]:
     """{cycle: (address, mask)} of every write: a pixel's bytes OUTPUT_LATENCY cycles after its last column's sum
     of the unit's last row fold (POOLED_LATENCY after the window's completing pixel's; an averaged map's one pixel
     AVGPOOL_LATENCY after its last pixel's would be)."""
@@ -184,7 +200,7 @@ def _expected_writes(config, geometry, starts, pool=None, average=False) -> dict
             fold = geometry.fold_index(tile, cf, geometry.row_folds - 1)
             width = M if cf == geometry.col_folds - 1 else C  # the last column fold zeroes the rest of its word
             mask = (((1 << width) - 1) << (C * (cf % folds_per_word))) & ((1 << M) - 1)
-            last_column = int(starts[fold]) + R - 1 + C - 1
+            last_column = int(starts[fold]) + R - 1 + C - 1 + (RESIDUAL_LATENCY if residual else 0)
             if average:
                 expected[last_column + len(span) - 1 + OUTPUT_LATENCY + AVGPOOL_LATENCY] = (cf // folds_per_word,
                                                                                           mask)
@@ -201,14 +217,18 @@ def _expected_writes(config, geometry, starts, pool=None, average=False) -> dict
 
 
 def _check_layer(config, op, layer, x, shape, pool=None, gap=0, built=None, window=3, average=None,
-                 built_average=False):
+                 built_average=False, residual=None):
     geometry = fold_geometry(shape, config)
     partial = _row_fold_sums(layer, x, geometry)
     acc, _ = run_fast(layer, x[0], schedule_layer(shape, config), config)
     assert np.array_equal(partial.sum(axis=0), acc)  # the row folds' shares add up to the fast model's sums
     buffer, writes, starts = _run_stage(config, geometry, partial, op, pool=pool, gap=gap, built=built,
-                                        window=window, average=average, built_average=built_average)
+                                        window=window, average=average, built_average=built_average,
+                                        residual=None if residual is None else (residual[0], _words(residual[1],
+                                                                                                    config.m)))
     reference = run_op(op, [x])
+    if residual is not None:
+        reference = run_op(residual[0], [reference, residual[1]])
     if average is not None:
         mult, shift = average
         reference = run_op(IntOp("gap", "avgpool", ["conv"], {"kernel": list(shape.out_hw), "stride": [1, 1],
@@ -219,10 +239,11 @@ def _check_layer(config, op, layer, x, shape, pool=None, gap=0, built=None, wind
         reference = run_op(IntOp("pool", "maxpool", ["conv"], {"kernel": [pool, pool], "stride": stride,
                                                                "padding": padding}), [reference])
     expected = _words(reference, config.m)
+    buffer = buffer[:len(expected)]  # (a buffer deeper for a residual operand than the averages need)
     bad = np.argwhere(buffer != expected)
     assert not len(bad), (f"byte {bad[0][1]} of word {bad[0][0]}: RTL {buffer[tuple(bad[0])]}, reference "
                           f"{expected[tuple(bad[0])]} ({len(bad)} bytes differ)")
-    assert writes == _expected_writes(config, geometry, starts, pool, average is not None)
+    assert writes == _expected_writes(config, geometry, starts, pool, average is not None, residual is not None)
     return geometry, reference
 
 
@@ -266,6 +287,29 @@ def test_global_average_pool(size, rows, built_only):
         assert geometry.row_folds >= 2 and {-128, 127} <= set(reference.ravel().tolist())
     if size == 1:
         assert geometry.stream_lengths()[0] == 1 and geometry.row_folds == 1
+
+
+@pytest.mark.parametrize("average, window, rows", [(False, 3, 4), (True, 16, 4), (False, 16, 16)])
+def test_residual_add(average, window, rows):
+    """A conv whose requantized map gets a residual operand added (rescaled both, ReLU after, results saturating
+    at both ends and at 0), on a 5x5 map of 8 channels (two column folds, two per word: the operand's bytes at each
+    fold's offset), its operand written into the residual buffer ``window`` bytes a cycle; then ResNet's last block:
+    the sum averaged whole (the add ahead of the average pool); and on a 16-row array, one row fold, the two column
+    folds' streams back to back (the operand's offset changes between two pixels' reads)."""
+    config = AcceleratorConfig(rows=rows, cols=4, m=16, n=1)
+    op, layer, x, shape = _conv(config, 1, 16, cin=32 if rows == 4 else 16, cout=8, size=5, seed=31,
+                                shift=(34, 37))
+    rng = np.random.default_rng(32)
+    operand = rng.integers(-128, 128, size=(1, 8, 5, 5)).astype(np.int8)
+    add = IntOp("add", "add", ["conv", "shortcut"], {"m_a": int(rng.integers(2**29, 2**30)),
+                                                      "m_b": int(rng.integers(2**29, 2**30)), "shift": 30,
+                                                      "relu": not average})
+    gap = (int(rng.integers(2**30, 2**31)), 34) if average else None
+    geometry, reference = _check_layer(config, op, layer, x, shape, residual=(add, operand), average=gap,
+                                       window=window)
+    assert geometry.row_folds == (1 if rows == 16 else 5) and geometry.col_folds == 2
+    if not average:
+        assert {0, 127} <= set(reference.ravel().tolist())
 
 
 def test_single_pixel_map_and_one_row_fold():

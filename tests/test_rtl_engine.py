@@ -832,7 +832,7 @@ def test_global_average_pool_matches_the_reference(height, width):
 
 def test_the_resource_model_counts_the_synthesized_post_processing_unit():
     """The table's requantizer is what yosys gives for today's RTL (synthesized again here), and a configuration
-    gets C x P lanes of requantizer, max pool and residual add plus one average pool on top of its array."""
+    gets C x P lanes of requantizer, max pool and residual add plus C average-pool lanes on top of its array."""
     from edgesparse.accel.resources import estimate_resources, load_calibration
     from edgesparse.rtl.ppu import ppu_verilog
     from edgesparse.rtl.synth import synthesize
@@ -846,7 +846,7 @@ def test_the_resource_model_counts_the_synthesized_post_processing_unit():
     lanes = 8 * 2
     assert res.post_processing == {
         key: lanes * sum(table[unit][key] for unit in ("requantizer", "max_pool", "residual_add"))
-        + table["avgpool"][key] for key in ("dsp", "lut", "ff")}
+        + 8 * table["avgpool"][key] for key in ("dsp", "lut", "ff")}
     assert "post-processing: 16 synthesized lanes" in res.source
     bare = estimate_resources(config, {**load_calibration(), "ppu": {}})
     assert bare.post_processing is None and "post-processing unit not counted" in bare.source

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from edgesparse.accel.config import AcceleratorConfig
-from edgesparse.accel.geometry import INPUT, WEIGHTS, LayerShape, fold_geometry, transfer_cycles
+from edgesparse.accel.geometry import INPUT, RESIDUAL, WEIGHTS, LayerShape, fold_geometry, transfer_cycles
 from edgesparse.accel.mapping import LoweredLayer, activation_blocks
 from edgesparse.accel.packing import pack_two
 from edgesparse.accel.schedule import Boundary, LayerSchedule, write_latency
@@ -237,7 +237,8 @@ def clock_layer(layer: LoweredLayer, x: np.ndarray, shape: LayerShape, config: A
     # DMA: the descriptor list, run in order.
     queue, next_item, in_flight, flight_end, dma_last = geometry.transfers(), 0, None, 0, boundary.dma_free
     weights_in = np.zeros(folds, dtype=bool)
-    input_in = geometry.input_bytes == 0  # nothing to move: on chip from the start
+    input_in = geometry.tile_in_bytes == 0  # nothing to move: on chip from the start
+    has_residual = geometry.residual_shares > 0  # a tile's input is in once its residual share is
     slot_freed = np.full(folds, NOT_YET, dtype=np.int64)  # the cycle a fold's weight-buffer slot became free
     # Loader and controller.
     load_at = np.zeros(folds, dtype=np.int64)
@@ -268,6 +269,8 @@ def clock_layer(layer: LoweredLayer, x: np.ndarray, shape: LayerShape, config: A
             return index < config.weight_buffer_folds or slot_freed[index - config.weight_buffer_folds] <= cycle
         if kind == INPUT:
             return cycle >= 0 if index < 2 else 0 <= released[index - 2] <= cycle
+        if kind == RESIDUAL:  # its own words of a buffer holding the layer's whole operand
+            return cycle >= 0
         return last_write[index] < cycle
 
     def shifting_soon(at: int) -> bool:
@@ -290,7 +293,7 @@ def clock_layer(layer: LoweredLayer, x: np.ndarray, shape: LayerShape, config: A
                 kind, index = in_flight
                 if kind == WEIGHTS:
                     weights_in[index] = True
-                elif kind == INPUT:
+                elif kind == RESIDUAL or kind == INPUT and not has_residual[index]:
                     input_in[index] = True
                 in_flight, dma_last = None, flight_end
             if next_item == len(queue) or not space_free(*queue[next_item][:2], cycle):

@@ -19,21 +19,22 @@ rows, so that no window straddles two tiles.
 
 The DMA's descriptor list, in order (each transfer rounds up to whole cycles, ``ceil(bytes / rate)``):
 
-    weights(0), input(0)
+    weights(0), input(0), residual(0)
     for each unit u = (tile t, column fold c), in fold order:
         weights of u's row folds (fold 0 excepted)
         if c is the last column fold:
-            input(t + 1)    if there is a next tile
-            output(t - 1)   if t >= 1 (a tile behind, so that waiting for it never starves the weights)
+            input(t + 1), residual(t + 1)    if there is a next tile
+            output(t - 1)                    if t >= 1 (a tile behind, so that waiting for it never starves the weights)
     output(last tile)
 
 ``weights(f)`` moves the whole fold as the memory image holds it (R row words,
 :attr:`~edgesparse.accel.config.AcceleratorConfig.fold_weight_bytes`, unused PEs' zeros included). ``input(t)``
-carries the input rows the tile's windows read (padding rows excepted; none when the input map is resident) and
-its share of a residual operand; ``output(t)`` the tile's share of the int8 map(s) the layer writes (pooled, all
-column folds' channels; none when resident). Shares of a map are cut proportionally to pixels (floor of the running
-total): residual shares to the tile's output pixels, output shares to the pixels it writes (its pooled pixels when
-pooled; exact when tiles hold whole windows). Transfers of no bytes (a resident map's) are left out.
+carries the input rows the tile's windows read (padding rows excepted; none when the input map is resident),
+``residual(t)`` its share of a residual operand read from DRAM (the tile's output pixels of it, for the add the
+layer hosts), ``output(t)`` the tile's share of the int8 map(s) the layer writes (pooled, all column folds'
+channels; none when resident). Shares of a map are cut proportionally to pixels (floor of the running total):
+residual shares to the tile's output pixels, output shares to the pixels it writes (its pooled pixels when pooled;
+exact when tiles hold whole windows). Transfers of no bytes (a resident map's) are left out.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from edgesparse.accel.config import AcceleratorConfig
 from edgesparse.errors import AcceleratorError
 from edgesparse.quant.graph import Window
 
-WEIGHTS, INPUT, OUTPUT = "weights", "input", "output"
+WEIGHTS, INPUT, RESIDUAL, OUTPUT = "weights", "input", "residual", "output"
 
 POOLS = {Window((2, 2), (2, 2), (0, 0)): 2, Window((3, 3), (2, 2), (1, 1)): 3}
 """The max-pool windows the output stage hosts, by their code (a layer's ``pool``, the descriptor's field)."""
@@ -80,6 +81,7 @@ class LayerShape:
     padding: tuple[int, int] = (0, 0)  # the window's zero padding (height, width)
     pool: int = 0  # the max pool hosted in the output stream: 0 none, else a code of POOLS
     average: bool = False  # a hosted global average pool: one written pixel per image, after the map's last
+    residual_add: bool = False  # a hosted residual add (its operand read from DRAM or, resident, from the buffer)
 
     @property
     def image_pixels(self) -> int:
@@ -207,12 +209,18 @@ class FoldGeometry:
     cols_in: np.ndarray  # int64 [col_folds]: columns holding a filter
     segments: np.ndarray  # int64 [row_folds]: segments each row fold runs side by side
     weight_bytes: np.ndarray  # int64 [col_folds, row_folds]: every fold's whole R row words
-    input_bytes: np.ndarray  # int64 [tiles]: input rows (halo included) plus the residual share
+    input_bytes: np.ndarray  # int64 [tiles]: input rows (halo included)
+    residual_shares: np.ndarray  # int64 [tiles]: bytes of the residual operand each tile reads from DRAM
     output_bytes: np.ndarray  # int64 [tiles]: int8 bytes each tile writes (all column folds)
 
     @property
     def tiles(self) -> int:
         return len(self.tile_sizes)
+
+    @property
+    def tile_in_bytes(self) -> np.ndarray:
+        """int64 [tiles]: every byte a tile brings in, its input rows and its residual share."""
+        return self.input_bytes + self.residual_shares
 
     @property
     def row_folds(self) -> int:
@@ -288,7 +296,8 @@ class FoldGeometry:
     def transfers(self) -> list[tuple[str, int, int]]:
         """The DMA's descriptor list: (kind, fold or tile, bytes) in the order the DMA runs them."""
         order: list[tuple[str, int, int]] = [(WEIGHTS, 0, int(self.weight_bytes.flat[0])),
-                                             (INPUT, 0, int(self.input_bytes[0]))]
+                                             (INPUT, 0, int(self.input_bytes[0])),
+                                             (RESIDUAL, 0, int(self.residual_shares[0]))]
         weight_bytes = self.weight_bytes.tolist()
         for unit in range(self.tiles * self.col_folds):
             tile, col_fold = divmod(unit, self.col_folds)
@@ -296,7 +305,8 @@ class FoldGeometry:
             order += [(WEIGHTS, first + k, weight_bytes[col_fold][k]) for k in range(self.row_folds) if first + k > 0]
             if col_fold == self.col_folds - 1:
                 if tile + 1 < self.tiles:
-                    order.append((INPUT, tile + 1, int(self.input_bytes[tile + 1])))
+                    order += [(INPUT, tile + 1, int(self.input_bytes[tile + 1])),
+                              (RESIDUAL, tile + 1, int(self.residual_shares[tile + 1]))]
                 if tile >= 1:
                     order.append((OUTPUT, tile - 1, int(self.output_bytes[tile - 1])))
         order.append((OUTPUT, self.tiles - 1, int(self.output_bytes[-1])))
@@ -323,9 +333,9 @@ def fold_geometry(shape: LayerShape, config: AcceleratorConfig) -> FoldGeometry:
     segments = np.array([config.fold_segments(int(h)) for h in rows_in], dtype=np.int64)
     weight_bytes = np.full((col_folds, row_folds), config.fold_weight_bytes, dtype=np.int64)
     input_rows = np.array([shape.input_rows_bytes(t * per_tile, int(n)) for t, n in enumerate(tile_sizes)])
-    input_bytes = input_rows + proportional_shares(shape.residual_bytes, tile_sizes)
+    residual_shares = proportional_shares(shape.residual_bytes, tile_sizes)
     written = np.bincount(shape.written_pixels() // per_tile, minlength=tiles)
     output_bytes = proportional_shares(shape.written_bytes, written)
     return FoldGeometry(shape, config.rows, config.cols, config.pixels_per_cycle, config.classic, per_tile,
-                        tile_sizes, rows_in, cols_in, segments, weight_bytes, input_bytes.astype(np.int64),
-                        output_bytes)
+                        tile_sizes, rows_in, cols_in, segments, weight_bytes, input_rows.astype(np.int64),
+                        residual_shares, output_bytes)

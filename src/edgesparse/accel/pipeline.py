@@ -27,6 +27,10 @@ AVGPOOL_LATENCY = 1 + REQUANT_LATENCY
 """From a map's last pixel at a :class:`~edgesparse.rtl.ppu.GlobalAvgPool` to its average: the sum's register,
 then a requantizer."""
 
+RESIDUAL_LATENCY = 1 + ADD_LATENCY
+"""What a residual add puts between a pixel's requantized bytes and the rest of the output stream: the residual
+buffer's registered read of the operand, then the :class:`~edgesparse.rtl.ppu.ResidualAdd`."""
+
 MAXPOOL_LATENCY = 3
 """From the pixel that completes a window at a :class:`~edgesparse.rtl.ppu.MaxPool` to its maximum."""
 

@@ -12,7 +12,8 @@ at column j at cycle ``s_f + g + (k + 1) R / s - 1 + j + d``, d the PE's product
 (:attr:`~edgesparse.accel.config.AcceleratorConfig.product_stages`). Hence::
 
     a_f = max(w_f, s_{f-1})                          (weights in the buffer; the shadows free once f-1 streams)
-    s_f = max(a_f + R, s_{f-1} + L_{f-1}, i_t)       (shadows loaded; previous stream done; tile t's input in)
+    s_f = max(a_f + R, s_{f-1} + L_{f-1}, i_t)       (shadows loaded; previous stream done; tile t's input in:
+                                                      its rows and, for a residual add, its residual share)
 
 with ``w_f`` and ``i_t`` the end cycles of the DMA's transfers. These are *controller cycles*: the array's physical
 events happen :data:`~edgesparse.accel.pipeline.FEED_LATENCY` cycles later (the weight buffer's and the feeders'
@@ -24,16 +25,18 @@ OUTPUT_LATENCY``, with ``leave(p, 0)`` the cycle the pixel's final sum (last row
 fold (product stages included; the output stage sees it a register later), deskewed to the last column (C - 1 even
 when the fold holds fewer filters). A pooled layer writes one pooled pixel per window in ``leave(p_q, 0) + (C - 1) +
 FEED_LATENCY + SUM_REGISTER + POOLED_LATENCY``, p_q the pixel that completes window q
-(:meth:`~edgesparse.accel.geometry.LayerShape.written_pixels`); a layer that hosts a global average pool writes one
-pixel per image, :data:`~edgesparse.accel.pipeline.AVGPOOL_LATENCY` after its map's last pixel would have been
-written; see :meth:`LayerSchedule.write_cycles`.
+(:meth:`~edgesparse.accel.geometry.LayerShape.written_pixels`); a residual add puts
+:data:`~edgesparse.accel.pipeline.RESIDUAL_LATENCY` more before every write, and a layer that hosts a global average
+pool writes one pixel per image, :data:`~edgesparse.accel.pipeline.AVGPOOL_LATENCY` after its map's last pixel would
+have been written; see :meth:`LayerSchedule.write_cycles`.
 
 The DMA runs the geometry's descriptor list in order: a transfer starts once the previous one ended and its space
 is free, and lasts ``ceil(bytes / rate)`` whole cycles (the rounding contract for a fractional rate). Space:
 ``weights(f)`` needs a weight-buffer slot (the buffer holds ``weight_buffer_folds`` folds; fold f - slots frees its
 slot at ``a + R``, when the loader has read its last row word), ``input(t)`` the half that tile t - 2 frees once its
-last row read its last vector (``s + L + R - 1`` of t - 2's last fold), and ``output(t)`` waits for tile t's last
-write (it may start in the cycle after). The layer ends after its last write and its last transfer; the next
+last row read its last vector (``s + L + R - 1`` of t - 2's last fold), ``residual(t)`` nothing (its words of a
+buffer that holds the layer's whole operand), and ``output(t)`` waits for tile t's last write (it may start in the
+cycle after). The layer ends after its last write and its last transfer; the next
 layer's first weights may move and shift into the shadows while this one drains.
 
 **Classic array** (``classic``; SCALE-Sim's weight-stationary count). Every fold loads its weights (R cycles),
@@ -51,9 +54,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgesparse.accel.config import AcceleratorConfig
-from edgesparse.accel.geometry import (INPUT, WEIGHTS, FoldGeometry, LayerShape, fold_geometry,
+from edgesparse.accel.geometry import (INPUT, RESIDUAL, WEIGHTS, FoldGeometry, LayerShape, fold_geometry,
                                        transfer_cycles)
-from edgesparse.accel.pipeline import AVGPOOL_LATENCY, FEED_LATENCY, OUTPUT_LATENCY, POOLED_LATENCY, SUM_REGISTER
+from edgesparse.accel.pipeline import (AVGPOOL_LATENCY, FEED_LATENCY, OUTPUT_LATENCY, POOLED_LATENCY, RESIDUAL_LATENCY,
+                                       SUM_REGISTER)
 from edgesparse.errors import AcceleratorError
 
 NEVER = -(1 << 60)  # "free since forever": a resource no earlier layer holds
@@ -167,7 +171,7 @@ def write_latency(shape: LayerShape, config: AcceleratorConfig) -> int:
     last column, the feed latency of controller cycles, the sum's register, the output stage (pooled or not), the
     global average pool's (when the layer hosts one)."""
     return config.cols - 1 + FEED_LATENCY + SUM_REGISTER + (POOLED_LATENCY if shape.pool else OUTPUT_LATENCY) \
-        + (AVGPOOL_LATENCY if shape.average else 0)
+        + (RESIDUAL_LATENCY if shape.residual_add else 0) + (AVGPOOL_LATENCY if shape.average else 0)
 
 
 def buffer_traffic(geometry: FoldGeometry, config: AcceleratorConfig) -> dict[str, int]:
@@ -199,12 +203,12 @@ def prologue_bytes(shape: LayerShape, config: AcceleratorConfig, with_input: boo
     """Classic array: bytes a layer needs before its first fold: the first fold's weights, and (``with_input``)
     its first input tile; the part the previous layer prefetched does not stall."""
     geometry = fold_geometry(shape, config)
-    return int(_classic_fold_bytes(geometry)[0, 0]) + (int(geometry.input_bytes[0]) if with_input else 0)
+    return int(_classic_fold_bytes(geometry)[0, 0]) + (int(geometry.tile_in_bytes[0]) if with_input else 0)
 
 
 def _schedule_classic(shape: LayerShape, config: AcceleratorConfig, prefetched_bytes: int) -> LayerSchedule:
     geometry = fold_geometry(shape, config)
-    per_fold, input_bytes = _classic_fold_bytes(geometry), geometry.input_bytes
+    per_fold, input_bytes = _classic_fold_bytes(geometry), geometry.tile_in_bytes  # input and residual as one
     tiles, folds_per_tile = per_fold.shape
     bandwidth = config.dram_bytes_per_cycle
     starts = np.zeros((tiles, folds_per_tile), dtype=np.int64)
@@ -239,7 +243,9 @@ def _schedule_pipelined(shape: LayerShape, config: AcceleratorConfig, boundary: 
     tile_of = geometry.positions()[0].tolist()
     lengths = geometry.stream_lengths().tolist()
     weights_end = [None] * folds  # None: not moved yet
-    input_end = [None if size > 0 else 0 for size in geometry.input_bytes.tolist()]  # 0 bytes: on chip already
+    # A tile's input is in when its input rows and its residual share are (0 bytes: on chip already).
+    input_end = [None if size > 0 else 0 for size in geometry.tile_in_bytes.tolist()]
+    has_residual = (geometry.residual_shares > 0).tolist()
     load, stream = [0] * folds, [0] * folds
     # Per tile: cycles from its last fold's stream start to its last write (-1: a tile that completes no write).
     after = np.full(geometry.tiles, -1, dtype=np.int64)
@@ -270,6 +276,8 @@ def _schedule_pipelined(shape: LayerShape, config: AcceleratorConfig, boundary: 
                 return 0
             last = geometry.fold_index(index - 2, geometry.col_folds - 1, row_folds - 1)
             return stream[last] + lengths[last] + R - 1
+        if kind == RESIDUAL:  # its own words of a buffer that holds the layer's whole operand
+            return 0
         return last_write(index) + 1
 
     dma = boundary.dma_free
@@ -277,13 +285,13 @@ def _schedule_pipelined(shape: LayerShape, config: AcceleratorConfig, boundary: 
         dma = max(dma, free_at(kind, index)) + transfer_cycles(size, rate)
         if kind == WEIGHTS:
             weights_end[index] = dma
-        elif kind == INPUT:
+        elif kind == RESIDUAL or kind == INPUT and not has_residual[index]:
             input_end[index] = dma
         time_folds()
     end = max(dma, max(last_write(tile) for tile in range(geometry.tiles) if write_after[tile] >= 0) + 1)
     used = int((geometry.cols_in.reshape(-1, 1) * geometry.rows_in.reshape(1, -1)).sum())
     return LayerSchedule(shape, geometry, np.array(stream, dtype=np.int64), np.array(lengths, dtype=np.int64), end,
-                         int(geometry.weight_bytes.sum()) * geometry.tiles + int(geometry.input_bytes.sum())
+                         int(geometry.weight_bytes.sum()) * geometry.tiles + int(geometry.tile_in_bytes.sum())
                          + int(geometry.output_bytes.sum()), used * shape.pixels, np.array(load, dtype=np.int64),
                          boundary, Boundary(dma - end, stream[-1] - end), buffer_bytes=buffer_traffic(geometry, config))
 

@@ -155,7 +155,8 @@ def plan_network(graph: IntGraph, config: AcceleratorConfig) -> list[tuple[IntOp
                                     config.batch * cout * cin * kernel[0] * kernel[1] * math.prod(out_hw),
                                     config.batch, channel_block=config.m, padding=op.window.padding,
                                     pool=hosted_pool(hosted[op.name]),
-                                    average=hosted_average(hosted[op.name], shapes), **placement)))
+                                    average=hosted_average(hosted[op.name], shapes),
+                                    residual_add=any(o.kind == "add" for o in hosted[op.name]), **placement)))
     return plan
 
 

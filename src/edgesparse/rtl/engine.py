@@ -68,7 +68,7 @@ from edgesparse.rtl.pe import check_multiplier, index_bits
 from edgesparse.rtl.ppu import ACC_BITS, MULT_BITS, SHIFT_BITS, pool_line_words
 
 CYCLE_BITS = 32
-KIND_WEIGHTS, KIND_INPUT, KIND_OUTPUT = 0, 1, 2  # a transfer's kind: also its buffer (the DMA's ``buf_sel``)
+KIND_WEIGHTS, KIND_INPUT, KIND_OUTPUT, KIND_RESIDUAL = 0, 1, 2, 3  # a transfer's kind: also its buffer (``buf_sel``)
 COUNT_BITS = 16  # transfers of one kind, folds and tiles of a layer
 
 
@@ -99,6 +99,7 @@ class EngineSize:
     max_layers: int
     pool_kernel: int | None = None  # the max pool the output stage is built with (2 or 3)
     global_average: bool = False  # the output stage is built with a global average pool (ResNet's head)
+    residual_add: bool = False  # ... and with a residual add and its operand's buffer (out_words deep)
     stages: int = PRODUCT_STAGES
     multiplier: str = "fabric"
 
@@ -109,8 +110,9 @@ class EngineSize:
             value = getattr(self, item.name)
             if item.type == "int" and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"the engine's {item.name} must be a positive integer, got {value!r}")
-        if not isinstance(self.global_average, bool):
-            raise ConfigError(f"the engine's global_average must be True or False, got {self.global_average!r}")
+        for name in ("global_average", "residual_add"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"the engine's {name} must be True or False, got {getattr(self, name)!r}")
         if self.weight_slots < 2:
             raise ConfigError(f"the engine's weight buffer must hold at least two folds, got {self.weight_slots}")
         if self.rows < 3:
@@ -190,15 +192,22 @@ AVERAGE_FIELDS = ("average", "avg_mult", "avg_shift", "map_last")
 ends in a global average pool, its mantissa and shift, and its map's last pixel (the map is one tile)."""
 
 
+ADD_FIELDS = ("add", "add_m_a", "add_m_b", "add_shift", "add_relu")
+"""The descriptor's fields in an engine built with ``residual_add``, after those: whether the layer adds a residual
+operand, the mantissas of its own bytes and of the operand's, the shift, and the ReLU after."""
+
+
 def layer_field_widths(size: "EngineSize") -> dict[str, int]:
-    """Bit widths of :data:`LAYER_FIELDS` (and :data:`AVERAGE_FIELDS`, when built with them) for an engine of
-    ``size``."""
+    """Bit widths of :data:`LAYER_FIELDS` (then :data:`AVERAGE_FIELDS` and :data:`ADD_FIELDS`, in an engine built
+    with them) for an engine of ``size``."""
     widths = dict.fromkeys(LAYER_FIELDS, COUNT_BITS)
     widths.update(transfers_end=(size.queue).bit_length(), relu=1, pool=1, raw=1,
                   out_blocks=_addr_width(size.out_words) + 1, table_base=_addr_width(size.tables),
                   count_base=_addr_width(size.max_tiles), param_base=_addr_width(size.param_words))
     if size.global_average:
         widths.update(zip(AVERAGE_FIELDS, (1, MULT_BITS, SHIFT_BITS, _addr_width(size.max_tile_pixels))))
+    if size.residual_add:
+        widths.update(zip(ADD_FIELDS, (1, MULT_BITS, MULT_BITS, SHIFT_BITS, 1)))
     return widths
 
 
@@ -243,7 +252,7 @@ class LayerEngine(wiring.Component):
         self.size = size
         self.dma = DMA(size.rate, size.dram_bytes, max(size.weight_slots * size.rows, 2 * size.tile_words,
                                                        size.out_words),
-                       (size.word_bytes, size.m, size.m), queue=size.queue)
+                       (size.word_bytes, size.m, size.m) + ((size.m,) if size.residual_add else ()), queue=size.queue)
         self.dram = None if image is None else SimDRAM(size.dram_bytes, self.dma.beat, image)
         self.row_field_bits = sum(feeder_field_widths(size.tile_words).values())
         tile_bits = _addr_width(size.tables)
@@ -284,15 +293,18 @@ class LayerEngine(wiring.Component):
                     (8, size.weight_slots * R, size.word_bytes),  # the weight buffer's byte lanes
                     (ACC_BITS, size.max_tile_pixels, C),  # the output stage's accumulators
                     (8, size.out_words, M)]  # the output buffer's byte lanes
+        if size.residual_add:  # the residual operands' byte lanes
+            memories.append((8, size.out_words, M))
         if size.pool_kernel is not None:  # the max pool's line buffers of a pixel's C bytes (two for 3x3 windows)
             memories.append((8 * C, pool_line_words(size.max_width), 1 if size.pool_kernel == 2 else 2))
         return [(width, depth, copies) for width, depth, copies in memories if width * depth > BLOCK_RAM_BITS]
 
     def buffer_bytes(self) -> dict[str, int]:
-        """Bytes of the weight buffer, of one row's copy of the (double) tile buffer, and of the output buffer."""
+        """Bytes of the weight buffer, of one row's copy of the (double) tile buffer, of the output buffer and (when
+        built with the residual add) of the residual operands' buffer."""
         size = self.size
         return {"weights": size.weight_slots * size.rows * size.word_bytes, "tiles": 2 * size.tile_words * size.m,
-                "output": size.out_words * size.m}
+                "output": size.out_words * size.m, **({"residual": size.out_words * size.m} if size.residual_add else {})}
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -309,7 +321,8 @@ class LayerEngine(wiring.Component):
                                                    max_col_folds=size.max_col_folds, out_depth=size.out_words,
                                                    pool_kernel=size.pool_kernel, max_width=size.max_width,
                                                    window=dma.beat, param_words=size.param_words,
-                                                   global_average=size.global_average)
+                                                   global_average=size.global_average,
+                                                   residual_add=size.residual_add)
         feeders = []
         for i in range(R):
             feeder = ActivationFeeder(M, 1, depth=2 * size.tile_words, window=dma.beat, collision_free=True)
@@ -396,11 +409,19 @@ class LayerEngine(wiring.Component):
         for buffer, mask in ((weights, weights_mask), *((feeder, tiles_mask) for feeder in feeders)):
             m.d.comb += [buffer.w_row.eq(staged["row"]), buffer.w_pos.eq(staged["pos"]),
                          buffer.w_data.eq(staged["w_data"]), buffer.w_mask.eq(mask)]
+        if size.residual_add:  # the residual operands' buffer, in the output stage
+            residual_mask = Signal.like(dma.buf_w_mask, name="staged_residual_mask")
+            m.d.sync += residual_mask.eq(Mux(dma.buf_sel == KIND_RESIDUAL, dma.buf_w_mask, 0))
+            m.d.comb += [output.res_w_row.eq(staged["row"]), output.res_w_pos.eq(staged["pos"]),
+                         output.res_w_data.eq(staged["w_data"]), output.res_w_mask.eq(residual_mask)]
         m.d.comb += [output.r_row.eq(dma.buf_row), output.r_pos.eq(dma.buf_pos), dma.buf_r_data.eq(output.r_data)]
 
         # Completions: which kind (buffer) the finished transfer was.
         weights_done = dma.done & (dma.done_buffer == KIND_WEIGHTS)
+        # A tile's input is in with its rows, or, in a layer that adds, with its residual share (the transfer after).
         inputs_done = dma.done & (dma.done_buffer == KIND_INPUT)
+        if size.residual_add:
+            inputs_done = dma.done & (dma.done_buffer == Mux(cur["add"], KIND_RESIDUAL, KIND_INPUT))
         m.d.comb += self.head.eq(dma.head)
 
         # Loader: fold f's words leave the weight buffer once they are in and fold f - 1 has begun streaming (this
@@ -423,6 +444,7 @@ class LayerEngine(wiring.Component):
         last_word = shifting & (word_step == R - 1)
         m.d.comb += self.collision.eq(shifting & weights.read_collisions["rd0"]
                                       | dma.busy & (dma.buf_sel == KIND_OUTPUT) & output.read_collision
+                                      | output.residual_collision
                                       | Cat(*(feeder.collision for feeder in feeders)).any())
         # The word enters the array FEED_LATENCY cycles after its read: the buffer's registered read, then registers
         # (as the feeders' vectors do); the strobes travel beside it.
@@ -554,6 +576,8 @@ class LayerEngine(wiring.Component):
         if size.global_average:
             m.d.comb += [output.average.eq(cur["average"]), output.avg_mult.eq(cur["avg_mult"]),
                          output.avg_shift.eq(cur["avg_shift"]), output.map_last.eq(cur["map_last"])]
+        if size.residual_add:
+            m.d.comb += [getattr(output, name).eq(cur[name]) for name in ADD_FIELDS]
         if output.raw_capable:
             m.d.comb += output.raw.eq(cur["raw"])
         m.d.comb += [self.out_we.eq(output.out_we), self.out_addr.eq(output.out_addr),
@@ -586,6 +610,8 @@ class LayerEngine(wiring.Component):
                 m.d.comb += dma.allow.eq(running & (in_layer & weights_free | layer_done & ~last_layer))
             with m.Case(KIND_INPUT):
                 m.d.comb += dma.allow.eq(running & in_layer & tiles_free)
+            with m.Case(KIND_RESIDUAL):  # its own words of a buffer that holds the layer's whole operand
+                m.d.comb += dma.allow.eq(running & in_layer)
             with m.Default():
                 m.d.comb += dma.allow.eq(running & in_layer & written_free)
 

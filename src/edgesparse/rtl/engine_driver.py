@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from edgesparse.accel.config import AcceleratorConfig
-from edgesparse.accel.geometry import INPUT, OUTPUT, WEIGHTS, FoldGeometry, fold_geometry, transfer_cycles
+from edgesparse.accel.geometry import INPUT, OUTPUT, RESIDUAL, WEIGHTS, FoldGeometry, fold_geometry, transfer_cycles
 from edgesparse.accel.mapping import lower
 from edgesparse.accel.memory_image import fold_words
 from edgesparse.accel.residency import hosted_ops, op_hosts
@@ -29,11 +29,12 @@ from edgesparse.quant.graph import INPUT as NETWORK_INPUT
 from edgesparse.quant.graph import IntGraph, IntOp
 from edgesparse.quant.reference import run_op
 from edgesparse.rtl.dma import beat_bytes
-from edgesparse.rtl.engine import AVERAGE_FIELDS, KIND_INPUT, KIND_OUTPUT, KIND_WEIGHTS, EngineSize
+from edgesparse.rtl.engine import (ADD_FIELDS, AVERAGE_FIELDS, KIND_INPUT, KIND_OUTPUT, KIND_RESIDUAL, KIND_WEIGHTS,
+                                   EngineSize)
 from edgesparse.rtl.feeder import RowFields, row_fields
 from edgesparse.rtl.output_stage import pack_params
 
-KINDS = {WEIGHTS: KIND_WEIGHTS, INPUT: KIND_INPUT, OUTPUT: KIND_OUTPUT}
+KINDS = {WEIGHTS: KIND_WEIGHTS, INPUT: KIND_INPUT, OUTPUT: KIND_OUTPUT, RESIDUAL: KIND_RESIDUAL}
 
 
 def random_conv(rng: np.random.Generator, name: str, source: str, cin: int, cout: int, kernel: int, stride: int,
@@ -95,6 +96,41 @@ def averaged_chain(seed: int = 11) -> tuple[IntGraph, np.ndarray]:
     graph = IntGraph((8, 4, 4), 1.0, (0.0,) * 8, (1.0,) * 8, ops, {},
                      {"conv1": "1:16", "conv2": "1:16", "fc": "1:16"})
     return graph, rng.integers(-128, 128, size=(8, 4, 4)).astype(np.int8)
+
+
+def residual_chain(head: bool = False, seed: int = 13) -> tuple[IntGraph, np.ndarray]:
+    """A random 1:16 residual block and an image: a padded 3x3 conv (8 -> 16 channels), then the block: two more
+    (16 -> 16, the second without ReLU) and the first's map added to the block's (both rescaled, ReLU after, sums
+    saturating), then a 1x1 conv (16 -> 8), on an 8x8 map; or (``head``) ResNet's last block on a 4x4 map: the sum
+    averaged whole and a linear classifier (16 -> 10) writing int32 logits."""
+    import torch
+
+    from edgesparse.pattern import BlockPattern
+
+    rng = np.random.default_rng(seed)
+    size = 4 if head else 8
+    ops = [random_conv(rng, "conv0", NETWORK_INPUT, 8, 16, 3, 1, 1),
+           random_conv(rng, "conv1", "conv0", 16, 16, 3, 1, 1),
+           random_conv(rng, "conv2", "conv1", 16, 16, 3, 1, 1, relu=False),
+           IntOp("add", "add", ["conv2", "conv0"], {"m_a": int(rng.integers(2**29, 2**30)),
+                                                    "m_b": int(rng.integers(2**29, 2**30)), "shift": 30,
+                                                    "relu": True})]
+    patterns = {"conv0": "1:16", "conv1": "1:16", "conv2": "1:16"}
+    if head:
+        weight = rng.integers(-128, 128, size=(10, 16)).astype(np.int8)
+        mask = BlockPattern(1, 16).mask(torch.from_numpy(rng.random(weight.shape).astype(np.float32)), 1 / 16)
+        ops += [IntOp("gap", "avgpool", ["add"], {"kernel": [size, size], "stride": [size, size], "padding": [0, 0],
+                                                  "m": int(rng.integers(2**30, 2**31)), "shift": 34}),
+                IntOp("flat", "flatten", ["gap"], {}),
+                IntOp("fc", "linear", ["flat"], {"requant": False},
+                      {"weight": (weight * mask.numpy()).astype(np.int8),
+                       "bias": rng.integers(-2**12, 2**12, 10).astype(np.int32)})]
+        patterns["fc"] = "1:16"
+    else:
+        ops.append(random_conv(rng, "conv3", "add", 16, 8, 1, 1, 0))
+        patterns["conv3"] = "1:16"
+    graph = IntGraph((8, size, size), 1.0, (0.0,) * 8, (1.0,) * 8, ops, {}, patterns)
+    return graph, rng.integers(-128, 128, size=(8, size, size)).astype(np.int8)
 
 
 def padded_map(x: np.ndarray, m: int) -> bytes:
@@ -178,6 +214,27 @@ def _written(shape, geometry: FoldGeometry) -> list[range]:
     return [range(int(start), int(stop)) for start, stop in zip(np.concatenate([[0], ends[:-1]]), ends)]
 
 
+def _residual_fields(op: IntOp, shape, ops: list[IntOp], hosts: dict[str, int],
+                     last_of: dict[int, str]) -> tuple[dict[str, int], int | None]:
+    """The descriptor's :data:`~edgesparse.rtl.engine.ADD_FIELDS` of a layer and the layer whose map is its
+    residual operand (None: no add): the add's mantissa for the layer's own bytes first, ReLU after the add when
+    it has one or a ReLU op follows. Refuses an add the output stage cannot run."""
+    add = next((o for o in ops if o.kind == "add"), None)
+    if add is None:
+        return dict.fromkeys(ADD_FIELDS, 0), None
+    operand = next((name for name in add.inputs if hosts[name] != hosts[op.name]), None)
+    writer = None if operand is None else hosts[operand]
+    if operand is None or last_of.get(writer) != operand:
+        raise AcceleratorError(f"layer {op.name!r}: the engine adds a map another layer wrote, and {add.name!r} "
+                               f"adds {operand!r}")
+    if shape.pool:
+        raise AcceleratorError(f"layer {op.name!r}: the engine adds a residual only to an unpooled map")
+    own = 0 if add.inputs[0] != operand else 1
+    mantissas = (add.attrs["m_a"], add.attrs["m_b"])
+    relu = add.relu or any(o.kind == "relu" for o in ops[ops.index(add) + 1:])
+    return dict(zip(ADD_FIELDS, (1, mantissas[own], mantissas[1 - own], add.attrs["shift"], int(relu)))), writer
+
+
 def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray) -> EngineProgram:
     """The program that runs every weighted layer of ``graph`` (and the ops each hosts) on ``image`` (int8
     ``[C, H, W]``), layer after layer, each reading the map the previous one wrote to DRAM."""
@@ -211,6 +268,8 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
     transfers, layers, counts, params, expected = [], [], [], [], {}
     tables: list[list[RowFields]] = [[] for _ in range(R)]
     hosts, hosted = op_hosts(graph), hosted_ops(graph)
+    last_of = {k: (hosted[op.name][-1] if hosted[op.name] else op).name for k, (op, _) in enumerate(plan)}
+    last_of[-1] = NETWORK_INPUT
     sizes = {"out_words": 1, "tile_pixels": 1, "col_folds": 1, "width": 2, "pool": None}
     for k, ((op, shape), layer, geometry, result) in enumerate(zip(plan, lowered, geometries, simulated)):
         channel_bytes = 1 if op.requant else 4  # int8 maps; the int32 logits of a layer without requantization
@@ -220,8 +279,12 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
         if shape.input_resident:
             raise AcceleratorError(f"layer {op.name!r}: the engine streams every map through DRAM, and the residency "
                                    f"plan keeps this layer's input on chip (configure resident_maps=False)")
-        if shape.residual_bytes:
-            raise AcceleratorError(f"layer {op.name!r}: the engine runs no residual add")
+        add_fields, operand_layer = _residual_fields(op, shape, hosted[op.name], hosts, last_of)
+        if operand_layer is not None and not op.requant:
+            raise AcceleratorError(f"layer {op.name!r}: the engine adds a residual only to requantized bytes")
+        if operand_layer is not None and not shape.residual_bytes:  # the residency plan's: the input's bytes
+            raise AcceleratorError(f"layer {op.name!r}: its residual operand is its own input, which the cycle model "
+                                   f"takes from the input buffer; the engine reads an operand from DRAM only")
         in_blocks, out_blocks = layer.blocks, -(-channel_bytes * shape.cout // M)
         written = _written(shape, geometry)
         row_bytes = shape.in_chw[2] * in_blocks * M
@@ -238,6 +301,10 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
                                            f"fit half the tile buffer ({tile_words} words of {M} bytes)")
                 entry = Transfer(kind, index, False, map_at[hosts[op.inputs[0]]] + first * row_bytes,
                                  index % 2 * tile_words, (last - first + 1) * row_bytes)
+            elif kind == RESIDUAL:  # the tile's pixels of the operand, at their own words (laid out as the output)
+                pixels = geometry.tile_range(index)
+                entry = Transfer(kind, index, False, map_at[operand_layer] + pixels.start * out_blocks * M,
+                                 pixels.start * out_blocks, len(pixels) * out_blocks * M)
             else:
                 pixels = written[index]
                 entry = Transfer(kind, index, True, map_at[k] + pixels.start * out_blocks * M,
@@ -256,6 +323,7 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
         average = next((o for o in hosted[op.name] if o.kind == "avgpool"), None) if shape.average else None
         layers[-1].update(zip(AVERAGE_FIELDS, (0, 0, 0, 0) if average is None else
                               (1, average.attrs["m"], average.attrs["shift"], shape.pixels - 1)))
+        layers[-1].update(add_fields)
         positions, block_of_row = layer.row_block()
         for tile in range(geometry.tiles):
             span = geometry.tile_range(tile)
@@ -291,13 +359,14 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
         pool = shape.pool_window.kernel[0] if shape.pool else None
         if pool and sizes["pool"] not in (None, pool):
             raise AcceleratorError(f"layer {op.name!r}: the engine's output stage is built with one max pool")
-        sizes.update(out_words=max(sizes["out_words"], written[-1].stop * out_blocks),
+        operand_words = shape.pixels * out_blocks if operand_layer is not None else 0  # the residual buffer's
+        sizes.update(out_words=max(sizes["out_words"], written[-1].stop * out_blocks, operand_words),
                      tile_pixels=max(sizes["tile_pixels"], geometry.tile_pixels),
                      col_folds=max(sizes["col_folds"], geometry.col_folds),
                      width=max(sizes["width"], shape.out_hw[1]), pool=pool or sizes["pool"])
-    averaging = any(layer["average"] for layer in layers)
-    if not averaging:  # an engine built without the average pool's fields
-        layers = [{name: value for name, value in layer.items() if name not in AVERAGE_FIELDS} for layer in layers]
+    averaging, adding = (any(layer[name] for layer in layers) for name in ("average", "add"))
+    unbuilt = (AVERAGE_FIELDS if not averaging else ()) + (ADD_FIELDS if not adding else ())
+    layers = [{name: value for name, value in layer.items() if name not in unbuilt} for layer in layers]
     image_bytes = b"".join(chunks)
     size = EngineSize(rows=R, cols=C, m=M, rate=config.dram_bytes_per_cycle,
                       dram_bytes=_dram_bytes(len(image_bytes), config.dram_bytes_per_cycle),
@@ -305,7 +374,7 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
                       max_tile_pixels=sizes["tile_pixels"], max_col_folds=sizes["col_folds"],
                       max_width=sizes["width"], queue=len(transfers), tables=len(tables[0]), max_tiles=len(counts),
                       param_words=len(params) // C, max_layers=len(plan), pool_kernel=sizes["pool"],
-                      global_average=averaging,
+                      global_average=averaging, residual_add=adding,
                       stages=config.product_stages)
     total = sum(layer.cycles for layer in simulated)
     limit = 2 * (sum(transfer_cycles(t.size, config.dram_bytes_per_cycle) for t in transfers) + total) + 64

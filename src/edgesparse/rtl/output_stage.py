@@ -17,7 +17,9 @@ sum is only that row fold's share of the dot product. This stage
    mantissa and shift read from a small parameter memory per column (channel ``c`` at word ``c // C`` of column
    ``c % C``'s memory, written by the host) and the layer's ReLU;
 3. **deskews** the columns (column j's int8 results wait ``C - 1 - j`` cycles) so that a pixel's C channels travel
-   together, then, when the layer has one, runs the :class:`~edgesparse.rtl.ppu.MaxPool` on them in raster order,
+   together; in a layer with a residual add (a stage built with ``residual_add``) adds each pixel's operand bytes,
+   read from the residual buffer (:meth:`_residual_stage`); then, when the layer has one, runs the
+   :class:`~edgesparse.rtl.ppu.MaxPool` on them in raster order,
    or (a stage built with ``global_average``) the :class:`~edgesparse.rtl.ppu.GlobalAvgPool`: C lanes sum the map's pixels
    and requantize the sums once its last pixel is in, so each unit writes one pixel, its C averages;
 4. **writes** each pixel's C bytes into the output buffer (a :class:`~edgesparse.rtl.buffer.WordBuffer`, read back
@@ -31,8 +33,8 @@ one partial-sum segment (``pixels_per_cycle = 1``, ``segments = 1``), which is a
 with two pixel lanes delivers 2C sums a cycle and a fold running s segments s C (and the max pool and the single
 write port take one pixel a cycle): this stage refuses both configurations, and an engine built around it would
 have to stream such folds at 1 / (L s) the rate, which the Python cycle model (:mod:`edgesparse.accel.schedule`)
-does not model. Latency: :data:`OUTPUT_LATENCY`, :data:`POOLED_LATENCY`, and ``AVGPOOL_LATENCY`` more for an
-averaged layer (the single home of those constants, :mod:`edgesparse.accel.pipeline`):
+does not model. Latency: :data:`OUTPUT_LATENCY`, :data:`POOLED_LATENCY`, and ``RESIDUAL_LATENCY`` more for an
+adding layer, ``AVGPOOL_LATENCY`` more for an averaged layer (the single home of those constants, :mod:`edgesparse.accel.pipeline`):
 the cycle model times a final sum when it leaves the array, and a unit's bytes are in the output buffer (for the
 write-back DMA or the next layer) that many cycles plus one after its last one, which it does not count yet.
 
@@ -44,16 +46,16 @@ at each unit).
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from edgesparse.errors import ConfigError
 from edgesparse.accel.pipeline import (ACCUMULATE_LATENCY, AVGPOOL_LATENCY, MAXPOOL_LATENCY,  # noqa: F401
-                                       OUTPUT_LATENCY, POOLED_LATENCY, REQUANT_LATENCY)
+                                       OUTPUT_LATENCY, POOLED_LATENCY, REQUANT_LATENCY, RESIDUAL_LATENCY)
 from edgesparse.rtl.buffer import WordBuffer
-from edgesparse.rtl.ppu import ACC_BITS, MULT_BITS, SHIFT_BITS, GlobalAvgPool, MaxPool, Requantizer
+from edgesparse.rtl.ppu import ACC_BITS, MULT_BITS, SHIFT_BITS, GlobalAvgPool, MaxPool, Requantizer, ResidualAdd
 
 PARAM_BITS = ACC_BITS + MULT_BITS + SHIFT_BITS  # a channel's bias, mantissa and shift, bias low
 
@@ -61,6 +63,15 @@ PARAM_BITS = ACC_BITS + MULT_BITS + SHIFT_BITS  # a channel's bias, mantissa and
 def _check_positive(name: str, value) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"the output stage's {name} must be a positive integer, got {value!r}")
+
+
+def _delayed(m: Module, value, cycles: int, name: str) -> Value:
+    """``value`` through ``cycles`` registers (``{name}_d0``, ...)."""
+    for d in range(cycles):
+        later = Signal(value.shape(), name=f"{name}_d{d}")
+        m.d.sync += later.eq(value)
+        value = later
+    return value
 
 
 def _power_of_two(value: int) -> bool:
@@ -89,6 +100,13 @@ class OutputStage(wiring.Component):
       Signal(G), in`` (a stage built with ``global_average``): the layer ends in a global average pool with this mantissa
       and shift, over maps whose last pixel is pixel ``map_last`` of its tile (a tile holds one whole map); a layer
       sets at most one of ``pool`` and ``average``;
+    - ``add : Signal(1), in`` / ``add_m_a``, ``add_m_b : Signal(31), in`` / ``add_shift : Signal(6), in`` /
+      ``add_relu : Signal(1), in`` (a stage built with ``residual_add``): the layer adds a residual operand to its
+      requantized bytes as the reference's ``add`` (``m_a`` the layer's, ``m_b`` the operand's mantissa), ReLU
+      after when ``add_relu``; ``res_w_row : Signal(A), in`` / ``res_w_pos : Signal(range(m_out)), in`` /
+      ``res_w_data : Signal(8 W), in`` / ``res_w_mask : Signal(W), in``: the DMA's window write into the residual
+      buffer (:class:`~edgesparse.rtl.buffer.WordBuffer`, ``out_depth`` words), which holds the operand laid out as
+      the layer's unpooled output (pixel p's channels at words ``out_base + p B`` on);
     - ``relu : Signal(1), in`` / ``pool : Signal(1), in`` (a stage built with a ``pool_kernel``) / ``height``,
       ``width : Signal(range(max_width + 1)), in`` / ``out_base : Signal(A), in`` / ``out_blocks : Signal(A), in``:
       the layer's settings, held through the layer: ReLU after requantization, max pool the map of ``height`` x
@@ -117,7 +135,8 @@ class OutputStage(wiring.Component):
 
     def __init__(self, rows: int, cols: int, m_out: int, max_groups: int, max_col_folds: int, out_depth: int,
                  pool_kernel: int | None = None, max_width: int = 64, lanes: int = 1, segments: int = 1,
-                 window: int | None = None, param_words: int | None = None, global_average: bool = False):
+                 window: int | None = None, param_words: int | None = None, global_average: bool = False,
+                 residual_add: bool = False):
         param_words = max_col_folds if param_words is None else param_words
         for name, value in (("row count", rows), ("column count", cols), ("block size M", m_out),
                             ("tile depth", max_groups), ("column fold count", max_col_folds),
@@ -134,15 +153,16 @@ class OutputStage(wiring.Component):
         if pool_kernel not in (None, 2, 3):
             raise ConfigError(f"the output stage pools 2x2 stride 2 or 3x3 stride 2 padding 1 windows, got kernel "
                               f"{pool_kernel!r}")
-        if not isinstance(global_average, bool):
-            raise ConfigError(f"the output stage's global_average must be True or False, got {global_average!r}")
+        for name, flag in (("global_average", global_average), ("residual_add", residual_add)):
+            if not isinstance(flag, bool):
+                raise ConfigError(f"the output stage's {name} must be True or False, got {flag!r}")
         window = m_out if window is None else window
         if not isinstance(window, int) or isinstance(window, bool) or not 1 <= window <= m_out:
             raise ConfigError(f"the output stage's read window must be 1 to M = {m_out} bytes, got {window!r}")
         self.rows, self.cols, self.m_out, self.window = rows, cols, m_out, window
         self.max_groups, self.max_col_folds, self.out_depth = max_groups, max_col_folds, out_depth
         self.pool_kernel, self.max_width, self.param_words = pool_kernel, max_width, param_words
-        self.global_average = global_average
+        self.global_average, self.residual_add = global_average, residual_add
         self.addr_bits = max(1, (out_depth - 1).bit_length())
         self.raw_capable = 4 * cols <= m_out  # a column fold's int32 sums fit one word
         ports = {
@@ -164,8 +184,15 @@ class OutputStage(wiring.Component):
         if global_average:
             ports.update(average=In(1), avg_mult=In(unsigned(MULT_BITS)), avg_shift=In(unsigned(SHIFT_BITS)),
                          map_last=In(range(max_groups)))
+        if residual_add:
+            ports.update(add=In(1), add_m_a=In(unsigned(MULT_BITS)), add_m_b=In(unsigned(MULT_BITS)),
+                         add_shift=In(unsigned(SHIFT_BITS)), add_relu=In(1), res_w_row=In(unsigned(self.addr_bits)),
+                         res_w_pos=In(range(m_out)), res_w_data=In(unsigned(8 * window)), res_w_mask=In(window))
         super().__init__(ports)
         self.read_collision = Signal(name="read_collision")  # a monitor: the window read met a write of its row
+        # A monitor too: an adding layer's operand read met a write of its row (the residual buffer has no
+        # collision logic).
+        self.residual_collision = Signal(name="residual_collision")
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -242,20 +269,21 @@ class OutputStage(wiring.Component):
                          requant.valid[j].eq(fvalid)]
             if j == C - 1:
                 flag1, cf1 = Signal(name="unit_first1"), Signal.like(col_fold, name="unit_cf1")
-                final1 = Signal(name="map_last1")
                 m.d.sync += [flag1.eq(valid & last & (group == 0)), cf1.eq(col_fold)]
-                if self.global_average:
-                    m.d.sync += final1.eq(valid & last & (group == self.map_last))
-                unit_first = (flag1, cf1, final1)
+                unit_first = (flag1, cf1)
+                if self.global_average:  # the map's last pixel (of its only tile)
+                    map_last = Signal(name="map_last1")
+                    m.d.sync += map_last.eq(valid & last & (group == self.map_last))
 
-        # The unit-start flag, the column fold and the map's-last flag travel beside column C - 1's sum through stage
-        # 2 and the requantizer.
-        flag, cf, map_last = unit_first
+        # The unit-start flag and column fold (and the map's-last flag) travel beside column C - 1's sum through
+        # stage 2 and the requantizer.
+        flag, cf = unit_first
         for d in range(1, ACCUMULATE_LATENCY + REQUANT_LATENCY):
-            later = (Signal(name=f"unit_first{d + 1}"), Signal.like(cf, name=f"unit_cf{d + 1}"),
-                     Signal(name=f"map_last{d + 1}"))
-            m.d.sync += [a.eq(b) for a, b in zip(later, (flag, cf, map_last))]
-            flag, cf, map_last = later
+            later = Signal(name=f"unit_first{d + 1}"), Signal.like(cf, name=f"unit_cf{d + 1}")
+            m.d.sync += [later[0].eq(flag), later[1].eq(cf)]
+            flag, cf = later
+        if self.global_average:
+            map_last = _delayed(m, map_last, ACCUMULATE_LATENCY + REQUANT_LATENCY - 1, "map_last")
         # Deskew: column j's result waits C - 1 - j cycles (its int32 sum plus bias too, for a raw layer).
         pixel, raw_pixel = [], []
         for j in range(C):
@@ -269,19 +297,18 @@ class OutputStage(wiring.Component):
                     value = later
                 into.append(value)
         data, valid = Cat(*pixel), requant.out_valid[C - 1]
-        event, event_cf = valid & flag, cf
         raw_data = Cat(*raw_pixel) if self.raw_capable else None
+        if self.residual_add:
+            stream = self._residual_stage(m, data, valid, flag, cf, map_last if self.global_average else None)
+            data, valid, flag, cf, map_last = stream
+        event, event_cf = valid & flag, cf
         averaged = None  # the global average pool's (data, valid, unit column fold), on the unpooled stream
         if self.global_average:
             m.submodules.average = gap = GlobalAvgPool(C)
             m.d.comb += [gap.data.eq(data), gap.valid.eq(self.average & valid), gap.last.eq(map_last),
                          gap.mult.eq(self.avg_mult), gap.shift.eq(self.avg_shift)]
-            a_cf = cf  # the unit's column fold meets its averages AVGPOOL_LATENCY cycles after its map's last pixel
-            for d in range(AVGPOOL_LATENCY):
-                later = Signal.like(cf, name=f"average_cf{d}")
-                m.d.sync += later.eq(a_cf)
-                a_cf = later
-            averaged = (gap.out, gap.out_valid, a_cf)
+            # The unit's column fold meets its averages AVGPOOL_LATENCY cycles after its map's last pixel.
+            averaged = (gap.out, gap.out_valid, _delayed(m, cf, AVGPOOL_LATENCY, "average_cf"))
 
         if self.pool_kernel is not None:
             m.submodules.max_pool = pool = MaxPool(C, self.max_width, self.pool_kernel)
@@ -302,13 +329,8 @@ class OutputStage(wiring.Component):
             data, valid = Mux(self.average, a_data, data), Mux(self.average, a_valid, valid)
             event, event_cf = Mux(self.average, a_valid, event), Mux(self.average, a_cf, event_cf)
 
-        # The write address: a tile's column folds write the same pixels (column fold 0 starts where the previous
-        # tile ended), B words a pixel.
-        next_addr, tile_base = Signal(self.addr_bits), Signal(self.addr_bits)
-        unit_cf = Signal.like(event_cf)
-        base = Mux(event_cf == 0, next_addr, tile_base)
-        here = Mux(event, base, next_addr)
-        fold = Mux(event, event_cf, unit_cf)
+        here, fold = self._pixel_walk(m, "", valid, event, event_cf)
+
         def placed(pixel_data, channel_bytes: int) -> tuple:
             """The word write of a column fold's C channels of ``channel_bytes`` each: word offset, data, mask."""
             per_word = M // (channel_bytes * C)  # column folds per word
@@ -325,14 +347,6 @@ class OutputStage(wiring.Component):
             raw_word, raw_out, raw_mask = placed(raw_data, 4)
             word, out_data, mask = (Mux(self.raw, raw_word, word), Mux(self.raw, raw_out, out_data),
                                     Mux(self.raw, raw_mask, mask))
-        with m.If(self.start):
-            m.d.sync += [next_addr.eq(self.out_base), tile_base.eq(self.out_base), unit_cf.eq(0)]
-        with m.Else():
-            m.d.sync += next_addr.eq(Mux(valid, here + self.out_blocks, here))
-            with m.If(event):
-                m.d.sync += unit_cf.eq(event_cf)
-                with m.If(event_cf == 0):
-                    m.d.sync += tile_base.eq(base)
         m.d.sync += [self.out_we.eq(valid & ~self.start), self.out_addr.eq(here + word), self.out_data.eq(out_data),
                      self.out_mask.eq(mask)]
         # No read of the buffer meets a write of the same word: the write-back reads only tiles whose writes are
@@ -345,3 +359,56 @@ class OutputStage(wiring.Component):
                      out_buffer.r_row.eq(self.r_row), out_buffer.r_pos.eq(self.r_pos),
                      self.r_data.eq(out_buffer.r_data)]
         return m
+
+    def _residual_stage(self, m: Module, data, valid, flag, cf, map_last) -> tuple:
+        """The residual add on the requantized stream (``data`` a pixel's C bytes, ``valid``, the unit-start
+        ``flag``, the column fold ``cf``, the map's-last flag or None): each pixel's C operand bytes are read from
+        the residual buffer at the pixel's own word (the operand is laid out as the layer's unpooled output), a
+        cycle before the :class:`~edgesparse.rtl.ppu.ResidualAdd`. Returns the stream, RESIDUAL_LATENCY cycles later
+        in a layer that adds, as it was in one that does not."""
+        M, C = self.m_out, self.cols
+        m.submodules.residual_buffer = operands = WordBuffer(M, self.out_depth, self.window, word_reads=1,
+                                                             collision_free=True)
+        m.d.comb += [operands.w_row.eq(self.res_w_row), operands.w_pos.eq(self.res_w_pos),
+                     operands.w_data.eq(self.res_w_data), operands.w_mask.eq(self.res_w_mask)]
+        here, fold = self._pixel_walk(m, "residual_", valid, valid & flag, cf)
+        shift = (M // C - 1).bit_length()  # column folds per word: 2^shift
+        m.d.comb += [operands.rd0_addr.eq(here + (fold >> shift)),
+                     self.residual_collision.eq(self.add & valid & operands.read_collisions["rd0"])]
+        operand = operands.rd0_data[:8 * C]
+        if shift:
+            offset = _delayed(m, fold[:shift], 1, "residual_offset")
+            operand = operands.rd0_data.word_select(offset, 8 * C)
+        m.submodules.residual_add = add = ResidualAdd(C)
+        m.d.comb += [add.a.eq(_delayed(m, data, 1, "residual_a")), add.b.eq(operand),
+                     add.valid.eq(Mux(_delayed(m, valid, 1, "residual_valid"), (1 << C) - 1, 0)),
+                     add.m_a.eq(self.add_m_a), add.m_b.eq(self.add_m_b), add.shift.eq(self.add_shift),
+                     add.relu.eq(self.add_relu)]
+        later = [add.out, add.out_valid[0]] + [_delayed(m, value, RESIDUAL_LATENCY, f"residual_{name}")
+                                               for value, name in ((flag, "flag"), (cf, "cf"))]
+        before = [data, valid, flag, cf]
+        if map_last is not None:
+            later.append(_delayed(m, map_last, RESIDUAL_LATENCY, "residual_map_last"))
+            before.append(map_last)
+        stream = [Mux(self.add, after, now) for after, now in zip(later, before)]
+        return (*stream, None) if map_last is None else tuple(stream)
+
+    def _pixel_walk(self, m: Module, prefix: str, valid, event, event_cf) -> tuple:
+        """A stream's pixel words: a unit's pixels (``valid``, its first with ``event`` and its column fold
+        ``event_cf``) at B words a pixel from ``out_base`` on, a tile's column folds over the same pixels (column fold
+        0 starts where the previous tile ended). Returns this cycle's pixel word and column fold (its registers'
+        names start with ``prefix``)."""
+        next_addr, tile_base = (Signal(self.addr_bits, name=f"{prefix}next_addr"),
+                                Signal(self.addr_bits, name=f"{prefix}tile_base"))
+        unit_cf = Signal.like(event_cf, name=f"{prefix}unit_cf")
+        base = Mux(event_cf == 0, next_addr, tile_base)
+        here = Mux(event, base, next_addr)
+        with m.If(self.start):
+            m.d.sync += [next_addr.eq(self.out_base), tile_base.eq(self.out_base), unit_cf.eq(0)]
+        with m.Else():
+            m.d.sync += next_addr.eq(Mux(valid, here + self.out_blocks, here))
+            with m.If(event):
+                m.d.sync += unit_cf.eq(event_cf)
+                with m.If(event_cf == 0):
+                    m.d.sync += tile_base.eq(base)
+        return here, Mux(event, event_cf, unit_cf)
