@@ -138,13 +138,15 @@ combinationally: distributed RAM, so they are kept small here)."""
 
 
 def _engine_row(size: str, version: str) -> dict:
-    """One CSV row of the whole engine at ``size`` (1:16, one lane, one segment, a 2x2 max pool)."""
+    """One CSV row of the whole engine at ``size`` (1:16, one lane, one segment, a 2x2 max pool, the global average
+    pool and the residual add with its operand buffer)."""
     from edgesparse.rtl.engine import EngineSize
     from edgesparse.rtl.verilog import engine_verilog
 
     r, c = (int(x) for x in size.split("x"))
     started = time.perf_counter()
-    engine = EngineSize(rows=r, cols=c, m=16, rate=4.0, dram_bytes=1 << 26, pool_kernel=2, **ENGINE_BUFFERS)
+    engine = EngineSize(rows=r, cols=c, m=16, rate=4.0, dram_bytes=1 << 26, pool_kernel=2, global_average=True,
+                        residual_add=True, **ENGINE_BUFFERS)
     row = _row("engine", "pipelined", size, 16, 1, 1, synthesize(engine_verilog(engine), "layer_engine"), r * c,
                started)
     return {**row, "ff_vs_dense_pe": "", "yosys": version.split(" (")[0]}

@@ -10,8 +10,10 @@ same way). Per cycle:
 - **DMA.** It runs the layer's transfer list (:meth:`~edgesparse.accel.geometry.FoldGeometry.transfers`) in order;
   the head entry starts once its space is free: ``weights(f)`` when fold ``f - slots`` has left its weight-buffer
   slot (its last word was read), ``input(t)`` when tile ``t - 2``'s half of the tile buffer was released (its last
-  fold's last vector was read by the bottom row's feeder), ``output(t)`` when tile ``t``'s last byte is in the
-  output buffer (counted from the output stage's writes). A transfer's bytes are usable in the cycle its ``done``
+  fold's last vector was read by the bottom row's feeder), ``residual(t)`` (an engine built with
+  ``residual_add``: the tile's pixels of the operand, into the output stage's residual buffer, which holds the
+  layer's whole operand) at once, ``output(t)`` when tile ``t``'s last byte is in the output buffer (counted from
+  the output stage's writes). A transfer's bytes are usable in the cycle its ``done``
   pulses. They land in their buffer a cycle after the DMA moves them (a write stage), which no reader can see: a
   feeder started in the ``done`` cycle presents its first address a cycle later, and the loader reads a fold's
   last two words (the only ones its transfer's last beat can touch) one and two cycles after its first or later,
@@ -19,7 +21,8 @@ same way). Per cycle:
 - **Loader.** Fold ``f``'s R weight words leave the weight buffer (bottom row first) from the cycle its transfer is
   done and fold ``f - 1`` has begun streaming; ``FEED_LATENCY`` cycles later each word enters the array.
 - **Stream controller.** Fold ``f`` streams once the previous stream ended, its shadows are loaded (its last word
-  was read R cycles ago or more) and its tile's input is in; row i's feeder starts i cycles after row 0's.
+  was read R cycles ago or more) and its tile's input is in (in a layer that adds, its residual share too); row i's
+  feeder starts i cycles after row 0's.
 - **Output stage.** Accumulates the row folds, requantizes, max-pools (or averages the whole map) and writes each
   pixel's bytes in the next layer's layout (:mod:`edgesparse.rtl.output_stage`); the write-back DMA reads them from its buffer.
 
