@@ -175,10 +175,11 @@ def _calibrate_engine(rows: list[dict]) -> None:
     for row in rows:
         entries += [f'[engine."{row["array"]} M{row["m"]}"]', *_counts(row, ("dsp", "lut", "ff", "carry4", "muxf",
                                                                             "bram", "lutram"))]
-    _replace_entries("engine", ["# engine.\"RxC M<m>\": the whole layer engine (src/edgesparse/rtl/engine.py; one pixel "
-                                "lane, one", "# segment, buffers of benchmarks/synthesis.py's ENGINE_BUFFERS); the "
-                                "resource model adds its logic", "# beyond the array and the requantizers to every "
-                                "configuration of that size and M."], entries)
+    _replace_entries("engine", [
+        "# engine.\"RxC M<m>\": the whole layer engine (src/edgesparse/rtl/engine.py; one pixel lane, one",
+        "# segment, a 2x2 max pool, the residual add and the global average pool, buffers of",
+        "# benchmarks/synthesis.py's ENGINE_BUFFERS); the resource model adds its logic beyond the array",
+        "# and the post-processing lanes to every configuration of that size and M."], entries)
 
 
 def _counts(row: dict, keys: tuple[str, ...]) -> list[str]:

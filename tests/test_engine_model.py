@@ -158,20 +158,20 @@ def test_maps_are_padded_to_the_block_and_int32_logits_by_four_byte_channels():
 
 
 def test_the_resource_model_adds_the_synthesized_engine_s_logic():
-    """The engine's logic beyond its array and requantizers, by hand from a table: engine 100 DSP / 5000 LUT /
-    6000 FF, array 64 / 1000 / 2000, 8 requantizer lanes of 4 / 100 / 150: 4 / 3200 / 2800 more than array and
-    post-processing (8 lanes of requantizer, max pool and residual add, 8 average-pool lanes, one per column); a
-    size with no synthesized engine adds nothing and says so."""
+    """The engine's logic beyond its array and post-processing lanes, by hand from a table: engine 164 DSP / 5000
+    LUT / 6000 FF, array 64 / 1000 / 2000, 8 lanes each of requantizer, residual add and average pool of 4 / 100 /
+    150: 4 / 1600 / 400 more than array and post-processing (8 lanes of requantizer, max pool and residual add, 8
+    average-pool lanes, one per column); a size with no synthesized engine adds nothing and says so."""
     from edgesparse.accel.resources import engine_logic, estimate_resources
 
     table = {"status": "synthesized", "source": "hand",
-             "engine": {"8x8 M16": {"dsp": 100, "lut": 5000, "ff": 6000}},
+             "engine": {"8x8 M16": {"dsp": 164, "lut": 5000, "ff": 6000}},
              "array_pipelined": {"8x8 M16 L1 S1": {"dsp": 64, "lut": 1000, "ff": 2000}},
              "ppu": {unit: {"dsp": 4, "lut": 100, "ff": 150} for unit in ("requantizer", "max_pool", "residual_add",
                                                                            "avgpool")}}
     config = AcceleratorConfig(rows=8, cols=8, pixels_per_cycle=1, segments=1)
-    assert engine_logic(config, table) == {"dsp": 4, "lut": 3200, "ff": 2800}
+    assert engine_logic(config, table) == {"dsp": 4, "lut": 1600, "ff": 400}
     counted = estimate_resources(config, table)
-    assert (counted.dsps, counted.luts) == (64 + 8 * 12 + 8 * 4 + 4, 1000 + 8 * 300 + 8 * 100 + 3200)
+    assert (counted.dsps, counted.luts) == (64 + 8 * 12 + 8 * 4 + 4, 1000 + 8 * 300 + 8 * 100 + 1600)
     other = estimate_resources(AcceleratorConfig(rows=4, cols=4, pixels_per_cycle=1, segments=1), table)
     assert "engine's control, feeders and DMA not counted" in other.source

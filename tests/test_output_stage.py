@@ -274,8 +274,9 @@ def test_padded_conv_then_max_pool(pool, size):
 @pytest.mark.parametrize("size, rows, built_only", [(5, 4, False), (1, 16, False), (3, 16, True)])
 def test_global_average_pool(size, rows, built_only):
     """A conv whose whole map is averaged (ResNet's head): 5x5 with row and column folds (averages saturating at
-    both ends), a single-pixel map (a 1x1 conv) whose units come R cycles apart on a 16-row array (the previous unit's averages
-    still on their way as the next map's sums begin); and a layer without the average on a stage built with it."""
+    both ends), a single-pixel map (a 1x1 conv) whose units come R cycles apart on a 16-row array (the previous
+    unit's averages still on their way as the next map's sums begin); and a layer without the average on a stage
+    built with it."""
     config = AcceleratorConfig(rows=rows, cols=4, m=16, n=1)
     kernel = 1 if size == 1 else 3
     op, layer, x, shape = _conv(config, 1, 16, cin=32, cout=8, size=size, kernel=kernel, padding=kernel // 2,

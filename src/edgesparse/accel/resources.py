@@ -77,22 +77,27 @@ def post_processing(config: AcceleratorConfig, calibration: dict[str, Any]) -> d
             + config.cols * sum(int(table[unit][key]) for unit in PPU_COLUMN_UNITS) for key in ("dsp", "lut", "ff")}
 
 
+ENGINE_PPU_UNITS = ("requantizer", "residual_add", "avgpool")
+"""The post-processing units the synthesized engine holds a lane of per column (``benchmarks/synthesis.py`` builds it
+with the residual add and the global average pool), which :func:`post_processing` counts instead."""
+
+
 def engine_logic(config: AcceleratorConfig, calibration: dict[str, Any]) -> dict[str, int] | None:
-    """DSP, LUT and FF counts of the layer engine beyond its array and requantizers (the feeders, the DMA, the
-    buffers' byte-lane logic, the output stage's accumulation, pool and writes, the controller), from the synthesized
-    engine of this size and M (one lane, one segment): the engine less its pipelined array and C requantizer lanes.
-    None when no engine of this size and M was synthesized."""
+    """DSP, LUT and FF counts of the layer engine beyond its array and post-processing lanes (the feeders, the DMA,
+    the buffers' byte-lane logic, the output stage's accumulation, pool and writes, the controller), from the
+    synthesized engine of this size and M (one lane, one segment): the engine less its pipelined array and C lanes of
+    each of :data:`ENGINE_PPU_UNITS`. None when no engine of this size and M was synthesized."""
     if calibration.get("status") != "synthesized":
         return None
     engine = calibration.get("engine", {}).get(f"{config.rows}x{config.cols} M{config.m}")
-    requantizer = calibration.get("ppu", {}).get("requantizer")
+    units = [calibration.get("ppu", {}).get(unit) for unit in ENGINE_PPU_UNITS]
     array = calibration.get("array_pipelined", {}).get(f"{config.rows}x{config.cols} M{config.m} L1 S1")
     pe = calibration.get("pe_pipelined", {}).get(f"M{config.m} L1")
-    if engine is None or requantizer is None or (array is None and pe is None):
+    if engine is None or None in units or (array is None and pe is None):
         return None
     array_counts = {key: int(array[key]) if array is not None else round(config.pes * float(pe[key]))
                     for key in ("dsp", "lut", "ff")}
-    return {key: max(0, int(engine[key]) - array_counts[key] - config.cols * int(requantizer[key]))
+    return {key: max(0, int(engine[key]) - array_counts[key] - config.cols * sum(int(unit[key]) for unit in units))
             for key in ("dsp", "lut", "ff")}
 
 

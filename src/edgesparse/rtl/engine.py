@@ -23,8 +23,9 @@ same way). Per cycle:
 - **Stream controller.** Fold ``f`` streams once the previous stream ended, its shadows are loaded (its last word
   was read R cycles ago or more) and its tile's input is in (in a layer that adds, its residual share too); row i's
   feeder starts i cycles after row 0's.
-- **Output stage.** Accumulates the row folds, requantizes, max-pools (or averages the whole map) and writes each
-  pixel's bytes in the next layer's layout (:mod:`edgesparse.rtl.output_stage`); the write-back DMA reads them from its buffer.
+- **Output stage.** Accumulates the row folds, requantizes, adds a residual operand, max-pools (or averages the
+  whole map) and writes each pixel's bytes in the next layer's layout (:mod:`edgesparse.rtl.output_stage`); the
+  write-back DMA reads them from its buffer.
 
 What each layer is comes from the host (:mod:`edgesparse.rtl.engine_driver`), never when: its descriptor
 (:data:`LAYER_FIELDS`: shapes, fold counts, where its table entries start), the DMA's transfer list (addresses
@@ -307,7 +308,8 @@ class LayerEngine(wiring.Component):
         built with the residual add) of the residual operands' buffer."""
         size = self.size
         return {"weights": size.weight_slots * size.rows * size.word_bytes, "tiles": 2 * size.tile_words * size.m,
-                "output": size.out_words * size.m, **({"residual": size.out_words * size.m} if size.residual_add else {})}
+                "output": size.out_words * size.m,
+                **({"residual": size.out_words * size.m} if size.residual_add else {})}
 
     def elaborate(self, platform) -> Module:
         m = Module()

@@ -3,10 +3,10 @@ a run in Amaranth's simulator compared with the integer reference and the cycle 
 
 :func:`engine_program` turns one weighted layer of an integer graph (and the max or global average pool it hosts)
 into the DRAM image, the DMA's transfer list, the feeders' start values, the tiles' counts and the channels'
-parameters — addresses, sizes and coordinates only; the engine finds every cycle itself. :func:`run_engine` clocks it until its
-last transfer ends (or a cycle limit, with the fold and transfer where it stopped) and returns every output write
-with its cycle and the DRAM's output map; :func:`check_engine` compares them with the integer reference's bytes
-and the cycle model's write cycles (:meth:`~edgesparse.accel.schedule.LayerSchedule.write_cycles`).
+parameters — addresses, sizes and coordinates only; the engine finds every cycle itself. :func:`run_engine`
+clocks it until its last transfer ends (or a cycle limit, with the fold and transfer where it stopped) and returns
+every output write with its cycle and the DRAM's output map; :func:`check_engine` compares them with the integer
+reference's bytes and the cycle model's write cycles (:meth:`~edgesparse.accel.schedule.LayerSchedule.write_cycles`).
 
 DRAM layout: the layer's folds (column fold outer, row fold inner, as the memory image lays them out), then its
 input map, then room for its output map; maps are pixel-major with each pixel's channels padded to M.
@@ -74,25 +74,31 @@ def random_chain(n: int = 1, m: int = 16, seed: int = 5) -> tuple[IntGraph, np.n
     return graph, rng.integers(-128, 128, size=(8, 16, 16)).astype(np.int8)
 
 
-def averaged_chain(seed: int = 11) -> tuple[IntGraph, np.ndarray]:
-    """ResNet's head in small, random 1:16 and an image: a padded 3x3 conv (8 -> 16 channels, 4x4), a second (16 ->
-    12, no ReLU: sums of both signs) whose map a global average pool averages (averages saturating at both ends),
-    then a linear classifier (12 -> 10) writing int32 logits."""
-    rng = np.random.default_rng(seed)
-    ops = [random_conv(rng, "conv1", NETWORK_INPUT, 8, 16, 3, 1, 1),
-           random_conv(rng, "conv2", "conv1", 16, 12, 3, 1, 1, relu=False, bias_bits=14, shifts=(31, 33)),
-           IntOp("gap", "avgpool", ["conv2"], {"kernel": [4, 4], "stride": [4, 4], "padding": [0, 0],
-                                                "m": int(rng.integers(2**30, 2**31)), "shift": 34}),
-           IntOp("flat", "flatten", ["gap"], {})]
+def _averaged_classifier(rng: np.random.Generator, source: str, channels: int, size: int) -> list[IntOp]:
+    """ResNet's head after ``source`` (``channels`` x ``size`` x ``size``): a global average pool (a random mantissa,
+    shift 34), flatten, and a random 1:16 linear classifier (``channels`` -> 10) writing int32 logits."""
     import torch
 
     from edgesparse.pattern import BlockPattern
 
-    weight = rng.integers(-128, 128, size=(10, 12)).astype(np.int8)
+    average = IntOp("gap", "avgpool", [source], {"kernel": [size, size], "stride": [size, size], "padding": [0, 0],
+                                                 "m": int(rng.integers(2**30, 2**31)), "shift": 34})
+    weight = rng.integers(-128, 128, size=(10, channels)).astype(np.int8)
     mask = BlockPattern(1, 16).mask(torch.from_numpy(rng.random(weight.shape).astype(np.float32)), 1 / 16).numpy()
-    ops.append(IntOp("fc", "linear", ["flat"], {"requant": False},
-                     {"weight": (weight * mask).astype(np.int8),
-                      "bias": rng.integers(-2**12, 2**12, 10).astype(np.int32)}))
+    return [average, IntOp("flat", "flatten", ["gap"], {}),
+            IntOp("fc", "linear", ["flat"], {"requant": False},
+                  {"weight": (weight * mask).astype(np.int8),
+                   "bias": rng.integers(-2**12, 2**12, 10).astype(np.int32)})]
+
+
+def averaged_chain(seed: int = 11) -> tuple[IntGraph, np.ndarray]:
+    """A global average pool in small, random 1:16, and an image: a padded 3x3 conv (8 -> 16 channels, 4x4), a
+    second (16 -> 12, no ReLU: sums of both signs) whose map is averaged whole (averages saturating at both ends),
+    then a linear classifier (12 -> 10) writing int32 logits."""
+    rng = np.random.default_rng(seed)
+    ops = [random_conv(rng, "conv1", NETWORK_INPUT, 8, 16, 3, 1, 1),
+           random_conv(rng, "conv2", "conv1", 16, 12, 3, 1, 1, relu=False, bias_bits=14, shifts=(31, 33)),
+           *_averaged_classifier(rng, "conv2", 12, 4)]
     graph = IntGraph((8, 4, 4), 1.0, (0.0,) * 8, (1.0,) * 8, ops, {},
                      {"conv1": "1:16", "conv2": "1:16", "fc": "1:16"})
     return graph, rng.integers(-128, 128, size=(8, 4, 4)).astype(np.int8)
@@ -103,10 +109,6 @@ def residual_chain(head: bool = False, seed: int = 13) -> tuple[IntGraph, np.nda
     (16 -> 16, the second without ReLU) and the first's map added to the block's (both rescaled, ReLU after, sums
     saturating), then a 1x1 conv (16 -> 8), on an 8x8 map; or (``head``) ResNet's last block on a 4x4 map: the sum
     averaged whole and a linear classifier (16 -> 10) writing int32 logits."""
-    import torch
-
-    from edgesparse.pattern import BlockPattern
-
     rng = np.random.default_rng(seed)
     size = 4 if head else 8
     ops = [random_conv(rng, "conv0", NETWORK_INPUT, 8, 16, 3, 1, 1),
@@ -117,14 +119,7 @@ def residual_chain(head: bool = False, seed: int = 13) -> tuple[IntGraph, np.nda
                                                     "relu": True})]
     patterns = {"conv0": "1:16", "conv1": "1:16", "conv2": "1:16"}
     if head:
-        weight = rng.integers(-128, 128, size=(10, 16)).astype(np.int8)
-        mask = BlockPattern(1, 16).mask(torch.from_numpy(rng.random(weight.shape).astype(np.float32)), 1 / 16)
-        ops += [IntOp("gap", "avgpool", ["add"], {"kernel": [size, size], "stride": [size, size], "padding": [0, 0],
-                                                  "m": int(rng.integers(2**30, 2**31)), "shift": 34}),
-                IntOp("flat", "flatten", ["gap"], {}),
-                IntOp("fc", "linear", ["flat"], {"requant": False},
-                      {"weight": (weight * mask.numpy()).astype(np.int8),
-                       "bias": rng.integers(-2**12, 2**12, 10).astype(np.int32)})]
+        ops += _averaged_classifier(rng, "add", 16, size)
         patterns["fc"] = "1:16"
     else:
         ops.append(random_conv(rng, "conv3", "add", 16, 8, 1, 1, 0))

@@ -19,9 +19,9 @@ sum is only that row fold's share of the dot product. This stage
 3. **deskews** the columns (column j's int8 results wait ``C - 1 - j`` cycles) so that a pixel's C channels travel
    together; in a layer with a residual add (a stage built with ``residual_add``) adds each pixel's operand bytes,
    read from the residual buffer (:meth:`_residual_stage`); then, when the layer has one, runs the
-   :class:`~edgesparse.rtl.ppu.MaxPool` on them in raster order,
-   or (a stage built with ``global_average``) the :class:`~edgesparse.rtl.ppu.GlobalAvgPool`: C lanes sum the map's pixels
-   and requantize the sums once its last pixel is in, so each unit writes one pixel, its C averages;
+   :class:`~edgesparse.rtl.ppu.MaxPool` on them in raster order, or (a stage built with ``global_average``) the
+   :class:`~edgesparse.rtl.ppu.GlobalAvgPool`: C lanes sum the map's pixels and requantize the sums once its last
+   pixel is in, so each unit writes one pixel, its C averages;
 4. **writes** each pixel's C bytes into the output buffer (a :class:`~edgesparse.rtl.buffer.WordBuffer`, read back
    by the write-back DMA through its window port) laid out as the next layer's tile buffer
    (:mod:`edgesparse.rtl.feeder`: M-byte words, channel-last, word ``pixel B + c // M``, byte ``c % M``, B words per
@@ -34,9 +34,10 @@ with two pixel lanes delivers 2C sums a cycle and a fold running s segments s C 
 write port take one pixel a cycle): this stage refuses both configurations, and an engine built around it would
 have to stream such folds at 1 / (L s) the rate, which the Python cycle model (:mod:`edgesparse.accel.schedule`)
 does not model. Latency: :data:`OUTPUT_LATENCY`, :data:`POOLED_LATENCY`, and ``RESIDUAL_LATENCY`` more for an
-adding layer, ``AVGPOOL_LATENCY`` more for an averaged layer (the single home of those constants, :mod:`edgesparse.accel.pipeline`):
-the cycle model times a final sum when it leaves the array, and a unit's bytes are in the output buffer (for the
-write-back DMA or the next layer) that many cycles plus one after its last one, which it does not count yet.
+adding layer, ``AVGPOOL_LATENCY`` more for an averaged layer (the single home of those constants,
+:mod:`edgesparse.accel.pipeline`): the cycle model times a final sum when it leaves the array, and a unit's bytes
+are in the output buffer (for the write-back DMA or the next layer) that many cycles plus one after its last one,
+which it does not count yet.
 
 Tiles and the pool: the stage restarts the max pool at each unit's first pixel with the layer's map size, so a
 pooled layer's tiles must hold whole pooling windows: a 2x2 pool needs tiles of an even number of whole output rows,
@@ -97,9 +98,9 @@ class OutputStage(wiring.Component):
     - ``param_base : Signal(range(P)), in``: the layer's first column fold in the parameter memories;
     - ``start : Signal(1), in``: a pulse before a layer's first sum: its writes begin at word ``out_base``;
     - ``average : Signal(1), in`` / ``avg_mult : Signal(31), in`` / ``avg_shift : Signal(6), in`` / ``map_last :
-      Signal(G), in`` (a stage built with ``global_average``): the layer ends in a global average pool with this mantissa
-      and shift, over maps whose last pixel is pixel ``map_last`` of its tile (a tile holds one whole map); a layer
-      sets at most one of ``pool`` and ``average``;
+      Signal(G), in`` (a stage built with ``global_average``): the layer ends in a global average pool with this
+      mantissa and shift, over maps whose last pixel is pixel ``map_last`` of its tile (a tile holds one whole map);
+      a layer sets at most one of ``pool`` and ``average``;
     - ``add : Signal(1), in`` / ``add_m_a``, ``add_m_b : Signal(31), in`` / ``add_shift : Signal(6), in`` /
       ``add_relu : Signal(1), in`` (a stage built with ``residual_add``): the layer adds a residual operand to its
       requantized bytes as the reference's ``add`` (``m_a`` the layer's, ``m_b`` the operand's mantissa), ReLU
@@ -213,7 +214,7 @@ class OutputStage(wiring.Component):
             tags.append(delayed)
 
         early = R >= 3  # the accumulators are read a cycle ahead (the module docstring)
-        unit_first = None  # column C - 1's "first pixel of a unit's final stream", its column fold, "the map's last"
+        unit_first = None  # column C - 1's "first pixel of a unit's final stream", and its column fold
         raw_lanes = []  # per column: the int32 sum plus bias of a raw layer, REQUANT_LATENCY after stage 2
         for j in range(C):
             live, group, col_fold, first, last = tags[R - 1 + j]
