@@ -24,7 +24,7 @@ import numpy as np
 
 from edgesparse.accel.config import AcceleratorConfig
 from edgesparse.accel.geometry import POOLS, fold_geometry
-from edgesparse.accel.residency import hosted_ops, map_bytes, op_hosts, plan_maps
+from edgesparse.accel.residency import hosted_add, hosted_ops, map_bytes, op_hosts, plan_maps
 from edgesparse.accel.simulate import plan_network
 from edgesparse.errors import AcceleratorError
 from edgesparse.quant.graph import INPUT, IntGraph, IntOp
@@ -145,7 +145,7 @@ def describe_network(graph: IntGraph, config: AcceleratorConfig,
         entry, window, placement = entries[op.name], op.window, maps[op.name]
         last = hosted[op.name][-1].name if hosted[op.name] else op.name
         source = op.inputs[0]
-        add = next((o for o in hosted[op.name] if o.kind == "add"), None)
+        add = hosted_add(hosted[op.name])
         residual = None if add is None else next((name for name in add.inputs if hosts[name] != hosts[op.name]), "")
         if residual == "":
             raise AcceleratorError(f"layer {op.name!r}: its add {add.name!r} has no operand from another layer")

@@ -82,7 +82,12 @@ def hosted_pool(ops: list[IntOp]) -> int:
 def hosted_average(ops: list[IntOp], shapes: dict[str, tuple[int, ...]]) -> bool:
     """Whether a layer's hosted ``ops`` end in a global average pool (an ``avgpool`` leaving one pixel per channel:
     ResNet's head), which its output stage runs on the whole map."""
-    return any(op.kind == "avgpool" and tuple(shapes[op.name][1:]) in ((), (1, 1)) for op in ops)
+    return any(op.kind == "avgpool" and tuple(shapes[op.name][1:]) == (1, 1) for op in ops)
+
+
+def hosted_add(ops: list[IntOp]) -> IntOp | None:
+    """The residual add among a layer's hosted ``ops`` (None: none), which its output stage runs on the stream."""
+    return next((op for op in ops if op.kind == "add"), None)
 
 
 def map_bytes(shape: tuple[int, ...], block: int) -> int:

@@ -24,7 +24,7 @@ from edgesparse.accel.bound import layer_bound
 from edgesparse.accel.config import AcceleratorConfig
 from edgesparse.accel.geometry import LayerShape
 from edgesparse.accel.mapping import lower, slots_for
-from edgesparse.accel.residency import hosted_average, hosted_ops, hosted_pool, plan_maps
+from edgesparse.accel.residency import hosted_add, hosted_average, hosted_ops, hosted_pool, plan_maps
 from edgesparse.accel.schedule import Boundary, LayerSchedule, prologue_bytes, schedule_layer
 from edgesparse.errors import AcceleratorError
 from edgesparse.progress import progress_bar
@@ -156,7 +156,7 @@ def plan_network(graph: IntGraph, config: AcceleratorConfig) -> list[tuple[IntOp
                                     config.batch, channel_block=config.m, padding=op.window.padding,
                                     pool=hosted_pool(hosted[op.name]),
                                     average=hosted_average(hosted[op.name], shapes),
-                                    residual_add=any(o.kind == "add" for o in hosted[op.name]), **placement)))
+                                    residual_add=hosted_add(hosted[op.name]) is not None, **placement)))
     return plan
 
 

@@ -578,11 +578,8 @@ class LayerEngine(wiring.Component):
                      output.last_col_fold.eq(final["col_folds"]), output.out_blocks.eq(cur["out_blocks"])]
         if size.pool_kernel is not None:
             m.d.comb += output.pool.eq(cur["pool"])
-        if size.global_average:
-            m.d.comb += [output.average.eq(cur["average"]), output.avg_mult.eq(cur["avg_mult"]),
-                         output.avg_shift.eq(cur["avg_shift"]), output.map_last.eq(cur["map_last"])]
-        if size.residual_add:
-            m.d.comb += [getattr(output, name).eq(cur[name]) for name in ADD_FIELDS]
+        built = (AVERAGE_FIELDS if size.global_average else ()) + (ADD_FIELDS if size.residual_add else ())
+        m.d.comb += [getattr(output, name).eq(cur[name]) for name in built]  # the output stage's ports of those names
         if output.raw_capable:
             m.d.comb += output.raw.eq(cur["raw"])
         m.d.comb += [self.out_we.eq(output.out_we), self.out_addr.eq(output.out_addr),

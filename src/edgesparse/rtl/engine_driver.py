@@ -22,7 +22,7 @@ from edgesparse.accel.config import AcceleratorConfig
 from edgesparse.accel.geometry import INPUT, OUTPUT, RESIDUAL, WEIGHTS, FoldGeometry, fold_geometry, transfer_cycles
 from edgesparse.accel.mapping import lower
 from edgesparse.accel.memory_image import fold_words
-from edgesparse.accel.residency import hosted_ops, op_hosts
+from edgesparse.accel.residency import hosted_add, hosted_ops, op_hosts
 from edgesparse.accel.simulate import plan_network, simulate
 from edgesparse.errors import AcceleratorError
 from edgesparse.quant.graph import INPUT as NETWORK_INPUT
@@ -213,8 +213,8 @@ def _residual_fields(op: IntOp, shape, ops: list[IntOp], hosts: dict[str, int],
                      last_of: dict[int, str]) -> tuple[dict[str, int], int | None]:
     """The descriptor's :data:`~edgesparse.rtl.engine.ADD_FIELDS` of a layer and the layer whose map is its
     residual operand (None: no add): the add's mantissa for the layer's own bytes first, ReLU after the add when
-    it has one or a ReLU op follows. Refuses an add the output stage cannot run."""
-    add = next((o for o in ops if o.kind == "add"), None)
+    it has one or a ReLU op follows. Refuses an add the engine cannot run."""
+    add = hosted_add(ops)
     if add is None:
         return dict.fromkeys(ADD_FIELDS, 0), None
     operand = next((name for name in add.inputs if hosts[name] != hosts[op.name]), None)
@@ -224,6 +224,11 @@ def _residual_fields(op: IntOp, shape, ops: list[IntOp], hosts: dict[str, int],
                                f"adds {operand!r}")
     if shape.pool:
         raise AcceleratorError(f"layer {op.name!r}: the engine adds a residual only to an unpooled map")
+    if not op.requant:
+        raise AcceleratorError(f"layer {op.name!r}: the engine adds a residual only to requantized bytes")
+    if not shape.residual_bytes:  # the residency plan's: the operand is the layer's input, already in its buffer
+        raise AcceleratorError(f"layer {op.name!r}: its residual operand is its own input, which the cycle model "
+                               f"takes from the input buffer; the engine reads an operand from DRAM only")
     own = 0 if add.inputs[0] != operand else 1
     mantissas = (add.attrs["m_a"], add.attrs["m_b"])
     relu = add.relu or any(o.kind == "relu" for o in ops[ops.index(add) + 1:])
@@ -275,11 +280,6 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
             raise AcceleratorError(f"layer {op.name!r}: the engine streams every map through DRAM, and the residency "
                                    f"plan keeps this layer's input on chip (configure resident_maps=False)")
         add_fields, operand_layer = _residual_fields(op, shape, hosted[op.name], hosts, last_of)
-        if operand_layer is not None and not op.requant:
-            raise AcceleratorError(f"layer {op.name!r}: the engine adds a residual only to requantized bytes")
-        if operand_layer is not None and not shape.residual_bytes:  # the residency plan's: the input's bytes
-            raise AcceleratorError(f"layer {op.name!r}: its residual operand is its own input, which the cycle model "
-                                   f"takes from the input buffer; the engine reads an operand from DRAM only")
         in_blocks, out_blocks = layer.blocks, -(-channel_bytes * shape.cout // M)
         written = _written(shape, geometry)
         row_bytes = shape.in_chw[2] * in_blocks * M
