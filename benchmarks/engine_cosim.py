@@ -18,11 +18,17 @@ output-buffer write from the first DMA request, and the run's last cycle), at tw
   back read from DRAM beside each tile's input rows and added to the block's requantized bytes in the output
   stream, then a 1x1 conv, on 8x8 maps in four tiles, on the ``averaged`` case's array.
 - ``head``: ResNet's last block in small: the block's sum averaged whole, then the int32 logits.
+- ``resident``, ``resident_block``, ``resident_head``: the ``chain`` of :func:`~edgesparse.rtl.engine_driver.
+  random_chain` (a padded 3x3 conv, a 3x3 conv with a 2x2 max pool, a 1x1 stride-2 conv), the ``residual`` and the
+  ``head`` cases with the residency plan on (``resident_maps``, a 16 KiB input buffer): every map but the network's
+  input and its last stays on chip, in the output buffer, which the next layer's feeders (and the add, for its
+  operand) read; no transfer moves those maps. A resident map's bytes are read from the buffer as its layer ends.
 - ``demo``: the whole demo model, its 14 weighted layers (and the max pools, flatten and ReLUs they host) one after
   another through DRAM, from the quantized test image to the int32 logits, on the ``trained`` case's array with
   every map in DRAM (``resident_maps`` off: the engine holds no map on chip), about 367k cycles an image.
 
-    python benchmarks/engine_cosim.py [--cases trained classifier strided averaged residual head] [--rates 1.5 4.0]
+    python benchmarks/engine_cosim.py [--cases trained classifier strided averaged residual head resident
+                                      resident_block resident_head] [--rates 1.5 4.0]
                                       [--images 1]
     python benchmarks/engine_cosim.py --cases demo --rates 4.0 --images 2 --first-image 2   # images 2 and 3
 
@@ -51,8 +57,8 @@ from edgesparse.data.registry import load_dataset
 from edgesparse.pack.packed import load_packed
 from edgesparse.quant.graph import INPUT, IntGraph
 from edgesparse.quant.reference import quantize_input, run_graph
-from edgesparse.rtl.engine_driver import (averaged_chain, check_engine, engine_program, random_conv, residual_chain,
-                                          run_engine)
+from edgesparse.rtl.engine_driver import (averaged_chain, check_engine, engine_program, random_chain, random_conv,
+                                          residual_chain, run_engine)
 
 TRAINED_OPS = 4  # features.0, features.3, features.6 (its pool), features.7
 TRAINED_ARRAY = AcceleratorConfig(rows=4, cols=4, m=32, n=1, weight_buffer_kib=0.5, input_buffer_kib=12.0,
@@ -105,8 +111,12 @@ SMALL_ARRAY = AcceleratorConfig(rows=4, cols=4, m=16, n=1, weight_buffer_kib=0.1
                                 output_buffer_kib=0.25, resident_maps=False)
 
 
-def chain_case(graph: IntGraph, image: np.ndarray) -> tuple[IntGraph, AcceleratorConfig, list[np.ndarray]]:
-    return graph, SMALL_ARRAY, [image]
+RESIDENT_ARRAY = replace(SMALL_ARRAY, input_buffer_kib=16.0, output_buffer_kib=0.5, resident_maps=True)
+
+
+def chain_case(graph: IntGraph, image: np.ndarray,
+               config: AcceleratorConfig = SMALL_ARRAY) -> tuple[IntGraph, AcceleratorConfig, list[np.ndarray]]:
+    return graph, config, [image]
 
 
 def stall_cycles(graph: IntGraph, config: AcceleratorConfig) -> int:
@@ -127,6 +137,9 @@ CASES = {"trained": lambda args: trained_case(args.model, args.images),
          "averaged": lambda args: chain_case(*averaged_chain()),
          "residual": lambda args: chain_case(*residual_chain()),
          "head": lambda args: chain_case(*residual_chain(head=True)),
+         "resident": lambda args: chain_case(*random_chain(), RESIDENT_ARRAY),
+         "resident_block": lambda args: chain_case(*residual_chain(), RESIDENT_ARRAY),
+         "resident_head": lambda args: chain_case(*residual_chain(head=True), RESIDENT_ARRAY),
          "demo": lambda args: demo_case(args.model, args.images, args.first_image)}
 
 
@@ -153,6 +166,8 @@ def main() -> None:
                              "rate_bytes_per_cycle": rate, "image": number, "engine_cycles": record.cycles,
                              "model_cycles": program.expected_cycles, "stall_cycles": stall_cycles(graph, config),
                              "writes": len(record.writes), "map_bytes": sum(len(out) for out in record.outputs),
+                             "maps_on_chip": len(program.resident),
+                             "dram_bytes": sum(transfer.size for transfer in program.transfers),
                              "bytes_equal": True, "write_cycles_equal": True, "wall_s": round(wall, 1),
                              "cycles_per_s": round(record.cycles / wall, 1),
                              "rtl": source_revision(*RTL_SOURCES)})

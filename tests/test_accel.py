@@ -78,7 +78,7 @@ def test_pipelined_stepped_fast_analytic_and_reference_agree(cin, cout, size, ke
     shape = replace(shape, input_resident=resident, output_bytes=written, residual_bytes=residual, pool=pool)
     assume(len(shape.written_pixels()) > 0)  # a pooled map of at least one pixel
     try:
-        plan = schedule_layer(shape, config, boundary=Boundary(dma_free=-3, shadow_free=-5))
+        plan = schedule_layer(shape, config, boundary=Boundary(shadow_free=-5))
     except AcceleratorError as error:  # a 2x2 pool whose tiles cannot hold two output rows
         assume("2x2 max pool" not in str(error))
         raise

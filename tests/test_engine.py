@@ -94,14 +94,55 @@ def test_a_tile_that_does_not_fit_the_tile_buffer_is_refused():
         engine_program(graph, _config(4.0, input_buffer_kib=0.5), image)
 
 
-def test_a_map_the_residency_plan_keeps_on_chip_is_refused_unless_maps_stream():
-    graph, image = random_chain()
-    roomy = _config(4.0, input_buffer_kib=64.0, output_buffer_kib=4.0)
-    with pytest.raises(AcceleratorError, match="layer 'conv2'.*resident_maps=False"):
-        engine_program(graph, roomy, image)
-    program = engine_program(graph, _config(4.0, input_buffer_kib=64.0, output_buffer_kib=4.0, resident_maps=False),
-                             image)
-    assert program.names == ["conv1", "conv2", "conv3"]
+def _kinds(program, layer: int) -> set[str]:
+    """The kinds of transfer a layer of ``program`` moves."""
+    end, start = program.layers[layer]["transfers_end"], program.layers[layer - 1]["transfers_end"] if layer else 0
+    return {transfer.kind for transfer in program.transfers[start:end]}
+
+
+def test_a_residual_block_whose_maps_stay_on_chip():
+    """The residency plan's on-chip maps (a roomy input buffer): a stem conv, then the residual block; every map but
+    the network's input and the last stays in the output buffer, where the next layer's feeders read it over two
+    tiles and the block's add reads its operand (a map two layers back, not at word 0); no transfer moves them.
+    Each map's bytes (read from the buffer as its layer ends), every write's cycle and the end equal the reference
+    and the cycle model, a layer that writes nothing back ending after its last write."""
+    block, image = residual_chain()
+    stem = random_conv(np.random.default_rng(17), "stem", INPUT, 8, 8, 3, 1, 1)
+    ops = [stem] + [IntOp(op.name, op.kind, ["stem"], op.attrs, op.arrays) if op.name == "conv0" else op
+                    for op in block.ops]
+    graph = IntGraph(block.input_shape, 1.0, block.input_mean, block.input_std, ops, {},
+                     {**block.patterns, "stem": "1:16"})
+    program = engine_program(graph, _config(4.0, input_buffer_kib=16.0, output_buffer_kib=0.5), image)
+    assert program.size.resident_maps and sorted(program.resident) == [0, 1, 2, 3]
+    assert [layer["input_resident"] for layer in program.layers] == [0, 1, 1, 1, 1]
+    assert program.layers[3]["operand_resident"] and program.layers[3]["tiles"] == 2
+    assert _kinds(program, 0) == {"weights", "input"} and _kinds(program, 4) == {"weights", "output"}
+    assert all(_kinds(program, k) == {"weights"} for k in (1, 2, 3))
+    # First fit: the stem's map is dead once conv0 has read it, conv0's once the add has.
+    assert [layer["out_base"] for layer in program.layers] == [0, 64, 0, 128, 0]
+    assert program.layers[3]["operand_base"] == 64
+    check_engine(program, run_engine(program))
+
+
+def test_resnet_s_head_on_a_map_kept_on_chip():
+    """The block's sum of two resident maps (one tile), averaged whole, then the int32 logits, at a stalling rate."""
+    graph, image = residual_chain(head=True)
+    program = engine_program(graph, _config(1.5, input_buffer_kib=16.0), image)
+    assert sorted(program.resident) == [0, 1, 2] and program.layers[2]["operand_resident"]
+    check_engine(program, run_engine(program))
+
+
+def test_a_layer_of_a_single_transfer_is_refused():
+    """Its input and output on chip and one fold: the controller's end of a layer needs two transfers or more."""
+    rng = np.random.default_rng(3)
+    ops = [random_conv(rng, "conv1", INPUT, 8, 16, 3, 1, 1), random_conv(rng, "narrow", "conv1", 16, 4, 1, 1, 0),
+           random_conv(rng, "conv3", "narrow", 4, 8, 3, 1, 1)]
+    graph = IntGraph((8, 4, 4), 1.0, (0.0,) * 8, (1.0,) * 8, ops, {}, dict.fromkeys(("conv1", "narrow", "conv3"), "1:16"))
+    image = rng.integers(-128, 128, size=(8, 4, 4)).astype(np.int8)
+    with pytest.raises(AcceleratorError, match="layer 'narrow' moves a single DMA transfer"):
+        engine_program(graph, _config(4.0, input_buffer_kib=16.0), image)
+    assert engine_program(graph, _config(4.0, input_buffer_kib=16.0, resident_maps=False), image).size.resident_maps \
+        is False
 
 
 def test_the_cycle_limit_names_the_layer_the_fold_and_the_transfer():

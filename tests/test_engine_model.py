@@ -108,7 +108,7 @@ def test_a_pooled_layer_writes_when_its_window_completes():
 def test_stepped_and_analytic_write_cycles_agree(kernel, stride, padding, pool, size, config):
     op, layer, x, shape, config, _ = _layer_case(12, 5, size, kernel, stride, padding, 4, 0.5, 7, config)
     shape = replace(shape, pool=pool)
-    plan = schedule_layer(shape, config, boundary=Boundary(dma_free=-2, shadow_free=-4))
+    plan = schedule_layer(shape, config, boundary=Boundary(shadow_free=-4))
     _, _, clock = clock_layer(layer, x, shape, config, plan.boundary)
     writes = plan.write_cycles(config)
     assert writes.shape == (len(shape.written_pixels()), plan.col_folds) and (plan.tiles > 1 or pool == 3)

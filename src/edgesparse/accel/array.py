@@ -235,7 +235,7 @@ def clock_layer(layer: LoweredLayer, x: np.ndarray, shape: LayerShape, config: A
     finals = 0  # final sums (last row fold) that have left, written or not
 
     # DMA: the descriptor list, run in order.
-    queue, next_item, in_flight, flight_end, dma_last = geometry.transfers(), 0, None, 0, boundary.dma_free
+    queue, next_item, in_flight, flight_end, dma_last = geometry.transfers(), 0, None, 0, 0
     weights_in = np.zeros(folds, dtype=bool)
     input_in = geometry.tile_in_bytes == 0  # nothing to move: on chip from the start
     has_residual = geometry.residual_shares > 0  # a tile's input is in once its residual share is
@@ -280,7 +280,7 @@ def clock_layer(layer: LoweredLayer, x: np.ndarray, shape: LayerShape, config: A
     # Nothing can take longer than every transfer and every fold (load, stream, fill, drain) one after another.
     cycle_limit = 2 * (sum(transfer_cycles(size, config.dram_bytes_per_cycle) for *_, size in queue)
                        + int((2 * R + C + lengths).sum())) + 64
-    cycle = min(0, boundary.dma_free)
+    cycle = 0
     while True:
         if cycle > cycle_limit:
             raise AcceleratorError(f"layer {shape.name!r}: the stepped array ran past {cycle_limit} cycles "
@@ -405,6 +405,6 @@ def clock_layer(layer: LoweredLayer, x: np.ndarray, shape: LayerShape, config: A
                                         slot_freed[slot_freed < NOT_YET], released,
                                         last_write[last_write < NOT_YET] + 1, 0, boundary.shadow_free))
     total = max(int(last_write[writing].max()) + 1, dma_last)
-    timing = LayerClock(total, stream_at, load_at, Boundary(dma_last - total, int(stream_at[-1]) - total),
+    timing = LayerClock(total, stream_at, load_at, Boundary(int(stream_at[-1]) - total),
                         cycles[written, ::C] + latency)
     return acc, cycles, timing

@@ -45,7 +45,7 @@ class AcceleratorConfig:
     classic: bool = False
     segments: int = 1
     batch: int = 1
-    resident_maps: bool = True  # False: every map streams through DRAM (the layer engine's RTL holds none on chip)
+    resident_maps: bool = True  # False: every map streams through DRAM (the residency rule keeps none on chip)
 
     def __post_init__(self) -> None:
         for name in ("rows", "cols", "m", "n", "segments", "batch"):

@@ -65,9 +65,10 @@ NEVER = -(1 << 60)  # "free since forever": a resource no earlier layer holds
 
 @dataclass(frozen=True)
 class Boundary:
-    """What a layer inherits from the one before it, in cycles relative to its own start (pipelined array)."""
+    """What a layer inherits from the one before it, in cycles relative to its own start (pipelined array). The
+    DMA is free from the layer's start: the previous layer ends after its last transfer (and its last write), and
+    the controller starts a layer's transfers only from its first cycle on, a resident map's writer's included."""
 
-    dma_free: int = 0  # the DMA ended its last transfer (may be before the layer starts)
     shadow_free: int = NEVER  # the previous layer's last fold started streaming (its shadows were taken)
 
 
@@ -280,7 +281,7 @@ def _schedule_pipelined(shape: LayerShape, config: AcceleratorConfig, boundary: 
             return 0
         return last_write(index) + 1
 
-    dma = boundary.dma_free
+    dma = 0
     for kind, index, size in geometry.transfers():
         dma = max(dma, free_at(kind, index)) + transfer_cycles(size, rate)
         if kind == WEIGHTS:
@@ -293,7 +294,7 @@ def _schedule_pipelined(shape: LayerShape, config: AcceleratorConfig, boundary: 
     return LayerSchedule(shape, geometry, np.array(stream, dtype=np.int64), np.array(lengths, dtype=np.int64), end,
                          int(geometry.weight_bytes.sum()) * geometry.tiles + int(geometry.tile_in_bytes.sum())
                          + int(geometry.output_bytes.sum()), used * shape.pixels, np.array(load, dtype=np.int64),
-                         boundary, Boundary(dma - end, stream[-1] - end), buffer_bytes=buffer_traffic(geometry, config))
+                         boundary, Boundary(stream[-1] - end), buffer_bytes=buffer_traffic(geometry, config))
 
 
 def schedule_layer(shape: LayerShape, config: AcceleratorConfig, prefetched_bytes: int = 0,

@@ -4,8 +4,8 @@ write-back — run by a controller whose timing comes only from the DMA's handsh
 
 The cycle model it implements is :mod:`edgesparse.accel.schedule` (and :func:`edgesparse.accel.array.clock_layer`),
 in controller cycles: cycle 0 is the first cycle the DMA may start a layer's first transfer; a layer ends in the cycle
-its last write-back is done, which is the next layer's cycle 0 (:mod:`edgesparse.accel.simulate` chains them the
-same way). Per cycle:
+its last write-back is done (one whose map stays on chip: below), which is the next layer's cycle 0
+(:mod:`edgesparse.accel.simulate` chains them the same way). Per cycle:
 
 - **DMA.** It runs the layer's transfer list (:meth:`~edgesparse.accel.geometry.FoldGeometry.transfers`) in order;
   the head entry starts once its space is free: ``weights(f)`` when fold ``f - slots`` has left its weight-buffer
@@ -33,6 +33,21 @@ and sizes), the feeders' start values per tile, row fold and row (the addresses 
 :func:`~edgesparse.rtl.feeder.row_fields`), each tile's pixel and write counts, and the channels'
 requantization parameters. The engine is built for one pixel lane and one partial-sum segment (the output stage's
 rate), and holds a layer's whole output map in its output buffer.
+
+**Resident maps** (an engine built with ``resident_maps``). The maps the residency plan
+(:mod:`edgesparse.accel.residency`) keeps on chip stay in the output buffer, written there by the output stage as
+any map is, and are never written back: a layer whose input is resident has no input transfers, and its feeders
+read the map from the output buffer (a read port each, :class:`~edgesparse.rtl.feeder.ActivationFeeder`'s
+``from_map``) instead of their tile buffers; a layer whose residual operand is resident reads it there too (one more
+port). The host places each layer's map in the output buffer (first fit among the maps still live: a resident map
+until its last reader, a written-back one during its own layer), so one layer's writes never meet the words it or a
+later layer reads. The buffer has no second write port, so nothing else writes it, and the DMA's tile-buffer writes
+never share a cycle with the output stage's: that is why the maps live there and not in the tile buffer. A layer
+ends in the cycle after its last write or as its last transfer is done, whichever is later (one whose map stays on
+chip writes none back), and the next layer's first transfer may start then, as the cycle model has it
+(:class:`~edgesparse.accel.schedule.Boundary`). The cost: the output buffer's block RAM once more per array row (and
+once for the add), as the tile buffer's; the cycle model still counts resident maps against the input buffer's
+capacity (:mod:`edgesparse.accel.residency`), which decides which maps stay.
 
 For the clock (:mod:`edgesparse.rtl.fpga`): every table is read through a registered port (block RAM) addressed by
 the next cycle's index, computed from registers (the next fold's table entries are kept beside its position); the
@@ -92,7 +107,7 @@ class EngineSize:
     dram_bytes: int
     weight_slots: int  # folds the weight buffer holds
     tile_words: int  # M-byte words in one half of the tile buffer
-    out_words: int  # M-byte words of the output buffer (a layer's whole output map)
+    out_words: int  # M-byte words of the output buffer (a layer's whole output map, and the resident maps)
     max_tile_pixels: int
     max_col_folds: int
     max_width: int  # the widest output map (the max pool's line buffer)
@@ -104,6 +119,7 @@ class EngineSize:
     pool_kernel: int | None = None  # the max pool the output stage is built with (2 or 3)
     global_average: bool = False  # the output stage is built with a global average pool (ResNet's head)
     residual_add: bool = False  # ... and with a residual add and its operand's buffer (out_words deep)
+    resident_maps: bool = False  # maps kept on chip, in the output buffer, which the feeders (and the add) read
     stages: int = PRODUCT_STAGES
     multiplier: str = "fabric"
 
@@ -114,7 +130,7 @@ class EngineSize:
             value = getattr(self, item.name)
             if item.type == "int" and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"the engine's {item.name} must be a positive integer, got {value!r}")
-        for name in ("global_average", "residual_add"):
+        for name in ("global_average", "residual_add", "resident_maps"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"the engine's {name} must be True or False, got {getattr(self, name)!r}")
         if self.weight_slots < 2:
@@ -126,6 +142,11 @@ class EngineSize:
     @property
     def word_bytes(self) -> int:
         return row_word_bytes(self.cols, self.m)
+
+    @property
+    def feeder_words(self) -> int:
+        """Words a feeder's walk addresses: both tile halves, and the output buffer's resident maps."""
+        return max(2 * self.tile_words, self.out_words if self.resident_maps else 0)
 
 
 def _addr_width(words: int) -> int:
@@ -168,9 +189,10 @@ def _room(m: Module, name: str, capacity: int | Value, freed, taken, restart) ->
     return free
 
 
-def feeder_field_widths(tile_words: int) -> dict[str, int]:
-    """Bit widths of a packed :class:`RowFields` entry (the feeder's address fields span both tile halves)."""
-    address = _addr_width(2 * tile_words) + 2
+def feeder_field_widths(feeder_words: int) -> dict[str, int]:
+    """Bit widths of a packed :class:`RowFields` entry (the feeder's address fields span its ``feeder_words``,
+    :attr:`EngineSize.feeder_words`)."""
+    address = _addr_width(feeder_words) + 2
     widths = {}
     for item in fields(RowFields):
         widths[item.name] = 1 if item.name == "enable" else (
@@ -178,9 +200,9 @@ def feeder_field_widths(tile_words: int) -> dict[str, int]:
     return widths
 
 
-def pack_row_fields(entry: RowFields, tile_words: int) -> int:
+def pack_row_fields(entry: RowFields, feeder_words: int) -> int:
     """One feeder table word: the fields of :class:`RowFields` in order, low bits first, two's complement."""
-    return pack_fields(asdict(entry), feeder_field_widths(tile_words), "feeder", signed=True)
+    return pack_fields(asdict(entry), feeder_field_widths(feeder_words), "feeder", signed=True)
 
 
 LAYER_FIELDS = ("transfers_end", "folds", "row_folds", "col_folds", "folds_per_tile", "height", "width", "out_height",
@@ -200,6 +222,16 @@ ADD_FIELDS = ("add", "add_m_a", "add_m_b", "add_shift", "add_relu")
 """The descriptor's fields in an engine built with ``residual_add``, after those: whether the layer adds a residual
 operand, the mantissas of its own bytes and of the operand's, the shift, and the ReLU after."""
 
+RESIDENT_FIELDS = ("input_resident", "out_base", "tiles")
+"""The descriptor's fields in an engine built with ``resident_maps``, after those: whether the layer's input map is
+resident (its feeders read it from the output buffer, where the map starts at the words the feeder tables address),
+where its output map starts in the output buffer, and its tile count (the layer ends after its last tile's last
+write, when that is after its last transfer: a layer whose map stays on chip writes none back)."""
+
+RESIDENT_OPERAND_FIELDS = ("operand_resident", "operand_base")
+"""... and in one built with ``residual_add`` too: whether the residual operand is a resident map, and the word its
+walk starts at (the resident map's first in the output buffer; 0 in the residual buffer)."""
+
 
 def layer_field_widths(size: "EngineSize") -> dict[str, int]:
     """Bit widths of :data:`LAYER_FIELDS` (then :data:`AVERAGE_FIELDS` and :data:`ADD_FIELDS`, in an engine built
@@ -212,6 +244,10 @@ def layer_field_widths(size: "EngineSize") -> dict[str, int]:
         widths.update(zip(AVERAGE_FIELDS, (1, MULT_BITS, SHIFT_BITS, _addr_width(size.max_tile_pixels))))
     if size.residual_add:
         widths.update(zip(ADD_FIELDS, (1, MULT_BITS, MULT_BITS, SHIFT_BITS, 1)))
+    if size.resident_maps:
+        widths.update(zip(RESIDENT_FIELDS, (1, _addr_width(size.out_words), COUNT_BITS)))
+        if size.residual_add:
+            widths.update(zip(RESIDENT_OPERAND_FIELDS, (1, _addr_width(size.out_words))))
     return widths
 
 
@@ -258,7 +294,7 @@ class LayerEngine(wiring.Component):
                                                        size.out_words),
                        (size.word_bytes, size.m, size.m) + ((size.m,) if size.residual_add else ()), queue=size.queue)
         self.dram = None if image is None else SimDRAM(size.dram_bytes, self.dma.beat, image)
-        self.row_field_bits = sum(feeder_field_widths(size.tile_words).values())
+        self.row_field_bits = sum(feeder_field_widths(size.feeder_words).values())
         tile_bits = _addr_width(size.tables)
         out_bits = _addr_width(size.out_words)
         count = unsigned(COUNT_BITS)
@@ -282,6 +318,7 @@ class LayerEngine(wiring.Component):
         # A monitor, not a port: a used read of a buffer met a write of the same row this cycle, which a buffer
         # built collision_free (no collision logic on hardware) must never see; the driver checks it every cycle.
         self.collision = Signal(name="collision")
+        self.map_collision = Signal(name="map_collision")  # ... a resident map's read met a write of its row
 
     def block_memories(self) -> list[tuple[int, int, int]]:
         """(width, depth, copies) of the memories synthesis maps to block RAM: every registered-read memory of more
@@ -296,7 +333,9 @@ class LayerEngine(wiring.Component):
                     (8 * shared, 2 * size.tile_words, R * M // shared),  # the tile buffer's lanes, a copy per row
                     (8, size.weight_slots * R, size.word_bytes),  # the weight buffer's byte lanes
                     (ACC_BITS, size.max_tile_pixels, C),  # the output stage's accumulators
-                    (8, size.out_words, M)]  # the output buffer's byte lanes
+                    # the output buffer's byte lanes: a copy for the write-back, and, holding resident maps, one
+                    # per feeder and one for the residual add
+                    (8, size.out_words, M * (1 + (R + size.residual_add if size.resident_maps else 0)))]
         if size.residual_add:  # the residual operands' byte lanes
             memories.append((8, size.out_words, M))
         if size.pool_kernel is not None:  # the max pool's line buffers of a pixel's C bytes (two for 3x3 windows)
@@ -322,15 +361,17 @@ class LayerEngine(wiring.Component):
         m.submodules.weights = weights = WordBuffer(size.word_bytes, size.weight_slots * R, dma.beat,
                                                     collision_free=True)
         m.submodules.array = array = PipelinedArray(R, C, M, 1, 1, size.stages, size.multiplier)
-        m.submodules.output = output = OutputStage(R, C, M, max_groups=size.max_tile_pixels,
+        m.submodules.output = output = self.output_stage = OutputStage(R, C, M, max_groups=size.max_tile_pixels,
                                                    max_col_folds=size.max_col_folds, out_depth=size.out_words,
                                                    pool_kernel=size.pool_kernel, max_width=size.max_width,
                                                    window=dma.beat, param_words=size.param_words,
                                                    global_average=size.global_average,
-                                                   residual_add=size.residual_add)
+                                                   residual_add=size.residual_add,
+                                                   map_reads=R if size.resident_maps else 0)
         feeders = []
         for i in range(R):
-            feeder = ActivationFeeder(M, 1, depth=2 * size.tile_words, window=dma.beat, collision_free=True)
+            feeder = ActivationFeeder(M, 1, depth=2 * size.tile_words, window=dma.beat, collision_free=True,
+                                      map_depth=size.out_words if size.resident_maps else 0)
             m.submodules[f"feeder_{i}"] = feeder
             feeders.append(feeder)
 
@@ -381,6 +422,10 @@ class LayerEngine(wiring.Component):
         with m.If(dma.starting):
             m.d.sync += final_transfer.eq(dma.head == transfers_last)
         layer_done = running & ~finished & dma.done & final_transfer
+        if size.resident_maps:  # a layer that writes its map on chip may end after its last write, not transfer
+            transfers_over, writes_over = Signal(), Signal()  # from the cycle after each
+            last_written = Signal()  # the layer's last tile's last write, this cycle (the tile counts, below)
+            layer_done = running & ~finished & (transfers_over | dma.done & final_transfer) & writes_over
         begin_layer = self.start | (layer_done & ~last_layer)
         read_layer = Signal.like(layer)  # the descriptor read: 0 while idle and once finished, else layer + 1
         m.d.comb += [self.layer.eq(layer), d_read.addr.eq(read_layer),
@@ -393,6 +438,14 @@ class LayerEngine(wiring.Component):
 
         with m.If(layer_done & last_layer):
             m.d.sync += [finished.eq(1), read_layer.eq(0)]
+        if size.resident_maps:
+            with m.If(begin_layer):
+                m.d.sync += [transfers_over.eq(0), writes_over.eq(0)]
+            with m.Else():
+                with m.If(dma.done & final_transfer):
+                    m.d.sync += transfers_over.eq(1)
+                with m.If(last_written):
+                    m.d.sync += writes_over.eq(1)
 
         # DMA <-> DRAM and the buffers (kind = buffer).
         m.d.comb += [dma.reset_queue.eq(self.start), dma.q_count.eq(Mux(running, size.queue, 0))]
@@ -425,8 +478,10 @@ class LayerEngine(wiring.Component):
         weights_done = dma.done & (dma.done_buffer == KIND_WEIGHTS)
         # A tile's input is in with its rows, or, in a layer that adds, with its residual share (the transfer after).
         inputs_done = dma.done & (dma.done_buffer == KIND_INPUT)
+        streamed_operand = None
         if size.residual_add:
-            inputs_done = dma.done & (dma.done_buffer == Mux(cur["add"], KIND_RESIDUAL, KIND_INPUT))
+            streamed_operand = cur["add"] & ~cur["operand_resident"] if size.resident_maps else cur["add"]
+            inputs_done = dma.done & (dma.done_buffer == Mux(streamed_operand, KIND_RESIDUAL, KIND_INPUT))
         m.d.comb += self.head.eq(dma.head)
 
         # Loader: fold f's words leave the weight buffer once they are in and fold f - 1 has begun streaming (this
@@ -451,6 +506,9 @@ class LayerEngine(wiring.Component):
                                       | dma.busy & (dma.buf_sel == KIND_OUTPUT) & output.read_collision
                                       | output.residual_collision
                                       | Cat(*(feeder.collision for feeder in feeders)).any())
+        if size.resident_maps:  # a feeder's read of a resident map met the output stage's write of its row
+            m.d.comb += self.map_collision.eq(Cat(*(feeder.map_used & clash for feeder, clash in
+                                                    zip(feeders, output.map_collisions))).any())
         # The word enters the array FEED_LATENCY cycles after its read: the buffer's registered read, then registers
         # (as the feeders' vectors do); the strobes travel beside it.
         held_word, shift, latch = weights.rd0_data, shifting, last_word
@@ -509,6 +567,9 @@ class LayerEngine(wiring.Component):
         streams_left = _room(m, "streams_left", incoming["folds"], 0, begin_stream, begin_layer)
         ready = _room(m, "ready", 0, running & last_word, begin_stream, begin_layer)
         inputs_in = _room(m, "inputs_in", 0, inputs_done, advance & tile_ends, begin_layer) | inputs_done
+        if size.resident_maps:  # a tile of a resident input (and no streamed operand) waits for no transfer
+            staged = ~cur["input_resident"] if streamed_operand is None else ~cur["input_resident"] | streamed_operand
+            inputs_in = inputs_in | ~staged
         m.d.comb += begin_stream.eq(running & ~carry_on & streams_left & ready & inputs_in)
         live = carry_on | begin_stream
         now = {"col_fold": Mux(begin_stream, col_fold, held["col_fold"]),
@@ -538,7 +599,7 @@ class LayerEngine(wiring.Component):
         start, where, read_at = begin_stream, entry, entry_read
         settings = {"height": cur["height"], "width": cur["width"], "out_height": cur["out_height"],
                     "out_width": cur["out_width"], "stride_y": cur["stride_y"], "stride_x": cur["stride_x"]}
-        widths = feeder_field_widths(size.tile_words)
+        widths = feeder_field_widths(size.feeder_words)
         for i, feeder in enumerate(feeders):
             if i:
                 later = Signal(name=f"start_{i}"), Signal.like(where, name=f"entry_{i}")
@@ -561,6 +622,10 @@ class LayerEngine(wiring.Component):
                 m.d.sync += later.eq(first)
                 first = later
             m.d.comb += [array.act_left.word_select(i, 8 * M).eq(feeder.out), array.first_left[i].eq(first)]
+            if size.resident_maps:  # a resident input: the feeder reads it from the output buffer
+                m.d.comb += [feeder.from_map.eq(cur["input_resident"]),
+                             getattr(output, f"map{i}_addr").eq(feeder.map_addr),
+                             feeder.map_data.eq(getattr(output, f"map{i}_data"))]
         m.d.comb += array.valid_left[R - 1].eq(feeders[R - 1].out_real)
 
         # Output stage: its tags say what enters row 0 (FEED_LATENCY cycles after the controller's decision) and meet
@@ -574,12 +639,17 @@ class LayerEngine(wiring.Component):
                      output.entry_first.eq(tag[3]), output.entry_last.eq(tag[4]),
                      output.psum_in.eq(array.psum_out), output.valid_in.eq(array.valid_out),
                      output.start.eq(begin_layer), output.relu.eq(cur["relu"]), output.height.eq(cur["out_height"]),
-                     output.width.eq(cur["out_width"]), output.out_base.eq(0), output.param_base.eq(cur["param_base"]),
+                     output.width.eq(cur["out_width"]), output.param_base.eq(cur["param_base"]),
                      output.last_col_fold.eq(final["col_folds"]), output.out_blocks.eq(cur["out_blocks"])]
         if size.pool_kernel is not None:
             m.d.comb += output.pool.eq(cur["pool"])
         built = (AVERAGE_FIELDS if size.global_average else ()) + (ADD_FIELDS if size.residual_add else ())
         m.d.comb += [getattr(output, name).eq(cur[name]) for name in built]  # the output stage's ports of those names
+        # Where the output stage's walks start: sampled as the layer begins, so the incoming descriptor's.
+        m.d.comb += output.out_base.eq(incoming["out_base"] if size.resident_maps else 0)
+        if size.resident_maps and size.residual_add:
+            m.d.comb += [output.operand_resident.eq(cur["operand_resident"]),
+                         output.operand_base.eq(incoming["operand_base"])]
         if output.raw_capable:
             m.d.comb += output.raw.eq(cur["raw"])
         m.d.comb += [self.out_we.eq(output.out_we), self.out_addr.eq(output.out_addr),
@@ -594,6 +664,13 @@ class LayerEngine(wiring.Component):
             m.d.sync += writes_left.eq(written.data[COUNT_BITS:])
         with m.Elif(running & output.out_we):
             m.d.sync += writes_left.eq(writes_left - 1)
+        if size.resident_maps:  # tiles still to write, counted down to the layer's last write
+            tiles_left = Signal(COUNT_BITS)
+            m.d.comb += last_written.eq(tile_written & (tiles_left == 1))
+            with m.If(begin_layer):
+                m.d.sync += tiles_left.eq(incoming["tiles"])
+            with m.Elif(tile_written):
+                m.d.sync += tiles_left.eq(tiles_left - 1)
 
         # The DMA's start: the head entry's kind, whether it is in the layer and its buffer's room, all registers.
         # Rooms: weight slots (freed as the loader reads a fold's last word), tile halves (released), tiles written

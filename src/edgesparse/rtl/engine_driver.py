@@ -9,7 +9,9 @@ every output write with its cycle and the DRAM's output map; :func:`check_engine
 reference's bytes and the cycle model's write cycles (:meth:`~edgesparse.accel.schedule.LayerSchedule.write_cycles`).
 
 DRAM layout: the layer's folds (column fold outer, row fold inner, as the memory image lays them out), then its
-input map, then room for its output map; maps are pixel-major with each pixel's channels padded to M.
+input map, then room for its output map; maps are pixel-major with each pixel's channels padded to M. The output
+buffer holds each layer's map while the layer writes it back, and a resident map (one the residency plan keeps on
+chip) from its layer to its last reader, each placed first fit (:class:`_MapPlacement`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from edgesparse.quant.graph import IntGraph, IntOp
 from edgesparse.quant.reference import run_op
 from edgesparse.rtl.dma import beat_bytes
 from edgesparse.rtl.engine import (ADD_FIELDS, AVERAGE_FIELDS, KIND_INPUT, KIND_OUTPUT, KIND_RESIDUAL, KIND_WEIGHTS,
-                                   EngineSize)
+                                   RESIDENT_FIELDS, RESIDENT_OPERAND_FIELDS, EngineSize)
 from edgesparse.rtl.feeder import RowFields, row_fields
 from edgesparse.rtl.output_stage import pack_params
 
@@ -167,6 +169,7 @@ class EngineProgram:
     expected_writes: dict[int, tuple[int, int]]  # cycle -> (word, byte mask), every layer's
     expected_cycles: int  # the cycle model's end of the last layer
     cycle_limit: int
+    resident: dict[int, int]  # per layer whose map stays on chip: its first word in the output buffer
 
     @property
     def name(self) -> str:
@@ -226,18 +229,55 @@ def _residual_fields(op: IntOp, shape, ops: list[IntOp], hosts: dict[str, int],
         raise AcceleratorError(f"layer {op.name!r}: the engine adds a residual only to an unpooled map")
     if not op.requant:
         raise AcceleratorError(f"layer {op.name!r}: the engine adds a residual only to requantized bytes")
-    if not shape.residual_bytes:  # the residency plan's: the operand is the layer's input, already in its buffer
+    if not shape.residual_bytes and not shape.input_resident and hosts[op.inputs[0]] == writer:
         raise AcceleratorError(f"layer {op.name!r}: its residual operand is its own input, which the cycle model "
-                               f"takes from the input buffer; the engine reads an operand from DRAM only")
+                               f"takes from the input buffer; the engine reads an operand from DRAM or from a "
+                               f"resident map only")
     own = 0 if add.inputs[0] != operand else 1
     mantissas = (add.attrs["m_a"], add.attrs["m_b"])
     relu = add.relu or any(o.kind == "relu" for o in ops[ops.index(add) + 1:])
     return dict(zip(ADD_FIELDS, (1, mantissas[own], mantissas[1 - own], add.attrs["shift"], int(relu)))), writer
 
 
+def _last_readers(graph: IntGraph, hosts: dict[str, int]) -> dict[int, int]:
+    """Per weighted layer (by index), the last layer that reads its map: as its input, or through an op it hosts
+    (the residual add)."""
+    last: dict[int, int] = {}
+    for op in graph.ops:
+        reader = hosts[op.name]
+        for name in op.inputs:
+            if op.weighted or hosts[name] != reader:
+                last[hosts[name]] = max(last.get(hosts[name], reader), reader)
+    return last
+
+
+class _MapPlacement:
+    """Where each layer's output map sits in the engine's output buffer: first fit among the maps still live (a
+    resident map until its last reader, any other map during its own layer, for the write-back)."""
+
+    def __init__(self) -> None:
+        self.base: dict[int, int] = {}
+        self.live: list[tuple[int, int, int]] = []  # (first word, end word, last layer)
+        self.words = 1  # the buffer's depth so far
+
+    def place(self, layer: int, words: int, until: int) -> int:
+        """The first word of ``layer``'s map of ``words`` words, live until layer ``until``."""
+        self.live = sorted(item for item in self.live if item[2] >= layer)
+        start = 0
+        for first, end, _ in self.live:
+            if start + words <= first:
+                break
+            start = max(start, end)
+        self.live.append((start, start + words, until))
+        self.base[layer] = start
+        self.words = max(self.words, start + words)
+        return start
+
+
 def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray) -> EngineProgram:
     """The program that runs every weighted layer of ``graph`` (and the ops each hosts) on ``image`` (int8
-    ``[C, H, W]``), layer after layer, each reading the map the previous one wrote to DRAM."""
+    ``[C, H, W]``), layer after layer, each reading the map the previous one wrote to DRAM or, where the residency
+    plan keeps it on chip, left in the output buffer."""
     _check_supported(config)
     plan = [(op, shape) for op, shape in plan_network(graph, config) if shape is not None]
     R, C, M = config.rows, config.cols, config.m
@@ -268,6 +308,8 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
     transfers, layers, counts, params, expected = [], [], [], [], {}
     tables: list[list[RowFields]] = [[] for _ in range(R)]
     hosts, hosted = op_hosts(graph), hosted_ops(graph)
+    readers = _last_readers(graph, hosts)
+    placement = _MapPlacement()
     last_of = {k: (hosted[op.name][-1] if hosted[op.name] else op).name for k, (op, _) in enumerate(plan)}
     last_of[-1] = NETWORK_INPUT
     sizes = {"out_words": 1, "tile_pixels": 1, "col_folds": 1, "width": 2, "pool": None}
@@ -276,12 +318,16 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
         if not op.requant and (4 * C > M or shape.pool or shape.average):
             raise AcceleratorError(f"layer {op.name!r}: the engine writes int32 sums (no requantization) only "
                                    f"unpooled and when a column fold's {4 * C} bytes fit an {M}-byte word")
-        if shape.input_resident:
-            raise AcceleratorError(f"layer {op.name!r}: the engine streams every map through DRAM, and the residency "
-                                   f"plan keeps this layer's input on chip (configure resident_maps=False)")
         add_fields, operand_layer = _residual_fields(op, shape, hosted[op.name], hosts, last_of)
         in_blocks, out_blocks = layer.blocks, -(-channel_bytes * shape.cout // M)
         written = _written(shape, geometry)
+        source = hosts[op.inputs[0]]  # the layer whose map this layer reads (-1: the network's input)
+        operand_resident = operand_layer is not None and not shape.residual_bytes
+        out_base = placement.place(k, written[-1].stop * out_blocks,
+                                   readers[k] if not shape.written_bytes else k)
+        if len(geometry.transfers()) < 2:
+            raise AcceleratorError(f"layer {op.name!r} moves a single DMA transfer (its input and output on chip, "
+                                   f"one fold of weights); the engine's controller runs layers of two or more")
         row_bytes = shape.in_chw[2] * in_blocks * M
         for kind, index, size in geometry.transfers():
             if kind == WEIGHTS:
@@ -303,7 +349,7 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
             else:
                 pixels = written[index]
                 entry = Transfer(kind, index, True, map_at[k] + pixels.start * out_blocks * M,
-                                 pixels.start * out_blocks, len(pixels) * out_blocks * M)
+                                 out_base + pixels.start * out_blocks, len(pixels) * out_blocks * M)
             if size != entry.size:
                 raise AssertionError(f"layer {op.name!r}: the cycle model moves {size} bytes for {kind}({index}), "
                                      f"the engine's memory layout {entry.size}")
@@ -319,10 +365,14 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
         layers[-1].update(zip(AVERAGE_FIELDS, (0, 0, 0, 0) if average is None else
                               (1, average.attrs["m"], average.attrs["shift"], shape.pixels - 1)))
         layers[-1].update(add_fields)
+        layers[-1].update(zip(RESIDENT_FIELDS, (int(shape.input_resident), out_base, geometry.tiles)))
+        layers[-1].update(zip(RESIDENT_OPERAND_FIELDS, (int(operand_resident),
+                                                        placement.base[operand_layer] if operand_resident else 0)))
         positions, block_of_row = layer.row_block()
         for tile in range(geometry.tiles):
             span = geometry.tile_range(tile)
-            base = _input_rows(shape, geometry, tile)[0]
+            base = 0 if shape.input_resident else _input_rows(shape, geometry, tile)[0]
+            start = placement.base[source] if shape.input_resident else tile % 2 * tile_words
             for row_fold in range(geometry.row_folds):
                 for i in range(R):
                     row = row_fold * R + i
@@ -332,7 +382,7 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
                                         position=int(positions[row]) if used else 0,
                                         block=int(block_of_row[row]) if used else 0, first_pixel=span.start,
                                         pixels=len(span), groups=len(span), lanes=1, base=base, enable=used)
-                    tables[i].append(replace(fields, addr=fields.addr + tile % 2 * tile_words))
+                    tables[i].append(replace(fields, addr=fields.addr + start))
             counts.append(len(span) | len(written[tile]) * geometry.col_folds << 16)
         for channel in range(geometry.col_folds * C):  # every column of every column fold: zeros past Cout
             if channel >= shape.cout:
@@ -348,19 +398,21 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
         for pixel in range(writes.shape[0]):
             for c in range(geometry.col_folds):
                 width = M if c == geometry.col_folds - 1 else fold_bytes  # the last column fold zeroes its word's rest
-                expected[int(writes[pixel, c])] = (pixel * out_blocks + c // per_word,
+                expected[int(writes[pixel, c])] = (out_base + pixel * out_blocks + c // per_word,
                                                    (((1 << width) - 1) << (fold_bytes * (c % per_word)))
                                                    & ((1 << M) - 1))
         pool = shape.pool_window.kernel[0] if shape.pool else None
         if pool and sizes["pool"] not in (None, pool):
             raise AcceleratorError(f"layer {op.name!r}: the engine's output stage is built with one max pool")
         operand_words = shape.pixels * out_blocks if operand_layer is not None else 0  # the residual buffer's
-        sizes.update(out_words=max(sizes["out_words"], written[-1].stop * out_blocks, operand_words),
+        sizes.update(out_words=max(sizes["out_words"], placement.words, operand_words),
                      tile_pixels=max(sizes["tile_pixels"], geometry.tile_pixels),
                      col_folds=max(sizes["col_folds"], geometry.col_folds),
                      width=max(sizes["width"], shape.out_hw[1]), pool=pool or sizes["pool"])
     averaging, adding = (any(layer[name] for layer in layers) for name in ("average", "add"))
-    unbuilt = (AVERAGE_FIELDS if not averaging else ()) + (ADD_FIELDS if not adding else ())
+    resident = any(shape.written_bytes == 0 for _, shape in plan)
+    unbuilt = (AVERAGE_FIELDS if not averaging else ()) + (ADD_FIELDS if not adding else ()) \
+        + (RESIDENT_FIELDS if not resident else ()) + (RESIDENT_OPERAND_FIELDS if not (resident and adding) else ())
     layers = [{name: value for name, value in layer.items() if name not in unbuilt} for layer in layers]
     image_bytes = b"".join(chunks)
     size = EngineSize(rows=R, cols=C, m=M, rate=config.dram_bytes_per_cycle,
@@ -369,12 +421,13 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
                       max_tile_pixels=sizes["tile_pixels"], max_col_folds=sizes["col_folds"],
                       max_width=sizes["width"], queue=len(transfers), tables=len(tables[0]), max_tiles=len(counts),
                       param_words=len(params) // C, max_layers=len(plan), pool_kernel=sizes["pool"],
-                      global_average=averaging, residual_add=adding,
+                      global_average=averaging, residual_add=adding, resident_maps=resident,
                       stages=config.product_stages)
     total = sum(layer.cycles for layer in simulated)
     limit = 2 * (sum(transfer_cycles(t.size, config.dram_bytes_per_cycle) for t in transfers) + total) + 64
     return EngineProgram([op.name for op, _ in plan], size, image_bytes, transfers, layers, tables, counts, params,
-                         [(map_at[k], references[k]) for k in range(len(plan))], expected, total, limit)
+                         [(map_at[k], references[k]) for k in range(len(plan))], expected, total, limit,
+                         {k: base for k, base in placement.base.items() if plan[k][1].written_bytes == 0})
 
 
 def _dram_bytes(needed: int, rate: float) -> int:
@@ -388,7 +441,7 @@ class EngineRecord:
     """What a run of the engine produced."""
 
     writes: dict[int, tuple[int, int]]  # cycle -> (word, byte mask) of every output-buffer write
-    outputs: list[bytes]  # per layer: its output map in DRAM after the run
+    outputs: list[bytes]  # per layer: its output map in DRAM after the run (a resident map: on chip as it ended)
     cycles: int  # the cycle the last layer's last transfer ended
 
 
@@ -417,7 +470,7 @@ def run_engine(program: EngineProgram) -> EngineRecord:
                                                     dram_addr=t.dram_addr, buf_addr=t.buf_addr, size=t.size)
                                     for t in program.transfers])
         for row, entries in enumerate(program.tables):
-            await write("t", "t_addr", [pack_row_fields(e, program.size.tile_words) for e in entries], t_row=row)
+            await write("t", "t_addr", [pack_row_fields(e, program.size.feeder_words) for e in entries], t_row=row)
         await write("c", "c_addr", program.counts)
         await write("p", "p_channel", program.params)
         await write("d", "d_addr", [pack_layer(program.size, layer) for layer in program.layers])
@@ -425,8 +478,21 @@ def run_engine(program: EngineProgram) -> EngineRecord:
         ctx.set(engine.start, 1)
         await ctx.tick()
         ctx.set(engine.start, 0)
+        lanes, running, kept = None, 0, {}  # the output buffer's byte lanes; the layer running; resident maps
+        if program.resident:
+            lanes = [memory.data for memory in engine.output_stage.out_buffer.memories]
+
+        def keep_resident(layer: int) -> None:  # a resident map as its layer ends, before any later layer's writes
+            if layer in program.resident:
+                first, size = program.resident[layer], len(program.outputs[layer][1]) // program.size.m
+                kept[layer] = bytes(ctx.get(lanes[lane][row]) for row in range(first, first + size)
+                                    for lane in range(program.size.m))
+
         while not ctx.get(engine.done):
             cycle = ctx.get(engine.cycle)
+            if ctx.get(engine.layer) != running:
+                keep_resident(running)
+                running = ctx.get(engine.layer)
             if cycle > program.cycle_limit:
                 layer = ctx.get(engine.layer)
                 raise AcceleratorError(
@@ -435,7 +501,7 @@ def run_engine(program: EngineProgram) -> EngineRecord:
                     f"{ctx.get(engine.head)} of {len(program.transfers)} next")
             if ctx.get(engine.out_we):
                 record.writes[cycle] = (ctx.get(engine.out_addr), ctx.get(engine.out_mask))
-            if ctx.get(engine.collision):
+            if ctx.get(engine.collision) or ctx.get(engine.map_collision):
                 raise AcceleratorError(f"layer {program.names[ctx.get(engine.layer)]!r}, cycle {cycle}: a buffer read "
                                        f"met a write of the same row, which its block RAM (no collision logic) leaves "
                                        f"undefined")
@@ -443,9 +509,9 @@ def run_engine(program: EngineProgram) -> EngineRecord:
         record.cycles = ctx.get(engine.cycle)
         await ctx.tick()  # the write-back's last bytes land at the edge ending its last cycle
         dram = engine.dram
-        for address, reference in program.outputs:
-            record.outputs.append(bytes(ctx.get(dram.banks[a % dram.beat].data[a // dram.beat])
-                                        for a in range(address, address + len(reference))))
+        for layer, (address, reference) in enumerate(program.outputs):
+            record.outputs.append(kept[layer] if layer in program.resident else bytes(
+                ctx.get(dram.banks[a % dram.beat].data[a // dram.beat]) for a in range(address, address + len(reference))))
 
     simulator = Simulator(engine)
     simulator.add_clock(1e-8)

@@ -126,10 +126,17 @@ class ActivationFeeder(wiring.Component):
     - ``out_real : Signal(L), out``: lane l's vector belongs to a real pixel (a sum to keep, for the valid bits);
     - ``out_valid : Signal(1), out``: ``out`` holds one of the row's ``groups`` vectors (``start`` in cycle t: group g's
       vectors on ``out`` in t + 3 + g, :data:`~edgesparse.accel.pipeline.FEED_LATENCY`).
+
+    With ``map_depth`` (one lane only), the walk may read a map held elsewhere instead of the tile buffer (the
+    engine's resident maps, in its output stage's buffer), word for word as it would read the tile buffer:
+
+    - ``from_map : Signal(1), in``: sampled with ``start``: this stream reads the map, not the tile buffer;
+    - ``map_addr : Signal(range(map_depth)), out``: the walk's word address, for a registered read port of the map;
+    - ``map_data : Signal(8 M), in``: that port's data, a cycle after the address.
     """
 
     def __init__(self, m: int, lanes: int = 1, depth: int = 256, window: int | None = None,
-                 collision_free: bool = False):
+                 collision_free: bool = False, map_depth: int = 0):
         if not isinstance(m, int) or isinstance(m, bool) or m < 1 or m & (m - 1):
             raise ConfigError(f"the feeder's block size M must be a power of two, got {m!r}")
         if lanes not in (1, 2):
@@ -141,14 +148,21 @@ class ActivationFeeder(wiring.Component):
             raise ConfigError(f"the feeder's write window must be 1 to M = {m} bytes, got {window!r}")
         if not isinstance(collision_free, bool):
             raise ConfigError(f"the feeder's collision_free must be a bool, got {collision_free!r}")
-        # A monitor, not a port: a read whose data the walk keeps (live, inside the map) met a write of its row.
-        self.collision = Signal(name="collision")
+        if not isinstance(map_depth, int) or isinstance(map_depth, bool) or map_depth < 0:
+            raise ConfigError(f"the feeder's map depth must be a non-negative integer, got {map_depth!r}")
+        if map_depth and lanes != 1:
+            raise ConfigError(f"the feeder reads a map beside its tile buffer on one pixel lane, got {lanes} lanes")
+        # Monitors, not ports: a read whose data the walk keeps (live, inside the map) met a write of its row (the
+        # tile buffer's); such a read of the map beside it (its owner checks that port's collisions).
+        self.collision, self.map_used = Signal(name="collision"), Signal(name="map_used")
         self.m, self.lanes, self.depth, self.window, self.collision_free = m, lanes, depth, window, collision_free
-        self.addr_bits = max(1, (depth - 1).bit_length())
+        self.map_depth = map_depth
+        self.tile_bits = max(1, (depth - 1).bit_length())
+        self.addr_bits = max(1, (max(depth, map_depth) - 1).bit_length())
         coord, address = signed(COORD_BITS), signed(self.addr_bits + 2)
         count = unsigned(COORD_BITS)
         super().__init__({
-            "w_row": In(unsigned(self.addr_bits)), "w_pos": In(range(m)), "w_data": In(unsigned(8 * window)),
+            "w_row": In(unsigned(self.tile_bits)), "w_pos": In(range(m)), "w_data": In(unsigned(8 * window)),
             "w_mask": In(unsigned(window)),
             "start": In(1),
             "height": In(count), "width": In(count), "out_height": In(count), "out_width": In(count),
@@ -159,6 +173,8 @@ class ActivationFeeder(wiring.Component):
             "pixels": In(count), "groups": In(count), "enable": In(1),
             "busy": Out(1), "out": Out(unsigned(8 * m * lanes)), "out_real": Out(unsigned(lanes)),
             "out_valid": Out(1),
+            **({"from_map": In(1), "map_addr": Out(range(map_depth)), "map_data": In(unsigned(8 * m))}
+               if map_depth else {}),
         })
 
     def elaborate(self, platform) -> Module:
@@ -179,6 +195,10 @@ class ActivationFeeder(wiring.Component):
                              name=f"held_{name}") for name in inputs}
         with m.If(self.start):
             m.d.sync += [held[name].eq(value) for name, value in inputs.items()]
+        if self.map_depth:  # this stream reads the map, not the tile buffer (held from start: a layer setting)
+            from_map = Signal()
+            with m.If(self.start):
+                m.d.sync += from_map.eq(self.from_map)
 
         coord, address = signed(COORD_BITS), signed(self.addr_bits + 2)
         left = Signal(unsigned(COORD_BITS))  # groups still to put out
@@ -188,14 +208,21 @@ class ActivationFeeder(wiring.Component):
         for lane in range(L):
             state = tuple(Signal(shape, name=f"l{lane}_{name}") for shape, name in (
                 (coord, "rows_left"), (coord, "cols_left"), (coord, "iy"), (coord, "ix"), (address, "addr")))
-            m.d.comb += getattr(buffer, f"rd{lane}_addr").eq(state[4][:self.addr_bits])
+            m.d.comb += getattr(buffer, f"rd{lane}_addr").eq(state[4][:self.tile_bits])
+            if self.map_depth:
+                m.d.comb += self.map_addr.eq(state[4][:self.map_addr.shape().width])
             inside = ((state[2] >= 0) & (state[2] < held["height"]) & (state[3] >= 0)
                       & (state[3] < held["width"]) & held["enable"])
             lane_real = live & (remaining > lane)
             keep, is_real = Signal(name=f"l{lane}_keep"), Signal(name=f"l{lane}_real")
             m.d.sync += [keep.eq(inside & lane_real), is_real.eq(lane_real)]
-            used_collisions.append(inside & lane_real & buffer.read_collisions[f"rd{lane}"])
-            data.append(Mux(keep, getattr(buffer, f"rd{lane}_data"), 0))
+            used = inside & lane_real
+            word = getattr(buffer, f"rd{lane}_data")
+            if self.map_depth:
+                m.d.comb += self.map_used.eq(used & from_map)
+                used, word = used & ~from_map, Mux(from_map, self.map_data, word)
+            used_collisions.append(used & buffer.read_collisions[f"rd{lane}"])
+            data.append(Mux(keep, word, 0))
             real.append(is_real)
             # Start: lane l's first pixel is lane 0's, l pixels on (walked with the inputs: they are held from
             # the next cycle on); then every lane moves L pixels a cycle.

@@ -131,13 +131,19 @@ class OutputStage(wiring.Component):
     - ``out_we : Signal(1), out`` / ``out_addr : Signal(A), out`` / ``out_data : Signal(8 m_out), out`` /
       ``out_mask : Signal(m_out), out``: the write the output buffer takes this cycle (byte k when mask bit k;
       the data holds the pixel's C bytes at every C-byte offset), a monitor for the cycle model: the buffer's word
-      write port takes it.
+      write port takes it;
+    - with ``map_reads`` = K (the engine's resident maps, which live in the output buffer): ``map{k}_addr :
+      Signal(A), in`` / ``map{k}_data : Signal(8 m_out), out`` for k in ``range(K)``: word ``map{k}_addr`` of the
+      output buffer, a cycle after the address (a feeder's read of a resident map); and, built with
+      ``residual_add`` too, ``operand_resident : Signal(1), in`` / ``operand_base : Signal(A), in``: the layer's
+      residual operand is the resident map at word ``operand_base`` of the output buffer, not the residual
+      buffer's (whose operand starts at word ``operand_base`` too, 0 for the DMA's).
     """
 
     def __init__(self, rows: int, cols: int, m_out: int, max_groups: int, max_col_folds: int, out_depth: int,
                  pool_kernel: int | None = None, max_width: int = 64, lanes: int = 1, segments: int = 1,
                  window: int | None = None, param_words: int | None = None, global_average: bool = False,
-                 residual_add: bool = False):
+                 residual_add: bool = False, map_reads: int = 0):
         param_words = max_col_folds if param_words is None else param_words
         for name, value in (("row count", rows), ("column count", cols), ("block size M", m_out),
                             ("tile depth", max_groups), ("column fold count", max_col_folds),
@@ -157,13 +163,16 @@ class OutputStage(wiring.Component):
         for name, flag in (("global_average", global_average), ("residual_add", residual_add)):
             if not isinstance(flag, bool):
                 raise ConfigError(f"the output stage's {name} must be True or False, got {flag!r}")
+        if not isinstance(map_reads, int) or isinstance(map_reads, bool) or map_reads < 0:
+            raise ConfigError(f"the output stage's map read port count must be a non-negative integer, got "
+                              f"{map_reads!r}")
         window = m_out if window is None else window
         if not isinstance(window, int) or isinstance(window, bool) or not 1 <= window <= m_out:
             raise ConfigError(f"the output stage's read window must be 1 to M = {m_out} bytes, got {window!r}")
         self.rows, self.cols, self.m_out, self.window = rows, cols, m_out, window
         self.max_groups, self.max_col_folds, self.out_depth = max_groups, max_col_folds, out_depth
         self.pool_kernel, self.max_width, self.param_words = pool_kernel, max_width, param_words
-        self.global_average, self.residual_add = global_average, residual_add
+        self.global_average, self.residual_add, self.map_reads = global_average, residual_add, map_reads
         self.addr_bits = max(1, (out_depth - 1).bit_length())
         self.raw_capable = 4 * cols <= m_out  # a column fold's int32 sums fit one word
         ports = {
@@ -189,8 +198,14 @@ class OutputStage(wiring.Component):
             ports.update(add=In(1), add_m_a=In(unsigned(MULT_BITS)), add_m_b=In(unsigned(MULT_BITS)),
                          add_shift=In(unsigned(SHIFT_BITS)), add_relu=In(1), res_w_row=In(unsigned(self.addr_bits)),
                          res_w_pos=In(range(m_out)), res_w_data=In(unsigned(8 * window)), res_w_mask=In(window))
+        for k in range(map_reads):
+            ports.update({f"map{k}_addr": In(unsigned(self.addr_bits)), f"map{k}_data": Out(unsigned(8 * m_out))})
+        if map_reads and residual_add:
+            ports.update(operand_resident=In(1), operand_base=In(unsigned(self.addr_bits)))
         super().__init__(ports)
         self.read_collision = Signal(name="read_collision")  # a monitor: the window read met a write of its row
+        # Monitors: map read port k's row met the write's (its user checks them where it keeps the data).
+        self.map_collisions = [Signal(name=f"map{k}_collision") for k in range(map_reads)]
         # A monitor too: an adding layer's operand read met a write of its row (the residual buffer has no
         # collision logic).
         self.residual_collision = Signal(name="residual_collision")
@@ -198,6 +213,10 @@ class OutputStage(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         R, C, M = self.rows, self.cols, self.m_out
+        # The output buffer: word reads for the resident maps' readers, and one more for a resident operand.
+        operand_read = self.map_reads and self.residual_add
+        self.out_buffer = WordBuffer(M, self.out_depth, self.window, word_reads=self.map_reads + operand_read,
+                                     word_write=True, collision_free=True)
         col_bits = (C - 1).bit_length()
         m.submodules.requant = requant = Requantizer(C)
         m.d.comb += requant.relu.eq(self.relu)
@@ -330,7 +349,7 @@ class OutputStage(wiring.Component):
             data, valid = Mux(self.average, a_data, data), Mux(self.average, a_valid, valid)
             event, event_cf = Mux(self.average, a_valid, event), Mux(self.average, a_cf, event_cf)
 
-        here, fold = self._pixel_walk(m, "", valid, event, event_cf)
+        here, fold = self._pixel_walk(m, "", valid, event, event_cf, self.out_base)
 
         def placed(pixel_data, channel_bytes: int) -> tuple:
             """The word write of a column fold's C channels of ``channel_bytes`` each: word offset, data, mask."""
@@ -351,9 +370,13 @@ class OutputStage(wiring.Component):
         m.d.sync += [self.out_we.eq(valid & ~self.start), self.out_addr.eq(here + word), self.out_data.eq(out_data),
                      self.out_mask.eq(mask)]
         # No read of the buffer meets a write of the same word: the write-back reads only tiles whose writes are
-        # done, and a layer's writes go to its own pixels' words (the next layer's begin after its last write-back).
-        m.submodules.out_buffer = out_buffer = WordBuffer(M, self.out_depth, self.window, word_reads=0,
-                                                          word_write=True, collision_free=True)
+        # done, a layer's writes go to its own pixels' words (the next layer's begin after its last write-back), and
+        # the resident maps a layer reads are not the words it writes.
+        m.submodules.out_buffer = out_buffer = self.out_buffer
+        for k in range(self.map_reads):
+            m.d.comb += [getattr(out_buffer, f"rd{k}_addr").eq(getattr(self, f"map{k}_addr")),
+                         getattr(self, f"map{k}_data").eq(getattr(out_buffer, f"rd{k}_data")),
+                         self.map_collisions[k].eq(out_buffer.read_collisions[f"rd{k}"])]
         m.d.comb += [self.read_collision.eq(out_buffer.read_collisions["window"]),
                      out_buffer.ww_addr.eq(self.out_addr), out_buffer.ww_data.eq(self.out_data),
                      out_buffer.ww_mask.eq(Mux(self.out_we, self.out_mask, 0)),
@@ -366,23 +389,34 @@ class OutputStage(wiring.Component):
         ``flag``, the column fold ``cf``, the map's-last flag or None): each pixel's C operand bytes are read from
         the residual buffer at the pixel's own word (the operand is laid out as the layer's unpooled output), a
         cycle before the :class:`~edgesparse.rtl.ppu.ResidualAdd`. Returns the stream, RESIDUAL_LATENCY cycles later
-        in a layer that adds, as it was in one that does not."""
+        in a layer that adds, as it was in one that does not. Only an adding layer's pixels enter the add: a layer
+        that writes its map on chip ends with its last write, and the next layer, which may add, begins while the
+        add's registers would still hold that layer's last pixels."""
         M, C = self.m_out, self.cols
         m.submodules.residual_buffer = operands = WordBuffer(M, self.out_depth, self.window, word_reads=1,
                                                              collision_free=True)
         m.d.comb += [operands.w_row.eq(self.res_w_row), operands.w_pos.eq(self.res_w_pos),
                      operands.w_data.eq(self.res_w_data), operands.w_mask.eq(self.res_w_mask)]
-        here, fold = self._pixel_walk(m, "residual_", valid, valid & flag, cf)
+        resident = self.map_reads > 0  # the operand may be a resident map, in the output buffer
+        here, fold = self._pixel_walk(m, "residual_", valid, valid & flag, cf,
+                                      self.operand_base if resident else self.out_base)
         shift = (M // C - 1).bit_length()  # column folds per word: 2^shift
-        m.d.comb += [operands.rd0_addr.eq(here + (fold >> shift)),
-                     self.residual_collision.eq(self.add & valid & operands.read_collisions["rd0"])]
-        operand = operands.rd0_data[:8 * C]
+        words, collision = operands.rd0_data, operands.read_collisions["rd0"]
+        m.d.comb += operands.rd0_addr.eq(here + (fold >> shift))
+        if resident:
+            port = f"rd{self.map_reads}"
+            m.d.comb += getattr(self.out_buffer, f"{port}_addr").eq(here + (fold >> shift))
+            resident_word = getattr(self.out_buffer, f"{port}_data")
+            words = Mux(_delayed(m, self.operand_resident, 1, "operand_resident"), resident_word, words)
+            collision = Mux(self.operand_resident, self.out_buffer.read_collisions[port], collision)
+        m.d.comb += self.residual_collision.eq(self.add & valid & collision)
+        operand = words[:8 * C]
         if shift:
             offset = _delayed(m, fold[:shift], 1, "residual_offset")
-            operand = operands.rd0_data.word_select(offset, 8 * C)
+            operand = words.word_select(offset, 8 * C)
         m.submodules.residual_add = add = ResidualAdd(C)
         m.d.comb += [add.a.eq(_delayed(m, data, 1, "residual_a")), add.b.eq(operand),
-                     add.valid.eq(Mux(_delayed(m, valid, 1, "residual_valid"), (1 << C) - 1, 0)),
+                     add.valid.eq(Mux(_delayed(m, valid & self.add, 1, "residual_valid"), (1 << C) - 1, 0)),
                      add.m_a.eq(self.add_m_a), add.m_b.eq(self.add_m_b), add.shift.eq(self.add_shift),
                      add.relu.eq(self.add_relu)]
         later = [add.out, add.out_valid[0]] + [_delayed(m, value, RESIDUAL_LATENCY, f"residual_{name}")
@@ -394,9 +428,9 @@ class OutputStage(wiring.Component):
         stream = [Mux(self.add, after, now) for after, now in zip(later, before)]
         return (*stream, None) if map_last is None else tuple(stream)
 
-    def _pixel_walk(self, m: Module, prefix: str, valid, event, event_cf) -> tuple:
+    def _pixel_walk(self, m: Module, prefix: str, valid, event, event_cf, first) -> tuple:
         """A stream's pixel words: a unit's pixels (``valid``, its first with ``event`` and its column fold
-        ``event_cf``) at B words a pixel from ``out_base`` on, a tile's column folds over the same pixels (column fold
+        ``event_cf``) at B words a pixel from word ``first`` (a layer setting) on, a tile's column folds over the same pixels (column fold
         0 starts where the previous tile ended). Returns this cycle's pixel word and column fold (its registers'
         names start with ``prefix``)."""
         next_addr, tile_base = (Signal(self.addr_bits, name=f"{prefix}next_addr"),
@@ -405,7 +439,7 @@ class OutputStage(wiring.Component):
         base = Mux(event_cf == 0, next_addr, tile_base)
         here = Mux(event, base, next_addr)
         with m.If(self.start):
-            m.d.sync += [next_addr.eq(self.out_base), tile_base.eq(self.out_base), unit_cf.eq(0)]
+            m.d.sync += [next_addr.eq(first), tile_base.eq(first), unit_cf.eq(0)]
         with m.Else():
             m.d.sync += next_addr.eq(Mux(valid, here + self.out_blocks, here))
             with m.If(event):
