@@ -12,8 +12,9 @@ requantizer, 3x3-capable max pool, residual add, global average pool; :mod:`edge
 
 The whole engine (``unit`` = engine; :mod:`edgesparse.rtl.engine`) is the pipelined array (1:16, one pixel lane,
 one segment) with its DMA, buffers, one activation feeder per row (each holding its own copy of the tile buffer:
-the R read ports), output stage (accumulation, requantizers, max pool, output buffer) and controller, its DRAM
-outside; its memories are sized by :data:`ENGINE_BUFFERS`.
+the R read ports), output stage (accumulation, requantizers, max pool, residual add, global average pool, output
+buffer) and controller, its DRAM outside; built for resident maps (the output buffer with a read port per row and
+one for the add, each a copy of its block RAM); its memories are sized by :data:`ENGINE_BUFFERS`.
 
 ``--calibrate`` also rewrites src/edgesparse/accel/data/resources.toml, which the resource model (and so the
 report's GOPS/DSP) reads: the classic units under ``pe`` / ``array``, the pipelined ones under ``pe_pipelined`` /
@@ -139,14 +140,14 @@ combinationally: distributed RAM, so they are kept small here)."""
 
 def _engine_row(size: str, version: str) -> dict:
     """One CSV row of the whole engine at ``size`` (1:16, one lane, one segment, a 2x2 max pool, the global average
-    pool and the residual add with its operand buffer)."""
+    pool, the residual add with its operand buffer, and resident maps)."""
     from edgesparse.rtl.engine import EngineSize
     from edgesparse.rtl.verilog import engine_verilog
 
     r, c = (int(x) for x in size.split("x"))
     started = time.perf_counter()
     engine = EngineSize(rows=r, cols=c, m=16, rate=4.0, dram_bytes=1 << 26, pool_kernel=2, global_average=True,
-                        residual_add=True, **ENGINE_BUFFERS)
+                        residual_add=True, resident_maps=True, **ENGINE_BUFFERS)
     row = _row("engine", "pipelined", size, 16, 1, 1, synthesize(engine_verilog(engine), "layer_engine"), r * c,
                started)
     return {**row, "ff_vs_dense_pe": "", "yosys": version.split(" (")[0]}
@@ -177,7 +178,7 @@ def _calibrate_engine(rows: list[dict]) -> None:
                                                                             "bram", "lutram"))]
     _replace_entries("engine", [
         "# engine.\"RxC M<m>\": the whole layer engine (src/edgesparse/rtl/engine.py; one pixel lane, one",
-        "# segment, a 2x2 max pool, the residual add and the global average pool, buffers of",
+        "# segment, a 2x2 max pool, the residual add, the global average pool and resident maps, buffers of",
         "# benchmarks/synthesis.py's ENGINE_BUFFERS); the resource model adds its logic beyond the array",
         "# and the post-processing lanes to every configuration of that size and M."], entries)
 
