@@ -23,6 +23,7 @@ output-buffer write from the first DMA request, and the run's last cycle), at tw
   ``head`` cases with the residency plan on (``resident_maps``, a 16 KiB input buffer): every map but the network's
   input and its last stays on chip, in the output buffer, which the next layer's feeders (and the add, for its
   operand) read; no transfer moves those maps. A resident map's bytes are read from the buffer as its layer ends.
+  ``streamed``, ``streamed_block``, ``streamed_head``: the same three on the same array with every map in DRAM.
 - ``demo``: the whole demo model, its 14 weighted layers (and the max pools, flatten and ReLUs they host) one after
   another through DRAM, from the quantized test image to the int32 logits, on the ``trained`` case's array with
   every map in DRAM (``resident_maps`` off: the engine holds no map on chip), about 388k cycles an image.
@@ -30,7 +31,8 @@ output-buffer write from the first DMA request, and the run's last cycle), at tw
   keeps on chip stay in the engine's output buffer.
 
     python benchmarks/engine_cosim.py [--cases trained classifier strided averaged residual head resident
-                                      resident_block resident_head] [--rates 1.5 4.0]
+                                      resident_block resident_head streamed streamed_block streamed_head]
+                                      [--rates 1.5 4.0]
                                       [--images 1]
     python benchmarks/engine_cosim.py --cases demo --rates 4.0 --images 2 --first-image 2   # images 2 and 3
 
@@ -115,6 +117,7 @@ SMALL_ARRAY = AcceleratorConfig(rows=4, cols=4, m=16, n=1, weight_buffer_kib=0.1
 
 
 RESIDENT_ARRAY = replace(SMALL_ARRAY, input_buffer_kib=16.0, output_buffer_kib=0.5, resident_maps=True)
+STREAMED_ARRAY = replace(RESIDENT_ARRAY, resident_maps=False)
 
 
 def chain_case(graph: IntGraph, image: np.ndarray,
@@ -143,6 +146,9 @@ CASES = {"trained": lambda args: trained_case(args.model, args.images),
          "resident": lambda args: chain_case(*random_chain(), RESIDENT_ARRAY),
          "resident_block": lambda args: chain_case(*residual_chain(), RESIDENT_ARRAY),
          "resident_head": lambda args: chain_case(*residual_chain(head=True), RESIDENT_ARRAY),
+         "streamed": lambda args: chain_case(*random_chain(), STREAMED_ARRAY),
+         "streamed_block": lambda args: chain_case(*residual_chain(), STREAMED_ARRAY),
+         "streamed_head": lambda args: chain_case(*residual_chain(head=True), STREAMED_ARRAY),
          "demo": lambda args: demo_case(args.model, args.images, args.first_image),
          "demo_resident": lambda args: demo_case(args.model, args.images, args.first_image, resident=True)}
 
