@@ -13,8 +13,12 @@ requantizer, 3x3-capable max pool, residual add, global average pool; :mod:`edge
 The whole engine (``unit`` = engine; :mod:`edgesparse.rtl.engine`) is the pipelined array (1:16, one pixel lane,
 one segment) with its DMA, buffers, one activation feeder per row (each holding its own copy of the tile buffer:
 the R read ports), output stage (accumulation, requantizers, max pool, residual add, global average pool, output
-buffer) and controller, its DRAM outside; built for resident maps (the output buffer with a read port per row and
-one for the add, each a copy of its block RAM); its memories are sized by :data:`ENGINE_BUFFERS`.
+buffer) and controller, its DRAM outside; its memories are sized by :data:`ENGINE_BUFFERS`. With ``--resident``, the
+engine built for resident maps instead (``design`` = "pipelined, resident maps": the output buffer holds the maps the
+residency plan keeps, with a read port per array row and one for the add, each a copy of its block RAM; an output
+buffer of :data:`RESIDENT_OUT_WORDS`): its own rows, which the resource model does not take.
+
+    python benchmarks/synthesis.py --engine-only --resident --arrays 8x8 16x16
 
 ``--calibrate`` also rewrites src/edgesparse/accel/data/resources.toml, which the resource model (and so the
 report's GOPS/DSP) reads: the classic units under ``pe`` / ``array``, the pipelined ones under ``pe_pipelined`` /
@@ -52,19 +56,24 @@ def main() -> None:
     parser.add_argument("--calibrate", action="store_true", help="rewrite the resource model's table")
     parser.add_argument("--engine-only", action="store_true",
                         help="synthesize only the whole layer engine at --arrays; keep the other rows")
+    parser.add_argument("--resident", action="store_true",
+                        help="with --engine-only: the engine built for resident maps, as rows of its own")
     parser.add_argument("--ppu-only", action="store_true",
                         help="synthesize only the post-processing units; keep the other rows and table entries")
     args = parser.parse_args()
     version = yosys_version()
     if args.engine_only:
+        design = ENGINE_DESIGNS[args.resident]
+        engine_rows = [_engine_row(size, version, args.resident) for size in args.arrays]
+        # The rows kept are read once these are done: another run may have added its own meanwhile.
         kept = [row for row in json.loads(RESULTS_JSON.read_text())["rows"]
-                if row["unit"] != "engine" or row["array"] not in args.arrays]
-        engine_rows = [_engine_row(size, version) for size in args.arrays]
+                if row["unit"] != "engine" or row["array"] not in args.arrays or row["design"] != design]
         publish("synthesis", kept + engine_rows, yosys=version,
                 script=SYNTH_SCRIPT.format(source="<generated>.v", top="<top>"), engine_buffers=ENGINE_BUFFERS,
                 part="xc7 (7-series primitives; no place and route)")
-        if args.calibrate:
-            _calibrate_engine([row for row in kept if row["unit"] == "engine"] + engine_rows)
+        if args.calibrate:  # the resource model takes the engine without resident maps
+            _calibrate_engine([row for row in kept + engine_rows
+                               if row["unit"] == "engine" and row["design"] == ENGINE_DESIGNS[False]])
         return
     ppu_rows = [_ppu_row(name, version) for name in PPU_UNITS]
     if args.ppu_only:
@@ -137,19 +146,27 @@ M = 16), an output buffer of 4096 words (64 KiB), tiles of up to 1024 pixels; ho
 feeder entries per row, 64 tiles, 64 column folds of parameters and 16 layers (the tables are read
 combinationally: distributed RAM, so they are kept small here)."""
 
+RESIDENT_OUT_WORDS = 1024
+"""The output buffer of the engine built for resident maps: 1024 words (16 KiB at M = 16, what the demo model's
+program needs), copied once per array row and once for the add. At 4096 words yosys 0.23 ran out of this machine's
+24 GB on the 16x16 engine (killed at 23.6 GB)."""
 
-def _engine_row(size: str, version: str) -> dict:
+ENGINE_DESIGNS = {False: "pipelined", True: "pipelined, resident maps"}
+
+
+def _engine_row(size: str, version: str, resident: bool = False) -> dict:
     """One CSV row of the whole engine at ``size`` (1:16, one lane, one segment, a 2x2 max pool, the global average
-    pool, the residual add with its operand buffer, and resident maps)."""
+    pool, the residual add with its operand buffer; ``resident``: and resident maps)."""
     from edgesparse.rtl.engine import EngineSize
     from edgesparse.rtl.verilog import engine_verilog
 
     r, c = (int(x) for x in size.split("x"))
     started = time.perf_counter()
+    buffers = {**ENGINE_BUFFERS, "out_words": RESIDENT_OUT_WORDS} if resident else ENGINE_BUFFERS
     engine = EngineSize(rows=r, cols=c, m=16, rate=4.0, dram_bytes=1 << 26, pool_kernel=2, global_average=True,
-                        residual_add=True, resident_maps=True, **ENGINE_BUFFERS)
-    row = _row("engine", "pipelined", size, 16, 1, 1, synthesize(engine_verilog(engine), "layer_engine"), r * c,
-               started)
+                        residual_add=True, resident_maps=resident, **buffers)
+    row = _row("engine", ENGINE_DESIGNS[resident], size, 16, 1, 1, synthesize(engine_verilog(engine), "layer_engine"),
+               r * c, started)
     return {**row, "ff_vs_dense_pe": "", "yosys": version.split(" (")[0]}
 
 
@@ -178,7 +195,7 @@ def _calibrate_engine(rows: list[dict]) -> None:
                                                                             "bram", "lutram"))]
     _replace_entries("engine", [
         "# engine.\"RxC M<m>\": the whole layer engine (src/edgesparse/rtl/engine.py; one pixel lane, one",
-        "# segment, a 2x2 max pool, the residual add, the global average pool and resident maps, buffers of",
+        "# segment, a 2x2 max pool, the residual add and the global average pool, buffers of",
         "# benchmarks/synthesis.py's ENGINE_BUFFERS); the resource model adds its logic beyond the array",
         "# and the post-processing lanes to every configuration of that size and M."], entries)
 
