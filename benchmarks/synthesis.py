@@ -148,8 +148,9 @@ combinationally: distributed RAM, so they are kept small here)."""
 
 RESIDENT_OUT_WORDS = 1024
 """The output buffer of the engine built for resident maps: 1024 words (16 KiB at M = 16, what the demo model's
-program needs), copied once per array row and once for the add. At 4096 words yosys 0.23 ran out of this machine's
-24 GB on the 16x16 engine (killed at 23.6 GB)."""
+program needs), copied once per array row and once for the add. On the 16x16 engine yosys 0.23 runs out of this
+machine's 24 GB at 4096 words and at 1024 alike (killed at 23.6 GB while mapping memories; each byte lane of the
+output buffer is one memory with 18 read ports there, 10 at 8x8), so only 8x8 is measured."""
 
 ENGINE_DESIGNS = {False: "pipelined", True: "pipelined, resident maps"}
 
