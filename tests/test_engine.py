@@ -145,6 +145,21 @@ def test_a_layer_of_a_single_transfer_is_refused():
         is False
 
 
+def test_a_layer_whose_last_stream_outlasts_its_writes_is_refused():
+    """A 5x5 map pooled 2x2 in tiles of two rows: the last tile (row 4) feeds no window, writes nothing and, the
+    map staying on chip, moves nothing, so the cycle model ends the layer with that tile's stream; the engine ends
+    a layer with its last write or transfer. With one tile the layer runs."""
+    rng = np.random.default_rng(5)
+    ops = [random_conv(rng, "conv1", INPUT, 8, 4, 3, 1, 1),
+           IntOp("pool", "maxpool", ["conv1"], {"kernel": [2, 2], "stride": [2, 2], "padding": [0, 0]}),
+           random_conv(rng, "conv2", "pool", 4, 4, 1, 1, 0)]
+    graph = IntGraph((8, 5, 5), 1.0, (0.0,) * 8, (1.0,) * 8, ops, {}, {"conv1": "1:16", "conv2": "1:16"})
+    image = rng.integers(-128, 128, size=(8, 5, 5)).astype(np.int8)
+    with pytest.raises(AcceleratorError, match="layer 'conv1': its last stream ends after its last write"):
+        engine_program(graph, _config(4.0, input_buffer_kib=16.0, output_buffer_kib=10 * 16 / 1024), image)
+    assert engine_program(graph, _config(4.0, input_buffer_kib=16.0, output_buffer_kib=0.5), image).resident == {0: 0}
+
+
 def test_the_cycle_limit_names_the_layer_the_fold_and_the_transfer():
     graph, image = _graph(cin=16, cout=4, size=4)
     program = engine_program(graph, _config(4.0), image)

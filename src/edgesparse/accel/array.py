@@ -404,7 +404,7 @@ def clock_layer(layer: LoweredLayer, x: np.ndarray, shape: LayerShape, config: A
                             thresholds=(flight_end if in_flight is not None else None,
                                         slot_freed[slot_freed < NOT_YET], released,
                                         last_write[last_write < NOT_YET] + 1, 0, boundary.shadow_free))
-    total = max(int(last_write[writing].max()) + 1, dma_last)
+    total = max(int(last_write[writing].max()) + 1, dma_last, int(stream_at[-1] + lengths[-1]))
     timing = LayerClock(total, stream_at, load_at, Boundary(int(stream_at[-1]) - total),
                         cycles[written, ::C] + latency)
     return acc, cycles, timing

@@ -36,7 +36,7 @@ is free, and lasts ``ceil(bytes / rate)`` whole cycles (the rounding contract fo
 slot at ``a + R``, when the loader has read its last row word), ``input(t)`` the half that tile t - 2 frees once its
 last row read its last vector (``s + L + R - 1`` of t - 2's last fold), ``residual(t)`` nothing (its words of a
 buffer that holds the layer's whole operand), and ``output(t)`` waits for tile t's last write (it may start in the
-cycle after). The layer ends after its last write and its last transfer; the next
+cycle after). The layer ends after its last write, its last transfer and its last stream; the next
 layer's first weights may move and shift into the shadows while this one drains.
 
 **Classic array** (``classic``; SCALE-Sim's weight-stationary count). Every fold loads its weights (R cycles),
@@ -289,7 +289,10 @@ def _schedule_pipelined(shape: LayerShape, config: AcceleratorConfig, boundary: 
         elif kind == RESIDUAL or kind == INPUT and not has_residual[index]:
             input_end[index] = dma
         time_folds()
-    end = max(dma, max(last_write(tile) for tile in range(geometry.tiles) if write_after[tile] >= 0) + 1)
+    # The layer ends after its last transfer, its last write and its last stream (a pooled layer's trailing rows,
+    # which no window keeps, may stream after its last write).
+    end = max(dma, max(last_write(tile) for tile in range(geometry.tiles) if write_after[tile] >= 0) + 1,
+              stream[-1] + lengths[-1])
     used = int((geometry.cols_in.reshape(-1, 1) * geometry.rows_in.reshape(1, -1)).sum())
     return LayerSchedule(shape, geometry, np.array(stream, dtype=np.int64), np.array(lengths, dtype=np.int64), end,
                          int(geometry.weight_bytes.sum()) * geometry.tiles + int(geometry.tile_in_bytes.sum())

@@ -395,6 +395,10 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
         fold_bytes = channel_bytes * C
         per_word = M // fold_bytes
         writes = result.schedule.write_cycles(config) + result.start_cycle
+        stream_end = int(result.schedule.starts[-1] + result.schedule.fold_lengths[-1]) + result.start_cycle
+        if stream_end > int(writes.max()) + 1 and stream_end == result.start_cycle + result.schedule.total_cycles:
+            raise AcceleratorError(f"layer {op.name!r}: its last stream ends after its last write and its last "
+                                   f"transfer (pixels no pooling window keeps); the engine ends a layer with those")
         for pixel in range(writes.shape[0]):
             for c in range(geometry.col_folds):
                 width = M if c == geometry.col_folds - 1 else fold_bytes  # the last column fold zeroes its word's rest
