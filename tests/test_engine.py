@@ -137,7 +137,8 @@ def test_a_layer_of_a_single_transfer_is_refused():
     rng = np.random.default_rng(3)
     ops = [random_conv(rng, "conv1", INPUT, 8, 16, 3, 1, 1), random_conv(rng, "narrow", "conv1", 16, 4, 1, 1, 0),
            random_conv(rng, "conv3", "narrow", 4, 8, 3, 1, 1)]
-    graph = IntGraph((8, 4, 4), 1.0, (0.0,) * 8, (1.0,) * 8, ops, {}, dict.fromkeys(("conv1", "narrow", "conv3"), "1:16"))
+    patterns = dict.fromkeys(("conv1", "narrow", "conv3"), "1:16")
+    graph = IntGraph((8, 4, 4), 1.0, (0.0,) * 8, (1.0,) * 8, ops, {}, patterns)
     image = rng.integers(-128, 128, size=(8, 4, 4)).astype(np.int8)
     with pytest.raises(AcceleratorError, match="layer 'narrow' moves a single DMA transfer"):
         engine_program(graph, _config(4.0, input_buffer_kib=16.0), image)

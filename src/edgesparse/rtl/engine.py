@@ -318,7 +318,6 @@ class LayerEngine(wiring.Component):
         # A monitor, not a port: a used read of a buffer met a write of the same row this cycle, which a buffer
         # built collision_free (no collision logic on hardware) must never see; the driver checks it every cycle.
         self.collision = Signal(name="collision")
-        self.map_collision = Signal(name="map_collision")  # ... a resident map's read met a write of its row
 
     def block_memories(self) -> list[tuple[int, int, int]]:
         """(width, depth, copies) of the memories synthesis maps to block RAM: every registered-read memory of more
@@ -502,13 +501,13 @@ class LayerEngine(wiring.Component):
         m.d.comb += [shifting.eq(carry_load | begin_load), word_step.eq(Mux(carry_load, step + 1, 0)),
                      weights.rd0_addr.eq(weight_row)]
         last_word = shifting & (word_step == R - 1)
-        m.d.comb += self.collision.eq(shifting & weights.read_collisions["rd0"]
-                                      | dma.busy & (dma.buf_sel == KIND_OUTPUT) & output.read_collision
-                                      | output.residual_collision
-                                      | Cat(*(feeder.collision for feeder in feeders)).any())
+        collision = (shifting & weights.read_collisions["rd0"]
+                     | dma.busy & (dma.buf_sel == KIND_OUTPUT) & output.read_collision
+                     | output.residual_collision
+                     | Cat(*(feeder.collision for feeder in feeders)).any())
         if size.resident_maps:  # a feeder's read of a resident map met the output stage's write of its row
-            m.d.comb += self.map_collision.eq(Cat(*(feeder.map_used & clash for feeder, clash in
-                                                    zip(feeders, output.map_collisions))).any())
+            collision |= Cat(*(feeder.map_used & clash for feeder, clash in zip(feeders, output.map_collisions))).any()
+        m.d.comb += self.collision.eq(collision)
         # The word enters the array FEED_LATENCY cycles after its read: the buffer's registered read, then registers
         # (as the feeders' vectors do); the strobes travel beside it.
         held_word, shift, latch = weights.rd0_data, shifting, last_word
@@ -568,7 +567,9 @@ class LayerEngine(wiring.Component):
         ready = _room(m, "ready", 0, running & last_word, begin_stream, begin_layer)
         inputs_in = _room(m, "inputs_in", 0, inputs_done, advance & tile_ends, begin_layer) | inputs_done
         if size.resident_maps:  # a tile of a resident input (and no streamed operand) waits for no transfer
-            staged = ~cur["input_resident"] if streamed_operand is None else ~cur["input_resident"] | streamed_operand
+            staged = ~cur["input_resident"]
+            if streamed_operand is not None:
+                staged |= streamed_operand
             inputs_in = inputs_in | ~staged
         m.d.comb += begin_stream.eq(running & ~carry_on & streams_left & ready & inputs_in)
         live = carry_on | begin_stream

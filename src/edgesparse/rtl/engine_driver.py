@@ -325,11 +325,12 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
         operand_resident = operand_layer is not None and not shape.residual_bytes
         out_base = placement.place(k, written[-1].stop * out_blocks,
                                    readers[k] if not shape.written_bytes else k)
-        if len(geometry.transfers()) < 2:
+        moves = geometry.transfers()
+        if len(moves) < 2:
             raise AcceleratorError(f"layer {op.name!r} moves a single DMA transfer (its input and output on chip, "
                                    f"one fold of weights); the engine's controller runs layers of two or more")
         row_bytes = shape.in_chw[2] * in_blocks * M
-        for kind, index, size in geometry.transfers():
+        for kind, index, size in moves:
             if kind == WEIGHTS:
                 _, c, r = geometry.fold_position(index)
                 entry = Transfer(kind, index, False, weights_at[k] + (c * geometry.row_folds + r)
@@ -414,7 +415,7 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
                      col_folds=max(sizes["col_folds"], geometry.col_folds),
                      width=max(sizes["width"], shape.out_hw[1]), pool=pool or sizes["pool"])
     averaging, adding = (any(layer[name] for layer in layers) for name in ("average", "add"))
-    resident = any(shape.written_bytes == 0 for _, shape in plan)
+    resident = {k: base for k, base in placement.base.items() if plan[k][1].written_bytes == 0}
     unbuilt = (AVERAGE_FIELDS if not averaging else ()) + (ADD_FIELDS if not adding else ()) \
         + (RESIDENT_FIELDS if not resident else ()) + (RESIDENT_OPERAND_FIELDS if not (resident and adding) else ())
     layers = [{name: value for name, value in layer.items() if name not in unbuilt} for layer in layers]
@@ -425,13 +426,12 @@ def engine_program(graph: IntGraph, config: AcceleratorConfig, image: np.ndarray
                       max_tile_pixels=sizes["tile_pixels"], max_col_folds=sizes["col_folds"],
                       max_width=sizes["width"], queue=len(transfers), tables=len(tables[0]), max_tiles=len(counts),
                       param_words=len(params) // C, max_layers=len(plan), pool_kernel=sizes["pool"],
-                      global_average=averaging, residual_add=adding, resident_maps=resident,
+                      global_average=averaging, residual_add=adding, resident_maps=bool(resident),
                       stages=config.product_stages)
     total = sum(layer.cycles for layer in simulated)
     limit = 2 * (sum(transfer_cycles(t.size, config.dram_bytes_per_cycle) for t in transfers) + total) + 64
     return EngineProgram([op.name for op, _ in plan], size, image_bytes, transfers, layers, tables, counts, params,
-                         [(map_at[k], references[k]) for k in range(len(plan))], expected, total, limit,
-                         {k: base for k, base in placement.base.items() if plan[k][1].written_bytes == 0})
+                         [(map_at[k], references[k]) for k in range(len(plan))], expected, total, limit, resident)
 
 
 def _dram_bytes(needed: int, rate: float) -> int:
@@ -494,19 +494,19 @@ def run_engine(program: EngineProgram) -> EngineRecord:
 
         while not ctx.get(engine.done):
             cycle = ctx.get(engine.cycle)
-            if ctx.get(engine.layer) != running:
+            layer = ctx.get(engine.layer)
+            if layer != running:
                 keep_resident(running)
-                running = ctx.get(engine.layer)
+                running = layer
             if cycle > program.cycle_limit:
-                layer = ctx.get(engine.layer)
                 raise AcceleratorError(
                     f"layer {program.names[layer]!r}: the engine ran past {program.cycle_limit} cycles, fold "
                     f"{ctx.get(engine.fold)} of {program.layers[layer]['folds']} next to stream, DMA transfer "
                     f"{ctx.get(engine.head)} of {len(program.transfers)} next")
             if ctx.get(engine.out_we):
                 record.writes[cycle] = (ctx.get(engine.out_addr), ctx.get(engine.out_mask))
-            if ctx.get(engine.collision) or ctx.get(engine.map_collision):
-                raise AcceleratorError(f"layer {program.names[ctx.get(engine.layer)]!r}, cycle {cycle}: a buffer read "
+            if ctx.get(engine.collision):
+                raise AcceleratorError(f"layer {program.names[layer]!r}, cycle {cycle}: a buffer read "
                                        f"met a write of the same row, which its block RAM (no collision logic) leaves "
                                        f"undefined")
             await ctx.tick()
@@ -515,7 +515,8 @@ def run_engine(program: EngineProgram) -> EngineRecord:
         dram = engine.dram
         for layer, (address, reference) in enumerate(program.outputs):
             record.outputs.append(kept[layer] if layer in program.resident else bytes(
-                ctx.get(dram.banks[a % dram.beat].data[a // dram.beat]) for a in range(address, address + len(reference))))
+                ctx.get(dram.banks[a % dram.beat].data[a // dram.beat])
+                for a in range(address, address + len(reference))))
 
     simulator = Simulator(engine)
     simulator.add_clock(1e-8)

@@ -206,6 +206,10 @@ class OutputStage(wiring.Component):
         self.read_collision = Signal(name="read_collision")  # a monitor: the window read met a write of its row
         # Monitors: map read port k's row met the write's (its user checks them where it keeps the data).
         self.map_collisions = [Signal(name=f"map{k}_collision") for k in range(map_reads)]
+        # The output buffer: word reads for the resident maps' readers, and one more for a resident operand (its
+        # memories are the ones a testbench reads a resident map from).
+        self.out_buffer = WordBuffer(m_out, out_depth, window, word_reads=map_reads + (map_reads > 0 and residual_add),
+                                     word_write=True, collision_free=True)
         # A monitor too: an adding layer's operand read met a write of its row (the residual buffer has no
         # collision logic).
         self.residual_collision = Signal(name="residual_collision")
@@ -213,10 +217,6 @@ class OutputStage(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         R, C, M = self.rows, self.cols, self.m_out
-        # The output buffer: word reads for the resident maps' readers, and one more for a resident operand.
-        operand_read = self.map_reads and self.residual_add
-        self.out_buffer = WordBuffer(M, self.out_depth, self.window, word_reads=self.map_reads + operand_read,
-                                     word_write=True, collision_free=True)
         col_bits = (C - 1).bit_length()
         m.submodules.requant = requant = Requantizer(C)
         m.d.comb += requant.relu.eq(self.relu)
@@ -430,9 +430,9 @@ class OutputStage(wiring.Component):
 
     def _pixel_walk(self, m: Module, prefix: str, valid, event, event_cf, first) -> tuple:
         """A stream's pixel words: a unit's pixels (``valid``, its first with ``event`` and its column fold
-        ``event_cf``) at B words a pixel from word ``first`` (a layer setting) on, a tile's column folds over the same pixels (column fold
-        0 starts where the previous tile ended). Returns this cycle's pixel word and column fold (its registers'
-        names start with ``prefix``)."""
+        ``event_cf``) at B words a pixel from word ``first`` (a layer setting, sampled at ``start``) on, a tile's
+        column folds over the same pixels (column fold 0 starts where the previous tile ended). Returns this cycle's
+        pixel word and column fold (its registers' names start with ``prefix``)."""
         next_addr, tile_base = (Signal(self.addr_bits, name=f"{prefix}next_addr"),
                                 Signal(self.addr_bits, name=f"{prefix}tile_base"))
         unit_cf = Signal.like(event_cf, name=f"{prefix}unit_cf")
