@@ -89,7 +89,7 @@ def row(summary: dict, pattern: str) -> dict:
     return {"array": f"{summary['rows']}x{summary['cols']}", "pattern": pattern, "design": design,
             "fmax_min_mhz": clock, "fmax_median_mhz": summary["fmax_median_mhz"], "seeds": len(summary["runs"]),
             "target_mhz": summary["target_mhz"],
-            "router": summary["router"],
+            "router": summary["router"], "placer": summary["placer"], "timing_ripup": summary["timing_ripup"],
             "lut4": summary["lut4"], "ff": summary["ff"], "top_ff": summary["top_ff"], "dsp": summary["dsp"],
             "ebr": summary["ebr"],
             "vgg16_fps": f"{figures['vgg16_fps']:.2f}", "resnet50_fps": f"{figures['resnet50_fps']:.2f}",

@@ -76,6 +76,8 @@ def test_the_flow_refuses_a_netlist_short_of_what_the_design_needs(placed):
     placeable.expected = {**placeable.expected, "ebr": summary["ebr"] + 1}
     with pytest.raises(EdgesparseError, match=f"synthesis uses 4 MULT18X18D and {summary['ebr']} DP16KD"):
         run_flow(placeable, folder, seeds=1)
+    with pytest.raises(EdgesparseError, match="clock constraint .* got 0"):
+        run_flow(placeable, folder, seeds=1, target_mhz=0)
 
 
 def test_a_resumed_flow_knows_its_design_by_the_verilog_not_the_python_line_numbers():
@@ -93,7 +95,69 @@ def test_a_resumed_flow_reads_back_only_the_same_routers_seeds(placed):
     summary, folder = placed
     assert summary["router"] == "router1"  # the layer unit's default
     text = (folder / "top.v").read_text()
-    assert list(_finished_runs(folder, text, "85k", 8, 200.0, "router1")) == [1]
-    assert _finished_runs(folder, text, "85k", 8, 200.0, "router2") == {}
+    assert summary["placer"] == "default" and summary["timing_ripup"] is False  # the flow's defaults
+    assert list(_finished_runs(folder, text, "85k", 8, 200.0, "router1", "default", False)) == [1]
+    assert _finished_runs(folder, text, "85k", 8, 200.0, "router2", "default", False) == {}
+    assert _finished_runs(folder, text, "85k", 8, 200.0, "router1", "timing", False) == {}
+    assert _finished_runs(folder, text, "85k", 8, 200.0, "router1", "default", True) == {}
+    assert _finished_runs(folder, text, "85k", 8, 100.0, "router1", "default", False) == {}
     with pytest.raises(ConfigError, match="router3"):
         check_target("85k", 8, 1, "router3")
+    with pytest.raises(ConfigError, match="'fast'"):
+        check_target("85k", 8, 1, "router1", "fast")
+
+
+def test_the_timing_placer_and_ripup_hand_nextpnr_their_settings(tmp_path, monkeypatch):
+    """What ``--placer timing`` and ``--tmg-ripup`` change is nextpnr's command line: the heap placer's timing
+    weight and criticality exponent, and the router's timing-driven ripup; the defaults pass none of them."""
+    from edgesparse.rtl import fpga
+
+    calls = []
+
+    def fake_run(argv, log, what):
+        calls.append(argv)
+        (log.parent / argv[argv.index("--report") + 1]).write_text(json.dumps(
+            {"fmax": {"clk": {"achieved": 123.0}}, "utilization": {}}))
+
+    monkeypatch.setattr(fpga, "_run", fake_run)
+    for placer, ripup in (("timing", True), ("default", False)):
+        run = fpga.place(tmp_path / "top.json", tmp_path, "85k", 8, 1, 100.0, "router2", placer, ripup)
+        assert run.fmax_mhz == 123.0
+        assert (tmp_path / "clk.lpf").read_text() == 'FREQUENCY PORT "clk" 100 MHz;\n'
+    timing, default = calls
+    assert timing[timing.index("--placer-heap-timingweight") + 1] == "40"
+    assert timing[timing.index("--placer-heap-critexp") + 1] == "4"
+    assert "--tmg-ripup" in timing
+    assert not any(arg.startswith(("--placer", "--tmg")) for arg in default)
+
+
+def test_kept_registers_stay_apart_through_synthesis(tmp_path):
+    """Two registers of equal inputs, one copy for each consumer: yosys merges them (opt_merge) unless they are
+    marked ``keep`` (:data:`~edgesparse.rtl.synth.KEEP`), which the flow's script gives their flip-flops: the
+    engine's buffers each keep their own write stage that way."""
+    from amaranth import Module, Signal
+    from amaranth.back import verilog
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    from edgesparse.rtl.fpga import synthesize
+    from edgesparse.rtl.synth import KEEP
+
+    class Copies(wiring.Component):
+        def __init__(self, attrs):
+            self.attrs = attrs
+            super().__init__({"a": In(8), "b": Out(8), "c": Out(8)})
+
+        def elaborate(self, platform):
+            m = Module()
+            for out in (self.b, self.c):
+                copy = Signal(8, attrs=self.attrs)
+                m.d.sync += [copy.eq(self.a), out.eq(copy)]
+            return m
+
+    counts = {}
+    for name, attrs in (("kept", KEEP), ("plain", {})):
+        (tmp_path / name).mkdir()
+        _, cells = synthesize(verilog.convert(Copies(attrs), name="top"), tmp_path / name)
+        counts[name] = cells["TRELLIS_FF"]
+    assert counts == {"kept": 32, "plain": 16}  # two copies and b and c of 8; or one copy, b = c merged too

@@ -395,26 +395,37 @@ def _word_contents(ctx, buffer: WordBuffer) -> bytes:
                     for row in range(buffer.depth) for memory in buffer.memories)
 
 
-@pytest.mark.parametrize("word_bytes, depth, window, word_reads, word_write, shared", [
-    (6, 5, 4, 1, False, 1),   # the weight buffer's shape: a 6-byte word, a 4-byte window
-    (6, 7, 6, 2, True, 1),    # a window as wide as the word; two word reads; both write ports
-    (16, 4, 4, 0, True, 1),   # the output buffer's shape: no word read, the stage's word writes
-    (16, 3, 16, 1, False, 1),
-    (1, 3, 1, 1, True, 1),
-    (16, 5, 4, 1, False, 2),  # the feeder's tile buffer on ECP5: two lanes a memory
-    (16, 3, 8, 2, False, 4),  # four lanes a memory, a window of half a word
-    (4, 5, 2, 1, False, 2),   # memories of half a word
+@pytest.mark.parametrize("word_bytes, depth, window, word_reads, word_write, shared, stage", [
+    (6, 5, 4, 1, False, 1, False),   # the weight buffer's shape: a 6-byte word, a 4-byte window
+    (6, 5, 4, 1, False, 1, True),    # ... with the engine's write stage
+    (6, 7, 6, 2, True, 1, False),    # a window as wide as the word; two word reads; both write ports
+    (16, 4, 4, 0, True, 1, False),   # the output buffer's shape: no word read, the stage's word writes
+    (16, 3, 16, 1, False, 1, False),
+    (1, 3, 1, 1, True, 1, False),
+    (16, 5, 4, 1, False, 2, False),  # the feeder's tile buffer on ECP5: two lanes a memory
+    (16, 5, 4, 1, False, 2, True),   # ... with the engine's write stage
+    (16, 3, 8, 2, False, 4, False),  # four lanes a memory, a window of half a word
+    (4, 5, 2, 1, False, 2, False),   # memories of half a word
+    (5, 3, 3, 1, False, 1, True),    # an odd word, the stage's next row past the last
 ])
-def test_word_buffer_matches_a_byte_array(word_bytes, depth, window, word_reads, word_write, shared):
+def test_word_buffer_matches_a_byte_array(word_bytes, depth, window, word_reads, word_write, shared, stage):
     """Random cycles of window writes (masks with holes, windows straddling words, ending at the last byte), window
     reads, word reads and word writes (in the same cycles) against a byte array: every read one cycle after its
-    address, the value before that cycle's writes; a lane both ports write takes the window's byte."""
+    address, the value before that cycle's writes (with the write stage: before the previous cycle's, which land
+    a cycle late); a lane both ports write takes the window's byte."""
     rng = np.random.default_rng(word_bytes * 31 + window + word_reads)
     N, W = word_bytes, window
-    buffer = WordBuffer(N, depth, W, word_reads, word_write, lanes_per_memory=shared)
+    buffer = WordBuffer(N, depth, W, word_reads, word_write, lanes_per_memory=shared, write_stage=stage)
     model = bytearray(rng.integers(0, 256, N * depth, dtype=np.uint8).tobytes())
     last = N * depth - W  # the last window start: its last byte is the buffer's last
     seen = {"straddle": 0, "holes": 0, "last": 0}
+
+    landing = []  # window writes on their way into the memories (one with the write stage)
+
+    def land(at: int, mask: int, data: bytes) -> None:
+        for i in range(W):
+            if mask >> i & 1:
+                model[at + i] = data[i]
 
     async def bench(ctx):
         _load_words(ctx, buffer, model)
@@ -445,14 +456,18 @@ def test_word_buffer_matches_a_byte_array(word_bytes, depth, window, word_reads,
                 for lane in set(range(N)) - taken:
                     if ww_mask >> lane & 1:
                         model[ww_addr * N + lane] = ww_data[lane]
-            for i in range(W):
-                if mask >> i & 1:
-                    model[at + i] = data[i]
+            landing.append((at, mask, data))
+            if len(landing) > stage:  # the write that lands at the end of this cycle
+                land(*landing.pop(0))
             seen["straddle"] += at % N + W > N and mask >> (N - at % N) > 0
             seen["holes"] += (mask + (mask & -mask)) & mask != 0  # set bits not contiguous
             seen["last"] += at == last and mask >> (W - 1) & 1
             await ctx.tick()
         assert ctx.get(buffer.r_data).to_bytes(W, "little") == expected[0]
+        ctx.set(buffer.w_mask, 0)
+        for write in landing:
+            land(*write)
+            await ctx.tick()
         assert _word_contents(ctx, buffer) == bytes(model)
 
     _simulate(buffer, bench)

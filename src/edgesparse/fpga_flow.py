@@ -51,9 +51,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     fpga.add_argument("--jobs", type=int, default=1,
                       help="seeds placed side by side, each on one core (nextpnr-ecp5 here is single-threaded) [1]")
     fpga.add_argument("--target-mhz", type=float, default=200.0, help="the clock constraint nextpnr aims at [200]")
+    fpga.add_argument("--tmg-ripup", action="store_true",
+                      help="nextpnr's timing-driven ripup: reroute the arcs that fail the constraint; give it one near "
+                           "reach (a 4x4 engine seed: 77.1 MHz without, 100.0 with --target-mhz 100; another seed's "
+                           "route did not settle; at 200 MHz none does) [off]")
     fpga.add_argument("--router", choices=["router1", "router2"], default=None,
                       help="nextpnr's router [router2 for the engine: 6 to 13 min a 4x4 seed where router1 took 26 to "
                            "over 110; router1 for the layer unit: 20 to 30 MHz faster than router2]")
+    fpga.add_argument("--placer", choices=["default", "timing"], default="default",
+                      help="nextpnr's heap placer as it comes (timing weight 10, criticality exponent 2) or 'timing' "
+                           "(40 and 4: one 4x4 engine seed 76.2 -> 99.1 MHz, but two of five seeds of the next "
+                           "netlist did not route) [default]")
     fpga.add_argument("-o", "--output", type=Path, default=None,
                       help="folder for the netlist and every report [build/fpga/RxC_N-M_L<pixels>_<multiplier>; "
                            "build/fpga/engine_RxC_N-M with --engine]")
@@ -105,7 +113,8 @@ def describe(summary: dict) -> str:
     return "\n".join([
         f"placed and routed (measured): {summary['rows']}x{summary['cols']} M={summary['m']} {summary['kind']}, "
         f"{summary['lanes']} pixel(s)/cycle, {summary['multiplier']} multiplier, on {summary['device']} "
-        f"speed {summary['speed']}, seeds {summary['seeds']}, nextpnr {summary['router']}",
+        f"speed {summary['speed']}, seeds {summary['seeds']}, nextpnr {summary['router']}, "
+        f"{summary['placer']} placer{', timing-driven ripup' if summary['timing_ripup'] else ''}",
         f"  Fmax: min {summary['fmax_min_mhz']} MHz, median {summary['fmax_median_mhz']} MHz "
         f"(constraint {summary['target_mhz']:g} MHz)",
         f"  LUT4 {summary['lut4']}, FF {summary['ff']} (the narrow top's own: {summary['top_ff']}), "
@@ -130,7 +139,8 @@ def run_fpga(args: argparse.Namespace) -> int:
         raise ConfigError(f"the PE selects by a log2(M)-bit index: M must be a power of two, got {args.pattern}")
     if args.max_words < 1:
         raise ConfigError(f"--max-words must be at least 1, got {args.max_words}")
-    check_target(args.device, args.speed, args.seeds, args.router or "router1")  # before the unit is built
+    check_target(args.device, args.speed, args.seeds, args.router or "router1",
+                 args.placer)  # before the unit is built
     lanes = args.pixels_per_cycle
     if args.engine and (lanes, args.segments, args.multiplier) != (1, 1, None):
         raise ConfigError("the layer engine places with one pixel per cycle, one segment and its MULT18X18D "
@@ -149,7 +159,7 @@ def run_fpga(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
     summary = run_flow(placeable, folder, args.device, args.speed, args.seeds, args.target_mhz, jobs=args.jobs,
-                       router=args.router,
+                       router=args.router, placer=args.placer, timing_ripup=args.tmg_ripup,
                        progress=lambda message: print(f"[fpga] {message}", file=sys.stderr, flush=True)).summary()
     print(json.dumps(summary, indent=2) if args.json else describe(summary))
     return 0

@@ -26,6 +26,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from edgesparse.errors import ConfigError
+from edgesparse.rtl.synth import KEEP
 
 BLOCK_RAM_BITS = 512  # yosys's synth_ecp5 maps a registered-read memory of more bits to DP16KD, not distributed RAM
 # (depth up to, byte lanes) a block RAM holds in one block: ECP5's DP16KD and xc7's RAMB18 as 1024 x 18 or 512 x 36.
@@ -76,10 +77,16 @@ class WordBuffer(wiring.Component):
     output); simulation still returns the old byte, hardware would not. A byte
     lane that both write ports write in one cycle takes the window's byte (to the window's word); the word write's
     byte in that lane is dropped.
+
+    With ``write_stage`` the window write lands a cycle later: the buffer samples it into registers of its own (a
+    copy in every buffer, marked ``keep``: :data:`~edgesparse.rtl.synth.KEEP`), with the next word's row, each
+    memory's choice of word and each lane's window byte already worked out from ``w_pos``, so the memories' write
+    ports take a multiplexer or two after flip-flops: a writer that feeds several buffers (the engine's DMA) routes
+    to flip-flops, not through that decoding into every block RAM. No word write port then.
     """
 
     def __init__(self, word_bytes: int, depth: int, window: int, word_reads: int = 1, word_write: bool = False,
-                 lanes_per_memory: int = 1, collision_free: bool = False):
+                 lanes_per_memory: int = 1, collision_free: bool = False, write_stage: bool = False):
         _check_count("word size", word_bytes, 1)
         _check_count("depth", depth, 1)
         _check_count("window", window, 1)
@@ -88,7 +95,8 @@ class WordBuffer(wiring.Component):
         if window > word_bytes:
             raise ConfigError(f"the word buffer's window ({window} bytes) must not exceed its word "
                               f"({word_bytes} bytes)")
-        for name, flag in (("word_write", word_write), ("collision_free", collision_free)):
+        for name, flag in (("word_write", word_write), ("collision_free", collision_free),
+                           ("write_stage", write_stage)):
             if not isinstance(flag, bool):
                 raise ConfigError(f"the word buffer's {name} must be a bool, got {flag!r}")
         G = lanes_per_memory
@@ -97,7 +105,10 @@ class WordBuffer(wiring.Component):
                               f"{word_bytes}-byte word and be at most half of it, the window ({window} bytes) at "
                               f"most half a word, and there may be no word write port")
         self.word_bytes, self.depth, self.window, self.lanes_per_memory = word_bytes, depth, window, G
-        self.word_reads, self.word_write = word_reads, word_write
+        if write_stage and word_write:
+            raise ConfigError("the word buffer's write stage delays the window write only: build it without the word "
+                              "write port")
+        self.word_reads, self.word_write, self.write_stage = word_reads, word_write, write_stage
         self.addr_bits = max(1, (depth - 1).bit_length())
         row, pos = unsigned(self.addr_bits), range(word_bytes)
         ports = {"w_row": In(row), "w_pos": In(pos), "w_data": In(unsigned(8 * window)), "w_mask": In(window),
@@ -121,7 +132,19 @@ class WordBuffer(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         N, W, G = self.word_bytes, self.window, self.lanes_per_memory
-        w_next, r_next = self.w_row + 1, self.r_row + 1
+
+        def staged(value, shape, name: str) -> Signal:
+            """The window write's ``value`` as the memories take it: this cycle's, or with the write stage the
+            previous cycle's, from a register."""
+            signal = Signal(shape, name=name, attrs=KEEP if self.write_stage else {})
+            m.d["sync" if self.write_stage else "comb"] += signal.eq(value)
+            return signal
+
+        w_row = staged(self.w_row, self.w_row.shape(), "staged_row")
+        w_next = staged(self.w_row + 1, self.w_row.shape(), "staged_next_row")
+        w_data = staged(self.w_data, self.w_data.shape(), "staged_data")
+        w_mask = staged(self.w_mask, self.w_mask.shape(), "staged_mask")
+        r_next = self.r_row + 1
         collisions = {name: [] for name in self.read_collisions}
         lane_data = []
         for number, memory in enumerate(self.memories):
@@ -130,15 +153,16 @@ class WordBuffer(wiring.Component):
             # in the next (the module docstring).
             top = (number + 1) * G - 1
             write = memory.write_port(granularity=8)
-            m.d.comb += write.addr.eq(Mux(self.w_pos <= top, self.w_row, w_next))
+            in_word = staged(self.w_pos <= top, 1, f"lanes{number}_in_word")
+            m.d.comb += write.addr.eq(Mux(in_word, w_row, w_next))
             for k in range(G):
                 lane = number * G + k
                 # The window byte this lane takes: i = lane - pos in the window's word, lane + N - pos in the next.
-                index = Signal(range(N), name=f"lane{lane}_index")
-                m.d.comb += index.eq(Mux(self.w_pos <= lane, lane - self.w_pos, lane + N - self.w_pos))
+                index = staged(Mux(self.w_pos <= lane, lane - self.w_pos, lane + N - self.w_pos), range(N),
+                               f"lane{lane}_index")
                 window_en = Signal(name=f"lane{lane}_window_en")
-                m.d.comb += [window_en.eq((index < W) & self.w_mask.bit_select(index, 1)),
-                             write.data.word_select(k, 8).eq(self.w_data.word_select(index, 8)),
+                m.d.comb += [window_en.eq((index < W) & w_mask.bit_select(index, 1)),
+                             write.data.word_select(k, 8).eq(w_data.word_select(index, 8)),
                              write.en[k].eq(window_en)]
                 if self.word_write:  # one lane a memory
                     with m.If(~window_en):

@@ -60,7 +60,9 @@ counters (a buffer's room against the transfers of its kind started, the folds l
 done ahead of the fold or tile waiting for them, the folds loaded ahead of the streams) is a count kept as a flag
 computed a cycle ahead (:func:`_room`), with this cycle's completion or start ORed in where the condition counts
 it, and a layer's counts less one are registers. The DMA's buffer writes land behind a write stage, so the start
-decision does not share a cycle with the buffers' write decoding. None of this moves a cycle: the co-simulation
+decision does not share a cycle with the buffers' write decoding; each buffer holds its own copy of the stage
+(:class:`~edgesparse.rtl.buffer.WordBuffer`'s ``write_stage``), so the long routes to the R + 2 buffers end at
+flip-flops, not in that decoding. None of this moves a cycle: the co-simulation
 checks every write's cycle against the cycle model. The feeders' vectors and the weight words leave registers into
 the array (``FEED_LATENCY`` 3: no block RAM output shares a cycle with a PE's select); the cycle model counts that
 register.
@@ -358,7 +360,7 @@ class LayerEngine(wiring.Component):
         # No buffer read meets a write of the same word: the DMA writes a weight slot or tile half only once its
         # reader is done with it, and its writes land a cycle after it starts (the write stage below).
         m.submodules.weights = weights = WordBuffer(size.word_bytes, size.weight_slots * R, dma.beat,
-                                                    collision_free=True)
+                                                    collision_free=True, write_stage=True)
         m.submodules.array = array = PipelinedArray(R, C, M, 1, 1, size.stages, size.multiplier)
         m.submodules.output = output = self.output_stage = OutputStage(R, C, M, max_groups=size.max_tile_pixels,
                                                    max_col_folds=size.max_col_folds, out_depth=size.out_words,
@@ -366,11 +368,11 @@ class LayerEngine(wiring.Component):
                                                    window=dma.beat, param_words=size.param_words,
                                                    global_average=size.global_average,
                                                    residual_add=size.residual_add,
-                                                   map_reads=R if size.resident_maps else 0)
+                                                   map_reads=R if size.resident_maps else 0, write_stage=True)
         feeders = []
         for i in range(R):
             feeder = ActivationFeeder(M, 1, depth=2 * size.tile_words, window=dma.beat, collision_free=True,
-                                      map_depth=size.out_words if size.resident_maps else 0)
+                                      map_depth=size.out_words if size.resident_maps else 0, write_stage=True)
             m.submodules[f"feeder_{i}"] = feeder
             feeders.append(feeder)
 
@@ -456,21 +458,16 @@ class LayerEngine(wiring.Component):
         else:
             m.d.comb += [getattr(self, f"dram_{name}").eq(getattr(dma, f"dram_{name}")) for name in ports[0]]
             m.d.comb += [getattr(dma, f"dram_{name}").eq(getattr(self, f"dram_{name}")) for name in ports[1]]
-        # The write stage: the DMA's buffer writes pass one register (the module docstring: no reader sees it).
-        staged = {name: Signal.like(getattr(dma, f"buf_{name}"), name=f"staged_{name}")
-                  for name in ("row", "pos", "w_data")}
-        weights_mask, tiles_mask = (Signal.like(dma.buf_w_mask, name=f"staged_{n}_mask") for n in ("weights", "tiles"))
-        m.d.sync += [staged[name].eq(getattr(dma, f"buf_{name}")) for name in staged]
-        m.d.sync += [weights_mask.eq(Mux(dma.buf_sel == KIND_WEIGHTS, dma.buf_w_mask, 0)),
-                     tiles_mask.eq(Mux(dma.buf_sel == KIND_INPUT, dma.buf_w_mask, 0))]
-        for buffer, mask in ((weights, weights_mask), *((feeder, tiles_mask) for feeder in feeders)):
-            m.d.comb += [buffer.w_row.eq(staged["row"]), buffer.w_pos.eq(staged["pos"]),
-                         buffer.w_data.eq(staged["w_data"]), buffer.w_mask.eq(mask)]
+        # The write stage: each buffer registers the DMA's writes (``write_stage``: the module docstring, no reader
+        # sees it), its mask gated here by the transfer's buffer.
+        targets = [(weights, KIND_WEIGHTS, ""), *((feeder, KIND_INPUT, "") for feeder in feeders)]
         if size.residual_add:  # the residual operands' buffer, in the output stage
-            residual_mask = Signal.like(dma.buf_w_mask, name="staged_residual_mask")
-            m.d.sync += residual_mask.eq(Mux(dma.buf_sel == KIND_RESIDUAL, dma.buf_w_mask, 0))
-            m.d.comb += [output.res_w_row.eq(staged["row"]), output.res_w_pos.eq(staged["pos"]),
-                         output.res_w_data.eq(staged["w_data"]), output.res_w_mask.eq(residual_mask)]
+            targets.append((output, KIND_RESIDUAL, "res_"))
+        for buffer, kind, prefix in targets:
+            m.d.comb += [getattr(buffer, f"{prefix}w_row").eq(dma.buf_row),
+                         getattr(buffer, f"{prefix}w_pos").eq(dma.buf_pos),
+                         getattr(buffer, f"{prefix}w_data").eq(dma.buf_w_data),
+                         getattr(buffer, f"{prefix}w_mask").eq(Mux(dma.buf_sel == kind, dma.buf_w_mask, 0))]
         m.d.comb += [output.r_row.eq(dma.buf_row), output.r_pos.eq(dma.buf_pos), dma.buf_r_data.eq(output.r_data)]
 
         # Completions: which kind (buffer) the finished transfer was.

@@ -100,7 +100,8 @@ def _walk(state, count: int, settings: dict):
 class ActivationFeeder(wiring.Component):
     """One array row's activation vectors for ``lanes`` pixels a cycle from a tile buffer of ``depth`` M-byte words,
     written ``window`` bytes (default M) a cycle; ``collision_free``: the writer never writes a word in the cycle
-    the walk reads it (:class:`~edgesparse.rtl.buffer.WordBuffer`'s flag: no collision logic on hardware).
+    the walk reads it (:class:`~edgesparse.rtl.buffer.WordBuffer`'s flag: no collision logic on hardware);
+    ``write_stage``: the window write lands a cycle later, through the buffer's own registers (its flag too).
 
     Ports (M = ``m``, L = ``lanes``, W = ``window``; every ``in`` below ``start`` is sampled with ``start``;
     coordinates and steps are signed ``COORD_BITS``-bit, addresses signed ``A + 2`` bits, A the buffer's address
@@ -136,7 +137,7 @@ class ActivationFeeder(wiring.Component):
     """
 
     def __init__(self, m: int, lanes: int = 1, depth: int = 256, window: int | None = None,
-                 collision_free: bool = False, map_depth: int = 0):
+                 collision_free: bool = False, map_depth: int = 0, write_stage: bool = False):
         if not isinstance(m, int) or isinstance(m, bool) or m < 1 or m & (m - 1):
             raise ConfigError(f"the feeder's block size M must be a power of two, got {m!r}")
         if lanes not in (1, 2):
@@ -146,8 +147,9 @@ class ActivationFeeder(wiring.Component):
         window = m if window is None else window
         if not isinstance(window, int) or isinstance(window, bool) or not 1 <= window <= m:
             raise ConfigError(f"the feeder's write window must be 1 to M = {m} bytes, got {window!r}")
-        if not isinstance(collision_free, bool):
-            raise ConfigError(f"the feeder's collision_free must be a bool, got {collision_free!r}")
+        for name, flag in (("collision_free", collision_free), ("write_stage", write_stage)):
+            if not isinstance(flag, bool):
+                raise ConfigError(f"the feeder's {name} must be a bool, got {flag!r}")
         if not isinstance(map_depth, int) or isinstance(map_depth, bool) or map_depth < 0:
             raise ConfigError(f"the feeder's map depth must be a non-negative integer, got {map_depth!r}")
         if map_depth and lanes != 1:
@@ -156,7 +158,7 @@ class ActivationFeeder(wiring.Component):
         # tile buffer's); such a read of the map beside it (its owner checks that port's collisions).
         self.collision, self.map_used = Signal(name="collision"), Signal(name="map_used")
         self.m, self.lanes, self.depth, self.window, self.collision_free = m, lanes, depth, window, collision_free
-        self.map_depth = map_depth
+        self.map_depth, self.write_stage = map_depth, write_stage
         self.tile_bits = max(1, (depth - 1).bit_length())
         self.addr_bits = max(1, (max(depth, map_depth) - 1).bit_length())
         coord, address = signed(COORD_BITS), signed(self.addr_bits + 2)
@@ -182,7 +184,7 @@ class ActivationFeeder(wiring.Component):
         M, L = self.m, self.lanes
         m.submodules.buffer = buffer = WordBuffer(M, self.depth, self.window, word_reads=L,
                                                   lanes_per_memory=lanes_per_memory(M, self.depth, self.window),
-                                                  collision_free=self.collision_free)
+                                                  collision_free=self.collision_free, write_stage=self.write_stage)
         m.d.comb += [buffer.w_row.eq(self.w_row), buffer.w_pos.eq(self.w_pos), buffer.w_data.eq(self.w_data),
                      buffer.w_mask.eq(self.w_mask)]
 

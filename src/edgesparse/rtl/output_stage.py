@@ -106,8 +106,9 @@ class OutputStage(wiring.Component):
       requantized bytes as the reference's ``add`` (``m_a`` the layer's, ``m_b`` the operand's mantissa), ReLU
       after when ``add_relu``; ``res_w_row : Signal(A), in`` / ``res_w_pos : Signal(range(m_out)), in`` /
       ``res_w_data : Signal(8 W), in`` / ``res_w_mask : Signal(W), in``: the DMA's window write into the residual
-      buffer (:class:`~edgesparse.rtl.buffer.WordBuffer`, ``out_depth`` words), which holds the operand laid out as
-      the layer's unpooled output (pixel p's channels at words ``out_base + p B`` on);
+      buffer (:class:`~edgesparse.rtl.buffer.WordBuffer`, ``out_depth`` words; with ``write_stage`` it lands a
+      cycle later, through the buffer's own registers), which holds the operand laid out as the layer's unpooled
+      output (pixel p's channels at words ``out_base + p B`` on);
     - ``relu : Signal(1), in`` / ``pool : Signal(1), in`` (a stage built with a ``pool_kernel``) / ``height``,
       ``width : Signal(range(max_width + 1)), in`` / ``out_base : Signal(A), in`` / ``out_blocks : Signal(A), in``:
       the layer's settings, held through the layer: ReLU after requantization, max pool the map of ``height`` x
@@ -143,7 +144,7 @@ class OutputStage(wiring.Component):
     def __init__(self, rows: int, cols: int, m_out: int, max_groups: int, max_col_folds: int, out_depth: int,
                  pool_kernel: int | None = None, max_width: int = 64, lanes: int = 1, segments: int = 1,
                  window: int | None = None, param_words: int | None = None, global_average: bool = False,
-                 residual_add: bool = False, map_reads: int = 0):
+                 residual_add: bool = False, map_reads: int = 0, write_stage: bool = False):
         param_words = max_col_folds if param_words is None else param_words
         for name, value in (("row count", rows), ("column count", cols), ("block size M", m_out),
                             ("tile depth", max_groups), ("column fold count", max_col_folds),
@@ -160,7 +161,8 @@ class OutputStage(wiring.Component):
         if pool_kernel not in (None, 2, 3):
             raise ConfigError(f"the output stage pools 2x2 stride 2 or 3x3 stride 2 padding 1 windows, got kernel "
                               f"{pool_kernel!r}")
-        for name, flag in (("global_average", global_average), ("residual_add", residual_add)):
+        for name, flag in (("global_average", global_average), ("residual_add", residual_add),
+                           ("write_stage", write_stage)):
             if not isinstance(flag, bool):
                 raise ConfigError(f"the output stage's {name} must be True or False, got {flag!r}")
         if not isinstance(map_reads, int) or isinstance(map_reads, bool) or map_reads < 0:
@@ -173,6 +175,7 @@ class OutputStage(wiring.Component):
         self.max_groups, self.max_col_folds, self.out_depth = max_groups, max_col_folds, out_depth
         self.pool_kernel, self.max_width, self.param_words = pool_kernel, max_width, param_words
         self.global_average, self.residual_add, self.map_reads = global_average, residual_add, map_reads
+        self.write_stage = write_stage
         self.addr_bits = max(1, (out_depth - 1).bit_length())
         self.raw_capable = 4 * cols <= m_out  # a column fold's int32 sums fit one word
         ports = {
@@ -394,7 +397,7 @@ class OutputStage(wiring.Component):
         add's registers would still hold that layer's last pixels."""
         M, C = self.m_out, self.cols
         m.submodules.residual_buffer = operands = WordBuffer(M, self.out_depth, self.window, word_reads=1,
-                                                             collision_free=True)
+                                                             collision_free=True, write_stage=self.write_stage)
         m.d.comb += [operands.w_row.eq(self.res_w_row), operands.w_pos.eq(self.res_w_pos),
                      operands.w_data.eq(self.res_w_data), operands.w_mask.eq(self.res_w_mask)]
         resident = self.map_reads > 0  # the operand may be a resident map, in the output buffer

@@ -15,8 +15,12 @@ from pathlib import Path
 
 from edgesparse.errors import EdgesparseError
 
-SYNTH_SCRIPT = ("read_verilog {source}; synth_xilinx -family xc7 -flatten -noiopad -top {top}; "
-                "tee -q -o stat.json stat -json")
+KEEP = {"keep": 1}  # a register's attributes: its flip-flops stay apart from equal ones (a copy per consumer)
+# yosys keeps a wire marked ``keep`` but merges equal flip-flops behind it (opt_merge spares cells marked so, not
+# wires): this gives each flip-flop that drives a kept wire the mark itself (run after ``proc``, which makes them).
+KEEP_REGISTERS = "proc; setattr -set keep 1 a:keep %ci1:+[Q] a:keep %d"
+SYNTH_SCRIPT = ("read_verilog {source}; " + KEEP_REGISTERS + "; synth_xilinx -family xc7 -flatten -noiopad "
+                "-top {top}; tee -q -o stat.json stat -json")
 
 
 def yosys_version(yosys: str = "yosys") -> str:
