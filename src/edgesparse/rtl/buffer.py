@@ -80,9 +80,10 @@ class WordBuffer(wiring.Component):
 
     With ``write_stage`` the window write lands a cycle later: the buffer samples it into registers of its own (a
     copy in every buffer, marked ``keep``: :data:`~edgesparse.rtl.synth.KEEP`), with the next word's row, each
-    memory's choice of word and each lane's window byte already worked out from ``w_pos``, so the memories' write
-    ports take a multiplexer or two after flip-flops: a writer that feeds several buffers (the engine's DMA) routes
-    to flip-flops, not through that decoding into every block RAM. No word write port then.
+    memory's choice of word, each lane's window index and each lane's byte already worked out from ``w_pos``, so a
+    staged byte goes straight into its block RAM and the address and enables take a multiplexer or two after
+    flip-flops: a writer that feeds several buffers (the engine's DMA) routes to flip-flops, not through that
+    decoding into every block RAM. No word write port then.
     """
 
     def __init__(self, word_bytes: int, depth: int, window: int, word_reads: int = 1, word_write: bool = False,
@@ -142,7 +143,6 @@ class WordBuffer(wiring.Component):
 
         w_row = staged(self.w_row, self.w_row.shape(), "staged_row")
         w_next = staged(self.w_row + 1, self.w_row.shape(), "staged_next_row")
-        w_data = staged(self.w_data, self.w_data.shape(), "staged_data")
         w_mask = staged(self.w_mask, self.w_mask.shape(), "staged_mask")
         r_next = self.r_row + 1
         collisions = {name: [] for name in self.read_collisions}
@@ -158,12 +158,15 @@ class WordBuffer(wiring.Component):
             for k in range(G):
                 lane = number * G + k
                 # The window byte this lane takes: i = lane - pos in the window's word, lane + N - pos in the next.
-                index = staged(Mux(self.w_pos <= lane, lane - self.w_pos, lane + N - self.w_pos), range(N),
-                               f"lane{lane}_index")
+                # Its byte is chosen before the write stage (one choice for every buffer the writer feeds: synthesis
+                # shares it), so the staged byte goes straight into the block RAM.
+                arriving = Signal(range(N), name=f"lane{lane}_arriving")
+                m.d.comb += arriving.eq(Mux(self.w_pos <= lane, lane - self.w_pos, lane + N - self.w_pos))
+                index = staged(arriving, range(N), f"lane{lane}_index")
+                byte = staged(self.w_data.word_select(arriving, 8), 8, f"lane{lane}_byte")
                 window_en = Signal(name=f"lane{lane}_window_en")
                 m.d.comb += [window_en.eq((index < W) & w_mask.bit_select(index, 1)),
-                             write.data.word_select(k, 8).eq(w_data.word_select(index, 8)),
-                             write.en[k].eq(window_en)]
+                             write.data.word_select(k, 8).eq(byte), write.en[k].eq(window_en)]
                 if self.word_write:  # one lane a memory
                     with m.If(~window_en):
                         m.d.comb += [write.addr.eq(self.ww_addr), write.data.eq(self.ww_data.word_select(lane, 8)),
