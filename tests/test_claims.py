@@ -76,3 +76,16 @@ def test_the_mutation_table_is_committed_and_every_mutation_caught():
     with open(RESULTS / "mutations.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) >= 8 and {r["result"] for r in rows} == {"caught"}, [r for r in rows if r["result"] != "caught"]
+
+
+def test_the_placed_engine_row_is_the_committed_fpga_table():
+    """The README's first placed-engine row quotes fpga.csv's engine (measured, placed and routed): its Fmax, LUT4,
+    FF and block RAMs; and the issue-12 summary quotes its VGG16 frame rate (modelled cycles x measured clock)."""
+    engine = next(r for r in _rows("fpga") if r["design"].startswith("layer engine") and r["array"] == "4x4")
+    lines = [line for line in README.splitlines() if line.startswith("| whole 4x4 1:16 layer engine")]
+    assert len(lines) == 1
+    cells = [cell.strip() for cell in lines[0].split("|")[1:-1]]
+    assert cells[3].startswith(f"{engine['fmax_min_mhz']:.1f} / {engine['fmax_median_mhz']:.1f} MHz"), cells[3]
+    assert (cells[2], cells[4], cells[5], cells[7]) == (str(engine["seeds"]), f"{engine['lut4']:,}",
+                                                       f"{engine['ff']:,}", str(engine["ebr"]))
+    assert f"{engine['vgg16_fps']} FPS on the 4x4 engine at its minimum" in README.replace("\n", " ")
