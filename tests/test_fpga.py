@@ -39,6 +39,8 @@ def test_the_expected_block_rams_and_multipliers_follow_the_unit():
 def test_fpga_rejects_an_unknown_device(capsys):
     assert main(["fpga", "--device", "99k", "--array", "2x2"]) == 2
     assert "99k" in capsys.readouterr().err
+    assert main(["fpga", "--array", "2x2", "--target-mhz", "0"]) == 2
+    assert "clock constraint" in capsys.readouterr().err
 
 
 def test_the_engine_needs_its_multipliers_and_block_rams_by_hand():

@@ -139,8 +139,8 @@ def run_fpga(args: argparse.Namespace) -> int:
         raise ConfigError(f"the PE selects by a log2(M)-bit index: M must be a power of two, got {args.pattern}")
     if args.max_words < 1:
         raise ConfigError(f"--max-words must be at least 1, got {args.max_words}")
-    check_target(args.device, args.speed, args.seeds, args.router or "router1",
-                 args.placer)  # before the unit is built
+    check_target(args.device, args.speed, args.seeds, args.router or "router1", args.placer,
+                 args.target_mhz)  # before the unit is built
     lanes = args.pixels_per_cycle
     if args.engine and (lanes, args.segments, args.multiplier) != (1, 1, None):
         raise ConfigError("the layer engine places with one pixel per cycle, one segment and its MULT18X18D "

@@ -273,7 +273,8 @@ class FlowResult:
                 "synthesis": self.synthesis, "runs": [asdict(r) for r in self.runs], "reports": self.reports}
 
 
-def check_target(device: str, speed: int, seeds: int, router: str = "router1", placer: str = "default") -> None:
+def check_target(device: str, speed: int, seeds: int, router: str = "router1", placer: str = "default",
+                 target_mhz: float = TARGET_MHZ) -> None:
     if device not in DEVICES:
         raise ConfigError(f"ECP5 device must be one of {', '.join(DEVICES)}, got {device!r}")
     if speed not in SPEEDS:
@@ -284,6 +285,8 @@ def check_target(device: str, speed: int, seeds: int, router: str = "router1", p
         raise ConfigError(f"nextpnr's router must be one of {', '.join(ROUTERS)}, got {router!r}")
     if placer not in PLACERS:
         raise ConfigError(f"the placer settings must be one of {', '.join(PLACERS)}, got {placer!r}")
+    if isinstance(target_mhz, bool) or not isinstance(target_mhz, (int, float)) or not 0 < target_mhz < 1000:
+        raise ConfigError(f"the clock constraint must be a number of MHz above 0 and below 1000, got {target_mhz!r}")
 
 
 def _run(argv: list[str], log: Path, what: str) -> None:
@@ -410,9 +413,7 @@ def run_flow(placeable: Placeable, folder: str | Path, device: str = "85k", spee
     takes minutes on a large design). ``router``: nextpnr's, :func:`default_router` of the design's kind if None;
     ``placer``: the settings of :data:`PLACERS`; ``timing_ripup``: nextpnr's ``--tmg-ripup`` (:data:`TIMING_RIPUP`)."""
     router = router or default_router(placeable.design["kind"])
-    if isinstance(target_mhz, bool) or not isinstance(target_mhz, (int, float)) or not 0 < target_mhz < 1000:
-        raise ConfigError(f"the clock constraint must be a number of MHz above 0 and below 1000, got {target_mhz!r}")
-    check_target(device, speed, seeds, router, placer)
+    check_target(device, speed, seeds, router, placer, target_mhz)
     dsp, ebr = DEVICES[device]
     need = placeable.expected
     if not fits(need, device):
